@@ -1,0 +1,211 @@
+package serversync
+
+import (
+	"context"
+	"iter"
+	"time"
+)
+
+// Store keeps everything the library persists. Implementations live under store/
+// (memory, sqlite, postgres) and must pass store/storetest.
+//
+// It is split into small interfaces by concern; a Store implements all of them.
+// Contracts for implementers, checked by storetest:
+//   - every method is safe for concurrent use and honours ctx;
+//   - records are copied in and out: mutating a returned value never changes the store;
+//   - stores keep timestamps as given (callers set CreatedAt, UpdatedAt…) and read no
+//     clock of their own: time-dependent calls take the caller's "now";
+//   - "not found" errors satisfy errors.Is(err, ErrNotFound);
+//   - a unique field already taken returns DuplicateError(entity, field);
+//   - secrets (auth.Secret fields) are sealed at rest by persistent stores and come
+//     back revealed;
+//   - List methods stream: they hold bounded memory however many records match, and
+//     stop when the caller breaks out of the loop.
+type Store interface {
+	ProfileStore
+	MailboxStore
+	SettingsStore
+	ActivityStore
+	OutboxStore
+	AlertStore
+	LeaseStore
+	// Close releases the store's resources. Calls after Close fail.
+	Close() error
+}
+
+// ProfileStore keeps email server profiles. Names are unique case-insensitively.
+type ProfileStore interface {
+	// CreateProfile stores a new profile. p.ID must be set and unused.
+	CreateProfile(ctx context.Context, p *Profile) error
+	GetProfile(ctx context.Context, id string) (*Profile, error)
+	// UpdateProfile reads the profile, calls update on a copy and stores the result,
+	// all atomically with respect to other updates of the same profile. If update
+	// returns an error nothing is stored and that error is returned as is.
+	UpdateProfile(ctx context.Context, id string, update func(*Profile) error) (*Profile, error)
+	// DeleteProfile removes a profile. It fails with ErrProfileInUse while any mailbox
+	// references it, checked atomically with the delete.
+	DeleteProfile(ctx context.Context, id string) error
+	// ListProfiles streams all profiles ordered by name.
+	ListProfiles(ctx context.Context) iter.Seq2[*Profile, error]
+}
+
+// MailboxFilter selects mailboxes; zero fields match everything.
+type MailboxFilter struct {
+	ProfileID    string
+	EmailAddress string // exact, case-insensitive
+	RegardingID  string
+	Approval     ApprovalStatus
+	Status       TestStatus
+	// Enabled, when set, matches mailboxes with (true) or without (false) any enabled workload.
+	Enabled *bool
+	// TestAndEnablePending, when set, matches on Mailbox.TestAndEnablePending.
+	TestAndEnablePending *bool
+	// Limit caps the number of results; 0 means no limit.
+	Limit int
+}
+
+// MailboxStore keeps mailboxes. EmailAddress is unique case-insensitively and a
+// non-empty Regarding.ID has at most one mailbox; a mailbox's ProfileID, when set,
+// must name an existing profile (ErrNotFound otherwise).
+type MailboxStore interface {
+	// CreateMailbox stores a new mailbox. m.ID must be set and unused.
+	CreateMailbox(ctx context.Context, m *Mailbox) error
+	GetMailbox(ctx context.Context, id string) (*Mailbox, error)
+	// UpdateMailbox works like UpdateProfile. The lease fields LeaseHost, LeaseExpiresAt
+	// and ForcedUnlockCount belong to the lease methods: changes update makes to them
+	// are ignored. NextSyncAt is stored as update leaves it.
+	UpdateMailbox(ctx context.Context, id string, update func(*Mailbox) error) (*Mailbox, error)
+	// DeleteMailbox removes a mailbox with its cursors and lease; activities stay.
+	DeleteMailbox(ctx context.Context, id string) error
+	// ListMailboxes streams matching mailboxes ordered by email address.
+	ListMailboxes(ctx context.Context, filter MailboxFilter) iter.Seq2[*Mailbox, error]
+}
+
+// SettingsStore keeps the organisation settings.
+type SettingsStore interface {
+	// GetOrgSettings returns the stored settings, or DefaultOrgSettings() when none
+	// were ever stored.
+	GetOrgSettings(ctx context.Context) (*OrgSettings, error)
+	// UpdateOrgSettings applies update atomically to the current settings.
+	UpdateOrgSettings(ctx context.Context, update func(*OrgSettings) error) (*OrgSettings, error)
+}
+
+// SaveResult reports what SaveTracked stored.
+type SaveResult struct {
+	Inserted int
+	// Duplicates are the indexes (into the activities passed) of messages that were
+	// already stored for their mailbox and were skipped.
+	Duplicates []int
+}
+
+// ActivityFilter selects activities; zero fields match everything.
+type ActivityFilter struct {
+	MailboxID        string
+	Direction        Direction
+	Status           ActivityStatus
+	MessageKey       string
+	MessageID        string // the Message-ID header, for correlation
+	TrackingToken    string
+	ConversationHash string
+	Limit            int // 0 means no limit
+}
+
+// ActivityStore keeps email activities and sync cursors.
+type ActivityStore interface {
+	// SaveTracked atomically stores activities and, when cursor is not nil, sets that
+	// cursor: either all of it happens or none. An activity whose (MailboxID,
+	// MessageKey) is already stored is skipped and reported in Duplicates, which is
+	// what makes tracking exactly-once across crashes and retries. Each activity's ID
+	// and MessageKey must be set.
+	SaveTracked(ctx context.Context, cursor *Cursor, activities []*EmailActivity) (SaveResult, error)
+	// GetCursor returns the cursor of a mailbox's folder, or ErrNotFound.
+	GetCursor(ctx context.Context, mailboxID, folder string) (*Cursor, error)
+	GetActivity(ctx context.Context, id string) (*EmailActivity, error)
+	// UpdateActivity works like UpdateProfile. MailboxID and MessageKey cannot change.
+	UpdateActivity(ctx context.Context, id string, update func(*EmailActivity) error) (*EmailActivity, error)
+	// ListActivities streams matching activities in the order they were stored.
+	ListActivities(ctx context.Context, filter ActivityFilter) iter.Seq2[*EmailActivity, error]
+}
+
+// ClaimRequest asks for outgoing emails to send.
+type ClaimRequest struct {
+	Host  string        // the claiming Syncer host
+	Now   time.Time     // the caller's clock, so tests can inject one
+	TTL   time.Duration // how long the claim holds before another host may take it
+	Limit int
+}
+
+// OutboxStore is the outgoing queue: PendingSend → Sending → Sent / Failed.
+type OutboxStore interface {
+	// QueueOutgoing stores a new outgoing activity with status PendingSend (a zero
+	// NextAttemptAt means "send now"). ID and MessageKey must be set.
+	QueueOutgoing(ctx context.Context, a *EmailActivity) error
+	// ClaimOutgoing atomically claims up to Limit activities that are either
+	// PendingSend with NextAttemptAt <= Now, or Sending with an expired claim (their
+	// sender died: the caller must reconcile before sending again). Each claimed
+	// activity is set to Sending, ClaimedBy = Host, ClaimExpiresAt = Now+TTL, and
+	// Attempts is incremented, and is returned as stored after the claim; the attempt
+	// is therefore recorded before anything is sent. Two concurrent callers never
+	// claim the same activity. Finish with UpdateActivity.
+	ClaimOutgoing(ctx context.Context, req ClaimRequest) ([]*EmailActivity, error)
+}
+
+// AlertFilter selects alerts; zero fields match everything.
+type AlertFilter struct {
+	Recipient string
+	MailboxID string
+	ProfileID string
+	Level     AlertLevel
+	Since     time.Time // CreatedAt >= Since
+	Limit     int       // 0 means no limit
+}
+
+// AlertStore keeps alerts.
+type AlertStore interface {
+	// AddAlert stores an alert; ID must be set.
+	AddAlert(ctx context.Context, a *Alert) error
+	// ListAlerts streams matching alerts, most recently stored first.
+	ListAlerts(ctx context.Context, filter AlertFilter) iter.Seq2[*Alert, error]
+}
+
+// LeaseRequest asks for due mailboxes to process.
+type LeaseRequest struct {
+	Host  string        // who takes the leases; recorded as Mailbox.LeaseHost
+	Now   time.Time     // the caller's clock, so tests can inject one
+	TTL   time.Duration // lease length; renew before it runs out
+	Limit int
+}
+
+// Lease is one host's exclusive right to process one mailbox until ExpiresAt.
+type Lease struct {
+	MailboxID string
+	Host      string
+	ExpiresAt time.Time
+	// Token increases with every acquisition of the mailbox, so a stale holder's
+	// renew or release is told apart from the current holder's.
+	Token int64
+	// TakenOver reports that the previous holder's lease had expired without a release
+	// (it died or stalled); the mailbox's ForcedUnlockCount was incremented.
+	TakenOver bool
+}
+
+// LeaseStore hands out mailboxes to Syncer hosts so no mailbox is processed by two at once.
+type LeaseStore interface {
+	// AcquireLeases leases up to Limit mailboxes whose NextSyncAt is set and <= Now and
+	// that are not leased (or whose lease expired), most overdue first. Two
+	// concurrent callers never get the same mailbox.
+	AcquireLeases(ctx context.Context, req LeaseRequest) ([]Lease, error)
+	// RenewLease extends a lease to now+ttl. It fails with ErrLeaseLost when the
+	// lease is no longer held (expired and taken, or released).
+	RenewLease(ctx context.Context, lease Lease, now time.Time, ttl time.Duration) (Lease, error)
+	// ReleaseLease gives the mailbox back and schedules it at nextSync (zero: not
+	// scheduled). It fails with ErrLeaseLost when the lease is no longer held.
+	ReleaseLease(ctx context.Context, lease Lease, nextSync time.Time) error
+}
+
+// SecretRotator is implemented by stores that seal secrets at rest. RotateSecrets
+// re-encrypts every sealed value that is not under the key provider's current key
+// and reports how many values it rewrote.
+type SecretRotator interface {
+	RotateSecrets(ctx context.Context) (int, error)
+}
