@@ -20,7 +20,9 @@ import (
 //   - secrets (auth.Secret fields) are sealed at rest by persistent stores and come
 //     back revealed;
 //   - List methods stream: they hold bounded memory however many records match, and
-//     stop when the caller breaks out of the loop.
+//     stop when the caller breaks out of the loop;
+//   - Update methods may run their callback under a lock or inside a transaction: the
+//     callback must not call the store, and may be called again if the store retries.
 type Store interface {
 	ProfileStore
 	MailboxStore
