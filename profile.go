@@ -159,6 +159,10 @@ type Profile struct {
 	// the mailbox (SASL authorization identity or a master-user login) rather than
 	// opening the mailbox the account was delegated (shared namespace).
 	UseImpersonation bool
+	// ImpersonationStyle picks how impersonation logs in: SASL authorization identity
+	// (the default) or a master-user login "mailbox<MasterSeparator>account" (Dovecot).
+	ImpersonationStyle auth.ImpersonationStyle
+	MasterSeparator    string // "" means "*"
 
 	Username string      // service account, required with Profile credentials
 	Password auth.Secret // sealed at rest
