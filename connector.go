@@ -1,0 +1,168 @@
+package serversync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/serversync/serversync/auth"
+)
+
+// Endpoint is a resolved server location for one direction of a profile.
+type Endpoint struct {
+	Host string
+	Port int
+	TLS  TLSMode // never TLSDefault once resolved
+	// RootCAsPEM are extra certificate authorities to trust besides the system roots.
+	RootCAsPEM string
+	// Timeout bounds dialing, the TLS handshake and each server reply.
+	Timeout time.Duration
+	// AllowPlaintextAuth permits sending credentials over an unencrypted connection
+	// (OrgSettings.AllowCredentialsOverNonSecureChannels).
+	AllowPlaintextAuth bool
+}
+
+// Address returns "host:port".
+func (e Endpoint) Address() string { return fmt.Sprintf("%s:%d", e.Host, e.Port) }
+
+// Target is everything a connector needs to open a session for one mailbox: where
+// to connect and with which credentials. The Syncer builds it from the profile, the
+// mailbox and the org settings (see [Admin.Target]).
+type Target struct {
+	ProfileID    string
+	MailboxID    string
+	EmailAddress string
+	Endpoint     Endpoint
+	Credentials  auth.Credentials
+}
+
+// IncomingConnector opens sessions that receive mail (IMAP, POP3, …).
+// Implementations must be safe for concurrent use; sessions need not be.
+type IncomingConnector interface {
+	OpenIncoming(ctx context.Context, target *Target) (IncomingSession, error)
+}
+
+// OutgoingConnector opens sessions that send mail (SMTP, …).
+// Implementations must be safe for concurrent use; sessions need not be.
+type OutgoingConnector interface {
+	OpenOutgoing(ctx context.Context, target *Target) (OutgoingSession, error)
+}
+
+// FetchRequest says what an incoming session should deliver.
+type FetchRequest struct {
+	// Folder to read; "" means the inbox.
+	Folder string
+	// Cursor is the connector-defined position returned with the last message
+	// processed, or nil to start from the beginning.
+	Cursor []byte
+	// Since skips messages received before it (zero: none skipped).
+	Since time.Time
+}
+
+// RemoteMessage is one message delivered by IncomingSession.Fetch. Body is valid only
+// during the callback that receives it, which keeps memory bounded however large the
+// mailbox is.
+type RemoteMessage struct {
+	Folder     string
+	Ref        string // the server's handle: IMAP UID, POP3 UIDL
+	Size       int64
+	ReceivedAt time.Time // the server's internal date, or zero when unknown
+	Body       io.Reader
+	// Cursor is the position just after this message: store it atomically with the
+	// activity (ActivityStore.SaveTracked) and the next Fetch resumes after it.
+	Cursor []byte
+}
+
+// FetchResult summarises a Fetch.
+type FetchResult struct {
+	// Cursor is the position after everything seen, even when no message was new.
+	Cursor []byte
+	// Reset reports that the server invalidated the previous cursor (IMAP UIDVALIDITY
+	// changed, POP3 UIDL list unrelated): every message was offered again from the
+	// start, and the Store's per-mailbox message keys keep them from being tracked twice.
+	Reset bool
+}
+
+// IncomingSession is an open, authenticated connection to one mailbox. It is not
+// safe for concurrent use. Optional abilities are separate interfaces ([IdleSession]).
+type IncomingSession interface {
+	// Fetch calls fn for each message after req.Cursor, in server order, and returns
+	// the cursor after the last one. An error from fn stops the fetch and is returned.
+	Fetch(ctx context.Context, req FetchRequest, fn func(*RemoteMessage) error) (FetchResult, error)
+	// Move moves a message to folder, creating the folder if it is missing.
+	Move(ctx context.Context, folder, ref, toFolder string) error
+	// Delete removes a message from the server.
+	Delete(ctx context.Context, folder, ref string) error
+	// Append stores a message in folder (creating it if missing), e.g. a copy in "Sent".
+	Append(ctx context.Context, folder string, received time.Time, msg io.Reader, size int64) error
+	// Close logs out and releases the connection.
+	Close() error
+}
+
+// IdleSession is implemented by incoming sessions that can wait for new mail (IMAP IDLE).
+type IdleSession interface {
+	// WaitForChange blocks until the server reports a change in folder or ctx ends.
+	WaitForChange(ctx context.Context, folder string) error
+}
+
+// Envelope is the SMTP envelope of one message.
+type Envelope struct {
+	From string
+	To   []string
+}
+
+// OutgoingSession is an open, authenticated connection for sending. It is not safe
+// for concurrent use.
+type OutgoingSession interface {
+	// Send transmits one message. On success the server has accepted it for every recipient.
+	Send(ctx context.Context, env Envelope, msg io.Reader) error
+	Close() error
+}
+
+// ErrorKind classifies a connector error for retry decisions (DESIGN §6).
+type ErrorKind string
+
+// Error kinds.
+const (
+	// ErrorTransient: network trouble, timeouts, 4xx replies, server busy. Retry later.
+	ErrorTransient ErrorKind = "Transient"
+	// ErrorPermanent: 5xx replies, missing mailbox, TLS required but unavailable. Disable the workload.
+	ErrorPermanent ErrorKind = "Permanent"
+	// ErrorAuth: credentials refused or expired. Permanent, and worth its own alert text.
+	ErrorAuth ErrorKind = "Authentication"
+)
+
+// ConnectorError is the one error type connectors return. Err keeps the protocol
+// error (e.g. *imap.Error, *smtp.SMTPError) reachable with errors.As.
+type ConnectorError struct {
+	Op    string     // "dial", "starttls", "authenticate", "select", "fetch", "send", …
+	Kind  ErrorKind  //
+	Scope AlertScope // ScopeMailbox or ScopeProfile (server down, TLS broken: every mailbox is hit)
+	Code  string     // stable, machine-readable, e.g. "auth_failed", "tls_unavailable"
+	Err   error
+}
+
+func (e *ConnectorError) Error() string {
+	return fmt.Sprintf("serversync: %s: %s (%s, %s): %v", e.Op, e.Code, e.Kind, e.Scope, e.Err)
+}
+
+func (e *ConnectorError) Unwrap() error { return e.Err }
+
+// Temporary reports whether retrying later may succeed.
+func (e *ConnectorError) Temporary() bool { return e.Kind == ErrorTransient }
+
+// ClassifyError returns the kind and scope of err: those of a wrapped *ConnectorError,
+// transient for context deadlines and network errors, permanent otherwise.
+func ClassifyError(err error) (ErrorKind, AlertScope) {
+	var ce *ConnectorError
+	if errors.As(err, &ce) {
+		return ce.Kind, ce.Scope
+	}
+	var temporary interface{ Temporary() bool }
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &temporary) && temporary.Temporary()) {
+		return ErrorTransient, ScopeMailbox
+	}
+	return ErrorPermanent, ScopeMailbox
+}

@@ -1,0 +1,136 @@
+// Package connector holds what every protocol connector shares: TLS configuration
+// that verifies by default, dialing bounded by a context and a timeout, bridging a
+// context onto a net.Conn that has none, and turning network and TLS failures into
+// classified *serversync.ConnectorError values.
+//
+// One package per protocol lives below it (imap, pop3, smtp); connectortest is the
+// conformance suite they all pass.
+package connector
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/serversync/serversync"
+)
+
+// TLSConfig returns the client TLS configuration for an endpoint: system roots plus
+// the profile's extra CAs, the endpoint host as server name, TLS 1.2 at least.
+// Certificate verification is never turned off.
+func TLSConfig(ep serversync.Endpoint) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: ep.Host, MinVersion: tls.VersionTLS12}
+	if ep.RootCAsPEM != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM([]byte(ep.RootCAsPEM)) {
+			return nil, Error("tls", serversync.ErrorPermanent, serversync.ScopeProfile, "tls_bad_root_ca",
+				errors.New("the profile's extra root CAs hold no PEM certificate"))
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+// Dial connects to the endpoint within ctx and the endpoint's timeout, doing the TLS
+// handshake right away for implicit TLS. STARTTLS is the protocol's job.
+func Dial(ctx context.Context, ep serversync.Endpoint) (net.Conn, error) {
+	if ep.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ep.Timeout)
+		defer cancel()
+	}
+	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
+	if ep.TLS != serversync.TLSImplicit {
+		conn, err := dialer.DialContext(ctx, "tcp", ep.Address())
+		if err != nil {
+			return nil, NetError("dial", err)
+		}
+		return conn, nil
+	}
+	cfg, err := TLSConfig(ep)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := (&tls.Dialer{NetDialer: dialer, Config: cfg}).DialContext(ctx, "tcp", ep.Address())
+	if err != nil {
+		return nil, NetError("dial", err)
+	}
+	return conn, nil
+}
+
+// Handshake upgrades conn to TLS (after STARTTLS) within ctx.
+func Handshake(ctx context.Context, conn net.Conn, ep serversync.Endpoint) (*tls.Conn, error) {
+	cfg, err := TLSConfig(ep)
+	if err != nil {
+		return nil, err
+	}
+	tlsConn := tls.Client(conn, cfg)
+	if err := tlsConn.HandshakeContext(ctx); err != nil {
+		return nil, NetError("starttls", err)
+	}
+	return tlsConn, nil
+}
+
+// WatchContext makes every blocked read or write on conn return as soon as ctx ends,
+// for protocol libraries that take no context. Call the returned stop when the
+// operation is over; it reports whether ctx had already fired (the connection's
+// deadline is then in the past and the connection should be closed).
+func WatchContext(ctx context.Context, conn net.Conn) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+}
+
+// Error builds a classified connector error.
+func Error(op string, kind serversync.ErrorKind, scope serversync.AlertScope, code string, err error) *serversync.ConnectorError {
+	return &serversync.ConnectorError{Op: op, Kind: kind, Scope: scope, Code: code, Err: err}
+}
+
+// NetError classifies a failure to reach or talk to a server: certificate problems
+// are permanent and hit the whole profile; timeouts, refusals and resets are
+// transient; context cancellation keeps its context error reachable.
+func NetError(op string, err error) error {
+	var ce *serversync.ConnectorError
+	if err == nil || errors.As(err, &ce) {
+		return err
+	}
+	var (
+		unknownAuthority x509.UnknownAuthorityError
+		hostname         x509.HostnameError
+		invalid          x509.CertificateInvalidError
+		verify           *tls.CertificateVerificationError
+		recordHeader     tls.RecordHeaderError
+		dnsErr           *net.DNSError
+	)
+	switch {
+	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verify):
+		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, "tls_verify_failed",
+			fmt.Errorf("the server's certificate is not trusted (add its CA to the profile's ExtraRootCAsPEM if it is yours): %w", err))
+	case errors.As(err, &recordHeader):
+		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, "tls_mismatch",
+			fmt.Errorf("the server did not answer with TLS: check the port and TLS mode: %w", err))
+	case errors.Is(err, context.Canceled):
+		return Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, "canceled", err)
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, "host_not_found", err)
+	}
+	return Error(op, serversync.ErrorTransient, serversync.ScopeProfile, "network", err)
+}
+
+// ErrPlaintextAuth is returned instead of sending credentials over an unencrypted
+// connection when the organisation does not allow it.
+var ErrPlaintextAuth = errors.New("connector: refusing to send credentials over an unencrypted connection (OrgSettings.AllowCredentialsOverNonSecureChannels is off)")
+
+// CheckPlaintextAuth refuses authentication on an unencrypted connection unless the
+// endpoint allows it.
+func CheckPlaintextAuth(ep serversync.Endpoint, encrypted bool) error {
+	if encrypted || ep.AllowPlaintextAuth {
+		return nil
+	}
+	return Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, "plaintext_auth_refused", ErrPlaintextAuth)
+}
