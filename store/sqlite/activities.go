@@ -1,0 +1,325 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+
+	"github.com/serversync/serversync"
+)
+
+const insertActivitySQL = `INSERT INTO activities (id, mailbox_id, message_key, direction, status, message_id,
+	tracking_token, conversation_hash, next_attempt_at, claim_expires_at, data)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mailbox_id, message_key) DO NOTHING`
+
+// activityArgs are the column values of an activity, ready for insertActivitySQL.
+func activityArgs(a *serversync.EmailActivity) ([]any, error) {
+	var data bytes.Buffer
+	enc := json.NewEncoder(&data)
+	enc.SetEscapeHTML(false) // HTML bodies are full of < and >: escaping each to \u003c would bloat them
+	if err := enc.Encode(a); err != nil {
+		return nil, fmt.Errorf("sqlite: encode activity %s: %w", a.ID, err)
+	}
+	return []any{a.ID, a.MailboxID, a.MessageKey, string(a.Direction), string(a.Status), a.MessageID,
+		a.TrackingToken, a.ConversationHash, micros(a.NextAttemptAt), micros(a.ClaimExpiresAt), data.Bytes()}, nil
+}
+
+func checkActivityKeys(a *serversync.EmailActivity) error {
+	if a.ID == "" {
+		return required("EmailActivity", "ID")
+	}
+	if a.MessageKey == "" {
+		return required("EmailActivity", "MessageKey")
+	}
+	return nil
+}
+
+// SaveTracked implements serversync.ActivityStore: one transaction for the batch and
+// the cursor, duplicates skipped by the (mailbox_id, message_key) unique key.
+func (s *Store) SaveTracked(ctx context.Context, cursor *serversync.Cursor, activities []*serversync.EmailActivity) (serversync.SaveResult, error) {
+	rows := make([][]any, len(activities))
+	for i, a := range activities { // encode before taking the write lock
+		if err := checkActivityKeys(a); err != nil {
+			return serversync.SaveResult{}, err
+		}
+		args, err := activityArgs(a)
+		if err != nil {
+			return serversync.SaveResult{}, err
+		}
+		rows[i] = args
+	}
+	var res serversync.SaveResult
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res = serversync.SaveResult{}
+		stmt, err := tx.PrepareContext(ctx, insertActivitySQL)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i, args := range rows {
+			r, err := stmt.ExecContext(ctx, args...)
+			if isUnique(err, "activities.id") {
+				return serversync.DuplicateError("EmailActivity", "ID")
+			} else if err != nil {
+				return err
+			}
+			if n, _ := r.RowsAffected(); n == 0 {
+				res.Duplicates = append(res.Duplicates, i)
+			} else {
+				res.Inserted++
+			}
+		}
+		if cursor == nil {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO cursors (mailbox_id, folder, data, updated_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (mailbox_id, folder) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
+			cursor.MailboxID, cursor.Folder, cursor.Data, micros(cursor.UpdatedAt))
+		return err
+	})
+	if err != nil {
+		return serversync.SaveResult{}, err
+	}
+	return res, nil
+}
+
+// GetCursor implements serversync.ActivityStore.
+func (s *Store) GetCursor(ctx context.Context, mailboxID, folder string) (*serversync.Cursor, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	c := serversync.Cursor{MailboxID: mailboxID, Folder: folder}
+	var updated int64
+	err := s.queryRow(ctx, "SELECT data, updated_at FROM cursors WHERE mailbox_id = ? AND folder = ?", mailboxID, folder).Scan(&c.Data, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("cursor", mailboxID+"/"+folder)
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	c.UpdatedAt = fromMicros(updated)
+	return &c, nil
+}
+
+func decodeActivity(data []byte) (*serversync.EmailActivity, error) {
+	var a serversync.EmailActivity
+	if err := json.Unmarshal(data, &a); err != nil {
+		return nil, fmt.Errorf("sqlite: decode activity: %w", err)
+	}
+	return &a, nil
+}
+
+// GetActivity implements serversync.ActivityStore.
+func (s *Store) GetActivity(ctx context.Context, id string) (*serversync.EmailActivity, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	var data []byte
+	err := s.queryRow(ctx, "SELECT data FROM activities WHERE id = ?", id).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("activity", id)
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return decodeActivity(data)
+}
+
+// UpdateActivity implements serversync.ActivityStore. Changing ID, MailboxID or
+// MessageKey fails with a *serversync.ValidationError naming the field.
+func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serversync.EmailActivity) error) (*serversync.EmailActivity, error) {
+	var out *serversync.EmailActivity
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var data []byte
+		err := tx.QueryRowContext(ctx, "SELECT data FROM activities WHERE id = ?", id).Scan(&data)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("activity", id)
+		} else if err != nil {
+			return err
+		}
+		stored, err := decodeActivity(data)
+		if err != nil {
+			return err
+		}
+		a, err := decodeActivity(data)
+		if err != nil {
+			return err
+		}
+		if err := update(a); err != nil {
+			return err
+		}
+		switch {
+		case a.ID != stored.ID:
+			return unchangeable("EmailActivity", "ID")
+		case a.MailboxID != stored.MailboxID:
+			return unchangeable("EmailActivity", "MailboxID")
+		case a.MessageKey != stored.MessageKey:
+			return unchangeable("EmailActivity", "MessageKey")
+		}
+		if err := s.rewriteActivity(ctx, tx, a); err != nil {
+			return err
+		}
+		out = a
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// rewriteActivity stores a over its row, keeping the derived columns in step.
+func (s *Store) rewriteActivity(ctx context.Context, tx *sql.Tx, a *serversync.EmailActivity) error {
+	args, err := activityArgs(a)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE activities SET direction = ?, status = ?, message_id = ?, tracking_token = ?,
+		conversation_hash = ?, next_attempt_at = ?, claim_expires_at = ?, data = ? WHERE id = ?`,
+		append(args[3:], a.ID)...)
+	return err
+}
+
+// ListActivities implements serversync.ActivityStore.
+func (s *Store) ListActivities(ctx context.Context, f serversync.ActivityFilter) iter.Seq2[*serversync.EmailActivity, error] {
+	var w where
+	for _, c := range []struct{ column, value string }{
+		{"mailbox_id", f.MailboxID}, {"direction", string(f.Direction)}, {"status", string(f.Status)},
+		{"message_key", f.MessageKey}, {"message_id", f.MessageID}, {"tracking_token", f.TrackingToken},
+		{"conversation_hash", f.ConversationHash},
+	} {
+		if c.value != "" {
+			w.add(c.column+" = ?", c.value)
+		}
+	}
+	query := "SELECT data FROM activities" + w.String() + " ORDER BY seq LIMIT ?"
+	return rowsSeq(ctx, s, query, append(w.args, limit(f.Limit)), func(rows *sql.Rows) (*serversync.EmailActivity, error) {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
+		return decodeActivity(data)
+	})
+}
+
+// ---- Outbox ------------------------------------------------------------------
+
+// QueueOutgoing implements serversync.OutboxStore.
+func (s *Store) QueueOutgoing(ctx context.Context, a *serversync.EmailActivity) error {
+	if err := checkActivityKeys(a); err != nil {
+		return err
+	}
+	queued := a.Clone()
+	queued.Status = serversync.StatusPendingSend
+	args, err := activityArgs(queued)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, insertActivitySQL, args...)
+		if isUnique(err, "activities.id") {
+			return serversync.DuplicateError("EmailActivity", "ID")
+		} else if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return serversync.DuplicateError("EmailActivity", "MessageKey")
+		}
+		return nil
+	})
+}
+
+// ClaimOutgoing implements serversync.OutboxStore. The longest-waiting activities
+// are claimed first; a Limit of 0 or less claims every claimable one.
+func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) ([]*serversync.EmailActivity, error) {
+	var claimed []*serversync.EmailActivity
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		claimed = nil
+		now := micros(req.Now)
+		rows, err := tx.QueryContext(ctx, `SELECT data FROM activities
+			WHERE (status = 'PendingSend' AND next_attempt_at <= ?) OR (status = 'Sending' AND claim_expires_at <= ?)
+			ORDER BY CASE status WHEN 'PendingSend' THEN next_attempt_at ELSE claim_expires_at END, seq
+			LIMIT ?`, now, now, limit(req.Limit))
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var data []byte
+			if err := rows.Scan(&data); err != nil {
+				rows.Close()
+				return err
+			}
+			a, err := decodeActivity(data)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			claimed = append(claimed, a)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		for _, a := range claimed {
+			a.Status, a.ClaimedBy, a.ClaimExpiresAt = serversync.StatusSending, req.Host, req.Now.Add(req.TTL)
+			a.Attempts++
+			if err := s.rewriteActivity(ctx, tx, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return claimed, nil
+}
+
+// ---- Alerts ------------------------------------------------------------------
+
+// AddAlert implements serversync.AlertStore.
+func (s *Store) AddAlert(ctx context.Context, a *serversync.Alert) error {
+	if a.ID == "" {
+		return required("Alert", "ID")
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("sqlite: encode alert: %w", err)
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO alerts (id, recipient, mailbox_id, profile_id, level, created_at, data)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, a.ID, a.Recipient, a.MailboxID, a.ProfileID, string(a.Level), micros(a.CreatedAt), data)
+		if isUnique(err, "alerts.id") {
+			return serversync.DuplicateError("Alert", "ID")
+		}
+		return err
+	})
+}
+
+// ListAlerts implements serversync.AlertStore.
+func (s *Store) ListAlerts(ctx context.Context, f serversync.AlertFilter) iter.Seq2[*serversync.Alert, error] {
+	var w where
+	for _, c := range []struct{ column, value string }{
+		{"recipient", f.Recipient}, {"mailbox_id", f.MailboxID}, {"profile_id", f.ProfileID}, {"level", string(f.Level)},
+	} {
+		if c.value != "" {
+			w.add(c.column+" = ?", c.value)
+		}
+	}
+	if !f.Since.IsZero() {
+		w.add("created_at >= ?", micros(f.Since))
+	}
+	query := "SELECT data FROM alerts" + w.String() + " ORDER BY seq DESC LIMIT ?"
+	return rowsSeq(ctx, s, query, append(w.args, limit(f.Limit)), func(rows *sql.Rows) (*serversync.Alert, error) {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
+		var a serversync.Alert
+		if err := json.Unmarshal(data, &a); err != nil {
+			return nil, fmt.Errorf("sqlite: decode alert: %w", err)
+		}
+		return &a, nil
+	})
+}

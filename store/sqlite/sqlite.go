@@ -1,0 +1,296 @@
+// Package sqlite is the embedded default serversync.Store: one SQLite file, pure Go
+// (modernc.org/sqlite, no cgo), no server to run.
+//
+// The database runs in WAL mode, so it has "-wal" and "-shm" siblings next to the
+// main file; copy all three (or use SQLite's backup) to copy a live database. Writes
+// go through a single connection whose transactions take the write lock up front
+// (BEGIN IMMEDIATE), reads through a small pool that runs beside them: that is how
+// one process uses SQLite safely from many goroutines. A Store is safe for
+// concurrent use; two processes may share a file but only one should run a Syncer
+// on it (use store/postgres for many).
+//
+// Profiles and mailboxes are stored with their credentials sealed (AES-256-GCM, see
+// package auth); the schema is migrated on Open from migrations embedded in the
+// binary, its version kept in PRAGMA user_version.
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/auth"
+)
+
+// Defaults for Options.
+const (
+	BusyTimeoutDefault  = 5 * time.Second
+	MaxReadConnsDefault = 4
+)
+
+// Options configures a Store. A nil *Options is equivalent to a zero one.
+type Options struct {
+	// Keys seal credentials at rest. nil reads them from the environment
+	// (auth.KeysFromEnv); Open fails with auth.ErrNoKey when none is configured.
+	Keys auth.KeyProvider
+	// BusyTimeout is how long a statement waits for another process's lock.
+	BusyTimeout time.Duration
+	// MaxReadConns bounds the pool of reading connections.
+	MaxReadConns int
+}
+
+// ErrClosed is returned by calls made after Close.
+var ErrClosed = errors.New("sqlite: store is closed")
+
+// Store is a serversync.Store on one SQLite file. Safe for concurrent use.
+type Store struct {
+	writer *sql.DB // one connection: SQLite has one writer anyway, and this keeps it in-process
+	reader *sql.DB
+	sealer *auth.Sealer
+	closed atomic.Bool
+}
+
+var (
+	_ serversync.Store         = (*Store)(nil)
+	_ serversync.SecretRotator = (*Store)(nil)
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Open opens the database at path, creating it if needed, and migrates its schema.
+func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	keys := opts.Keys
+	if keys == nil {
+		envKeys, err := auth.KeysFromEnv()
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
+		keys = envKeys
+	}
+	busy := cmp.Or(opts.BusyTimeout, BusyTimeoutDefault)
+	dsn := func(extra ...string) string {
+		q := url.Values{}
+		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(NORMAL)")
+		q.Add("_pragma", "cache_size(-32000)") // 32 MB page cache per connection
+		for i := 0; i+1 < len(extra); i += 2 {
+			q.Add(extra[i], extra[i+1])
+		}
+		return "file:" + path + "?" + q.Encode()
+	}
+	writer, err := sql.Open("sqlite", dsn("_txlock", "immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetConnMaxIdleTime(0)
+	s := &Store{writer: writer, sealer: auth.NewSealer(keys)}
+	if err := s.migrate(ctx); err != nil {
+		writer.Close()
+		return nil, err
+	}
+	reader, err := sql.Open("sqlite", dsn("_pragma", "query_only(1)"))
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	reader.SetMaxOpenConns(cmp.Or(opts.MaxReadConns, MaxReadConnsDefault))
+	s.reader = reader
+	return s, nil
+}
+
+// Close closes the database. Calls after Close fail with ErrClosed.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	return errors.Join(s.reader.Close(), s.writer.Close())
+}
+
+func (s *Store) migrations() ([]string, error) {
+	names, err := migrationFiles.ReadDir("migrations")
+	if err != nil {
+		return nil, err
+	}
+	files := make([]string, 0, len(names))
+	for _, n := range names {
+		files = append(files, n.Name())
+	}
+	sort.Strings(files) // numbered names: 0001_…, 0002_…
+	return files, nil
+}
+
+// migrate applies the migrations the database hasn't seen, each in its own
+// transaction together with the new user_version, so a crash never leaves half.
+func (s *Store) migrate(ctx context.Context) error {
+	files, err := s.migrations()
+	if err != nil {
+		return err
+	}
+	version, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if version > len(files) {
+		return fmt.Errorf("sqlite: the database has schema version %d but this build knows only %d: use a newer serversync", version, len(files))
+	}
+	for i := version; i < len(files); i++ {
+		script, err := migrationFiles.ReadFile("migrations/" + files[i])
+		if err != nil {
+			return err
+		}
+		err = s.write(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, string(script)); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("sqlite: migration %s: %w", files[i], err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion returns the number of migrations applied to the database.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := s.writer.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("sqlite: read schema version: %w", err)
+	}
+	return v, nil
+}
+
+// write runs fn in an immediate write transaction, committing if it returns nil.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	return s.reader.QueryContext(ctx, query, args...)
+}
+
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return s.reader.QueryRowContext(ctx, query, args...)
+}
+
+// micros stores a time as Unix microseconds, the zero time as 0.
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func notFound(entity, id string) error {
+	return fmt.Errorf("sqlite: %s %q: %w", entity, id, serversync.ErrNotFound)
+}
+
+func unchangeable(entity, field string) error {
+	return &serversync.ValidationError{Entity: entity, Field: field, Reason: "cannot be changed once stored"}
+}
+
+func required(entity, field string) error {
+	return &serversync.ValidationError{Entity: entity, Field: field, Reason: "must be set"}
+}
+
+func isUnique(err error, column string) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") && strings.Contains(err.Error(), column)
+}
+
+// where builds a WHERE clause from the conditions whose value is set.
+type where struct {
+	clauses []string
+	args    []any
+}
+
+func (w *where) add(cond string, arg any) {
+	w.clauses = append(w.clauses, cond)
+	w.args = append(w.args, arg)
+}
+
+func (w *where) String() string {
+	if len(w.clauses) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(w.clauses, " AND ")
+}
+
+func limit(n int) int {
+	if n <= 0 {
+		return -1 // SQLite: no limit
+	}
+	return n
+}
+
+// rowsSeq streams rows through decode, closing them when the consumer stops. The
+// query runs when iteration starts, so an unused iterator costs nothing.
+func rowsSeq[T any](ctx context.Context, s *Store, query string, args []any, decode func(*sql.Rows) (T, error)) func(func(T, error) bool) {
+	return func(yield func(T, error) bool) {
+		var zero T
+		rows, err := s.query(ctx, query, args...)
+		if err != nil {
+			yield(zero, fmt.Errorf("sqlite: %w", err))
+			return
+		}
+		defer rows.Close()
+		for rows.Next() {
+			v, err := decode(rows)
+			if err != nil {
+				yield(zero, err)
+				return
+			}
+			if !yield(v, nil) {
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			yield(zero, fmt.Errorf("sqlite: %w", err))
+		}
+	}
+}
