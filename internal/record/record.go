@@ -200,4 +200,3 @@ func containsSecret(t reflect.Type, seen map[reflect.Type]bool) bool {
 }
 
 func fieldByPath(v reflect.Value, p secretPath) reflect.Value { return v.FieldByIndex(p.index) }
-
