@@ -121,6 +121,23 @@ type OutgoingSession interface {
 	Close() error
 }
 
+// TestStep is one step of Test Connection ("connect", "tls", "authenticate",
+// "open-inbox", "mail-from", …) with its outcome and, on failure, a message a person
+// can act on.
+type TestStep struct {
+	Name     string
+	OK       bool
+	Detail   string
+	Err      error
+	Duration time.Duration
+}
+
+// Prober is implemented by connectors that can test a target step by step without
+// changing anything on the server (no message sent, nothing moved).
+type Prober interface {
+	Probe(ctx context.Context, target *Target) []TestStep
+}
+
 // ErrorKind classifies a connector error for retry decisions (DESIGN §6).
 type ErrorKind string
 
