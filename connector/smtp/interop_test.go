@@ -115,3 +115,21 @@ func TestInteropFailures(t *testing.T) {
 	}
 	assert.Equal(t, "rcpt-to", steps[len(steps)-1].Name)
 }
+
+// Test Connection end to end: a profile and mailbox resolved to the real Postfix.
+func TestInteropTestConnection(t *testing.T) {
+	ep := interopEndpoint(t, "SERVERSYNC_INTEROP_SUBMISSION_PORT", serversync.TLSStartTLS)
+	p := &serversync.Profile{ID: "p", ServerType: serversync.ServerTypeIMAPSMTP,
+		IncomingServer: "localhost", OutgoingServer: "localhost", OutgoingPort: ep.Port,
+		OutgoingTLS: serversync.TLSStartTLS, ExtraRootCAsPEM: ep.RootCAsPEM}
+	serversync.NormalizeProfile(p)
+	m := &serversync.Mailbox{ID: "m", EmailAddress: interopUser("bob"), Password: auth.NewSecret("bob-pass")}
+	report := serversync.TestConnection(context.Background(), p, m, serversync.DefaultOrgSettings(), nil, New(nil))
+	var names []string
+	for _, s := range report.Outgoing {
+		names = append(names, s.Name)
+		assert.True(t, s.OK, "%s: %v", s.Name, s.Err)
+	}
+	assert.Equal(t, []string{"resolve", "connect", "tls", "authenticate", "mail-from", "rcpt-to"}, names)
+	assert.True(t, report.OK())
+}
