@@ -117,12 +117,9 @@ func (s *Store) GetActivity(ctx context.Context, id string) (*serversync.EmailAc
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	var data []byte
-	err := s.queryRow(ctx, "SELECT data FROM activities WHERE id = ?", id).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFound("activity", id)
-	} else if err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
+	data, err := readData(ctx, s.reader, "activities", "activity", id)
+	if err != nil {
+		return nil, err
 	}
 	return decodeActivity(data)
 }
@@ -132,14 +129,7 @@ func (s *Store) GetActivity(ctx context.Context, id string) (*serversync.EmailAc
 func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serversync.EmailActivity) error) (*serversync.EmailActivity, error) {
 	var out *serversync.EmailActivity
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var data []byte
-		err := tx.QueryRowContext(ctx, "SELECT data FROM activities WHERE id = ?", id).Scan(&data)
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("activity", id)
-		} else if err != nil {
-			return err
-		}
-		stored, err := decodeActivity(data)
+		data, err := readData(ctx, tx, "activities", "activity", id)
 		if err != nil {
 			return err
 		}
@@ -147,6 +137,7 @@ func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serv
 		if err != nil {
 			return err
 		}
+		stored := *a
 		if err := update(a); err != nil {
 			return err
 		}

@@ -60,12 +60,9 @@ func (s *Store) GetProfile(ctx context.Context, id string) (*serversync.Profile,
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	var data []byte
-	err := s.queryRow(ctx, "SELECT data FROM profiles WHERE id = ?", id).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFound("profile", id)
-	} else if err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
+	data, err := readData(ctx, s.reader, "profiles", "profile", id)
+	if err != nil {
+		return nil, err
 	}
 	return s.decodeProfile(ctx, id, data)
 }
@@ -74,11 +71,8 @@ func (s *Store) GetProfile(ctx context.Context, id string) (*serversync.Profile,
 func (s *Store) UpdateProfile(ctx context.Context, id string, update func(*serversync.Profile) error) (*serversync.Profile, error) {
 	var out *serversync.Profile
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var data []byte
-		err := tx.QueryRowContext(ctx, "SELECT data FROM profiles WHERE id = ?", id).Scan(&data)
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("profile", id)
-		} else if err != nil {
+		data, err := readData(ctx, tx, "profiles", "profile", id)
+		if err != nil {
 			return err
 		}
 		p, err := s.decodeProfile(ctx, id, data)

@@ -205,6 +205,24 @@ func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Ro
 	return s.reader.QueryRowContext(ctx, query, args...)
 }
 
+// rowQuerier is a *sql.DB or a *sql.Tx.
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// readData returns the data column of the row of table with that id, or an error
+// wrapping ErrNotFound.
+func readData(ctx context.Context, q rowQuerier, table, entity, id string) ([]byte, error) {
+	var data []byte
+	err := q.QueryRowContext(ctx, "SELECT data FROM "+table+" WHERE id = ?", id).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound(entity, id)
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return data, nil
+}
+
 // micros stores a time as Unix microseconds, the zero time as 0.
 func micros(t time.Time) int64 {
 	if t.IsZero() {
