@@ -104,6 +104,8 @@ type IncomingSession interface {
 // IdleSession is implemented by incoming sessions that can wait for new mail (IMAP IDLE).
 type IdleSession interface {
 	// WaitForChange blocks until the server reports a change in folder or ctx ends.
+	// When the server cannot wait (no IDLE), it returns an error matching
+	// errors.ErrUnsupported, so callers fall back to polling.
 	WaitForChange(ctx context.Context, folder string) error
 }
 

@@ -1,7 +1,11 @@
 // Package connector holds what every protocol connector shares: TLS configuration
-// that verifies by default, dialing bounded by a context and a timeout, bridging a
-// context onto a net.Conn that has none, and turning network and TLS failures into
-// classified *serversync.ConnectorError values.
+// that verifies by default, dialing bounded by a context and a timeout, and turning
+// network and TLS failures into classified *serversync.ConnectorError values.
+//
+// The protocol libraries take no context and set connection deadlines of their own,
+// so a deadline set when a context ends can be overwritten: connectors interrupt a
+// call by closing its connection (smtp) or by wrapping it so a cancellation can't be
+// undone (imap).
 //
 // One package per protocol lives below it (imap, pop3, smtp); connectortest is the
 // conformance suite they all pass.
@@ -63,27 +67,6 @@ func Dial(ctx context.Context, ep serversync.Endpoint) (net.Conn, error) {
 		return nil, NetError("dial", err)
 	}
 	return conn, nil
-}
-
-// Handshake upgrades conn to TLS (after STARTTLS) within ctx.
-func Handshake(ctx context.Context, conn net.Conn, ep serversync.Endpoint) (*tls.Conn, error) {
-	cfg, err := TLSConfig(ep)
-	if err != nil {
-		return nil, err
-	}
-	tlsConn := tls.Client(conn, cfg)
-	if err := tlsConn.HandshakeContext(ctx); err != nil {
-		return nil, NetError("starttls", err)
-	}
-	return tlsConn, nil
-}
-
-// WatchContext makes every blocked read or write on conn return as soon as ctx ends,
-// for protocol libraries that take no context. Call the returned stop when the
-// operation is over; it reports whether ctx had already fired (the connection's
-// deadline is then in the past and the connection should be closed).
-func WatchContext(ctx context.Context, conn net.Conn) (stop func() bool) {
-	return context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 }
 
 // Error builds a classified connector error.

@@ -1,0 +1,251 @@
+package imap
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+
+	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/auth"
+	"github.com/serversync/serversync/connector"
+)
+
+// Defaults of [Options].
+const (
+	// FetchBatchSizeDefault is how many UIDs one UID FETCH command asks for.
+	FetchBatchSizeDefault = 200
+	// MaxParallelFetchDefault is how many connections one Fetch may use: 1 turns
+	// parallel fetching off.
+	MaxParallelFetchDefault = 1
+	// IdleRestartDefault is how often a waiting IDLE is restarted, under the 29
+	// minutes after which RFC 2177 lets servers drop an idle client.
+	IdleRestartDefault = 25 * time.Minute
+	// LogoutTimeoutDefault bounds the LOGOUT that Close sends.
+	LogoutTimeoutDefault = 5 * time.Second
+)
+
+// parallelMinBatches is how many batches a fetch must span before extra
+// connections are worth opening.
+const parallelMinBatches = 4
+
+// Options configure a [Connector]. A nil *Options is equivalent to a zero Options,
+// and zero fields take the …Default constants.
+type Options struct {
+	// FetchBatchSize is how many UIDs one UID FETCH asks for (default 200).
+	FetchBatchSize int
+	// MaxParallelFetch is how many connections one Fetch may use to download a
+	// large range (more than 4 batches), within the profile's connection budget:
+	// the session's own plus MaxParallelFetch-1 extra ones opened for that fetch.
+	// Messages are still delivered one at a time in UID order; batches fetched
+	// ahead are held in memory, at most (MaxParallelFetch+1) × FetchBatchSize
+	// messages. Default 1: off, every body streams from the server to the callback.
+	MaxParallelFetch int
+	// IdleRestart is how often WaitForChange restarts IDLE (default 25 minutes).
+	IdleRestart time.Duration
+	// Logger receives debug logs about connections; nil discards them. Secrets are
+	// never logged.
+	Logger *slog.Logger
+}
+
+// Connector opens IMAP sessions. It implements serversync.IncomingConnector and
+// is safe for concurrent use; the sessions it opens are not.
+type Connector struct {
+	batchSize   int
+	maxParallel int
+	idleRestart time.Duration
+	log         *slog.Logger
+}
+
+var _ serversync.IncomingConnector = (*Connector)(nil)
+
+// New returns an IMAP connector. A nil opts means defaults.
+func New(opts *Options) *Connector {
+	if opts == nil {
+		opts = &Options{}
+	}
+	c := &Connector{
+		batchSize:   cmp.Or(max(opts.FetchBatchSize, 0), FetchBatchSizeDefault),
+		maxParallel: cmp.Or(max(opts.MaxParallelFetch, 0), MaxParallelFetchDefault),
+		idleRestart: cmp.Or(max(opts.IdleRestart, 0), IdleRestartDefault),
+		log:         opts.Logger,
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// OpenIncoming connects to target.Endpoint, upgrades with STARTTLS when the
+// endpoint says so (never falling back to plaintext), authenticates with
+// target.Credentials and, for delegation, finds the other-users namespace. The
+// session implements serversync.IncomingSession and serversync.IdleSession.
+//
+// Errors are *serversync.ConnectorError values: codes "tls_unavailable",
+// "tls_verify_failed", "plaintext_auth_refused", "auth_failed", "auth_unavailable",
+// "delegation_unavailable", "network", … with the raw *imap.Error reachable
+// through errors.As.
+func (c *Connector) OpenIncoming(ctx context.Context, target *serversync.Target) (serversync.IncomingSession, error) {
+	s, err := c.open(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// open dials, secures and authenticates a session.
+func (c *Connector) open(ctx context.Context, target *serversync.Target) (*session, error) {
+	if target == nil || target.Endpoint.Host == "" || target.Endpoint.Port == 0 {
+		return nil, connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, "bad_target",
+			errors.New("imap: target has no host or port"))
+	}
+	switch target.Endpoint.TLS {
+	case serversync.TLSImplicit, serversync.TLSStartTLS, serversync.TLSNone:
+	default:
+		return nil, connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, "bad_target",
+			fmt.Errorf("imap: unresolved TLS mode %q", target.Endpoint.TLS))
+	}
+	s := &session{
+		c:       c,
+		target:  *target,
+		timeout: cmp.Or(target.Endpoint.Timeout, serversync.ConnectionTimeoutDefault),
+		changed: make(chan struct{}, 1),
+		folders: make(map[string]folderState),
+		created: make(map[string]bool),
+		log:     c.log.With("host", target.Endpoint.Host, "mailbox", target.MailboxID),
+	}
+	raw, err := connector.Dial(ctx, target.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	s.conn = newGuardedConn(raw)
+	options := &imapclient.Options{UnilateralDataHandler: s.unilateralHandler()}
+
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeConn()
+		}
+	}()
+	switch target.Endpoint.TLS {
+	case serversync.TLSStartTLS:
+		tlsConfig, err := connector.TLSConfig(target.Endpoint)
+		if err != nil {
+			return nil, err
+		}
+		options.TLSConfig = tlsConfig
+		err = s.run(ctx, "starttls", func() error {
+			client, err := imapclient.NewStartTLS(s.conn, options)
+			if err != nil {
+				var imapErr *goimap.Error
+				if errors.As(err, &imapErr) {
+					return connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, CodeTLSUnavailable,
+						fmt.Errorf("imap: the server refused STARTTLS, which the profile requires (credentials were not sent): %w", err))
+				}
+				return err
+			}
+			s.client = client
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	default: // implicit TLS (already done by Dial) or none
+		s.client = imapclient.New(s.conn, options)
+		if err := s.run(ctx, "greeting", s.client.WaitGreeting); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.authenticate(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.loadNamespace(ctx); err != nil {
+		return nil, err
+	}
+	ok = true
+	s.log.Debug("imap: session open", "tls", target.Endpoint.TLS, "credentials", target.Credentials.Kind)
+	return s, nil
+}
+
+// authenticate logs in as target.Credentials say, refusing to send credentials
+// in the clear unless the endpoint allows it.
+func (s *session) authenticate(ctx context.Context) error {
+	creds := s.target.Credentials
+	encrypted := s.target.Endpoint.TLS == serversync.TLSImplicit || s.target.Endpoint.TLS == serversync.TLSStartTLS
+	if err := connector.CheckPlaintextAuth(s.target.Endpoint, encrypted); err != nil {
+		return err
+	}
+	if creds.Kind == auth.KindAnonymous || creds.Kind == "" {
+		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, CodeAuthUnavailable,
+			fmt.Errorf("imap: %q credentials cannot log in to IMAP", creds.Kind))
+	}
+	var caps goimap.CapSet
+	if err := s.run(ctx, "capability", func() error {
+		caps = s.client.Caps()
+		if caps == nil {
+			return errors.New("imap: no CAPABILITY reply")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if s.client.State() != goimap.ConnStateNotAuthenticated {
+		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, CodeProtocol,
+			errors.New("imap: server pre-authenticated the connection (PREAUTH): cannot log in as the profile says"))
+	}
+
+	mech, client, saslErr := creds.SASLClient(ctx, caps.AuthMechanisms())
+	useLogin := saslErr != nil && errors.Is(saslErr, auth.ErrMechanismUnavailable) &&
+		creds.CanUsePlainLogin() && !caps.Has(goimap.CapLoginDisabled)
+	if saslErr != nil && !useLogin {
+		if caps.Has(goimap.CapLoginDisabled) && !encrypted {
+			saslErr = fmt.Errorf("%w (the server advertises LOGINDISABLED on this unencrypted connection: use TLS)", saslErr)
+		}
+		return s.classify("authenticate", saslErr, nil)
+	}
+	err := s.run(ctx, "authenticate", func() error {
+		if useLogin {
+			return s.client.Login(creds.LoginName(), creds.Password.Reveal()).Wait()
+		}
+		return s.client.Authenticate(saslClient{client})
+	})
+	var refused saslError
+	if errors.As(err, &refused) {
+		// The mechanism itself gave up (e.g. the server's XOAUTH2 error challenge).
+		return connector.Error("authenticate", serversync.ErrorAuth, credentialScope(creds), CodeAuthFailed, refused.err)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Debug("imap: authenticated", "mechanism", cmp.Or(mech, "LOGIN"))
+	return s.run(ctx, "capability", func() error {
+		s.caps = s.client.Caps()
+		if s.caps == nil {
+			return errors.New("imap: no CAPABILITY reply after login")
+		}
+		return nil
+	})
+}
+
+// saslClient marks errors of the SASL mechanism itself, which imapclient returns
+// as they are, so that they are reported as refused credentials.
+type saslClient struct{ sasl.Client }
+
+func (c saslClient) Next(challenge []byte) ([]byte, error) {
+	resp, err := c.Client.Next(challenge)
+	if err != nil {
+		err = saslError{err}
+	}
+	return resp, err
+}
+
+type saslError struct{ err error }
+
+func (e saslError) Error() string { return e.err.Error() }
+func (e saslError) Unwrap() error { return e.err }

@@ -1,0 +1,136 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"golang.org/x/oauth2"
+
+	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/auth"
+	"github.com/serversync/serversync/connector"
+)
+
+// ErrIdleUnsupported is returned by WaitForChange when the server offers neither
+// IDLE nor IMAP4rev2: poll instead. It matches errors.ErrUnsupported, so callers
+// that must not import this package can recognise it too.
+var ErrIdleUnsupported = fmt.Errorf("imap: the server does not support IDLE: %w", errors.ErrUnsupported)
+
+// ErrSessionBroken is wrapped by the errors of a session whose connection was
+// lost or aborted (a canceled context aborts the command in flight): open a new one.
+var ErrSessionBroken = errors.New("imap: session unusable after a lost or aborted connection")
+
+// errSessionClosed is returned by a session used after Close.
+var errSessionClosed = errors.New("imap: session closed")
+
+// Stable error codes of this package, besides those of package connector.
+const (
+	CodeAuthFailed            = "auth_failed"
+	CodeAuthExpired           = "auth_expired"
+	CodeAuthUnavailable       = "auth_unavailable" // no mechanism the credentials can use
+	CodeTLSUnavailable        = "tls_unavailable"
+	CodeDelegationUnavailable = "delegation_unavailable"
+	CodeFolderNotFound        = "folder_not_found"
+	CodeUIDValidityChanged    = "uidvalidity_changed"
+	CodeBadCursor             = "bad_cursor"
+	CodeBadRef                = "bad_ref"
+	CodeServerUnavailable     = "server_unavailable"
+	CodeOverQuota             = "over_quota"
+	CodeNoPermission          = "no_permission"
+	CodeCommandFailed         = "command_failed"
+	CodeProtocol              = "protocol_error"
+	CodeCanceled              = "canceled"
+	CodeTimeout               = "timeout"
+)
+
+// credentialScope is where an authentication problem belongs: a service account
+// (impersonation, delegation) is shared by every mailbox of the profile.
+func credentialScope(creds auth.Credentials) serversync.AlertScope {
+	switch creds.Kind {
+	case auth.KindImpersonation, auth.KindDelegation:
+		return serversync.ScopeProfile
+	}
+	return serversync.ScopeMailbox
+}
+
+// classify turns an error from an IMAP operation into a *serversync.ConnectorError.
+// ctxErr is the error of the context that bounded the operation when it fired;
+// conn supplies the network error imapclient reports only as text.
+func (s *session) classify(op string, err error, ctxErr error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *serversync.ConnectorError
+	if errors.As(err, &ce) {
+		return err
+	}
+	if ctxErr != nil {
+		code := CodeCanceled
+		if errors.Is(ctxErr, context.DeadlineExceeded) {
+			code = CodeTimeout
+		}
+		return connector.Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, code,
+			fmt.Errorf("imap: %s: %w (%w)", op, ctxErr, ErrSessionBroken))
+	}
+	var imapErr *goimap.Error
+	if errors.As(err, &imapErr) {
+		return classifyResponse(op, imapErr, err, s.target.Credentials)
+	}
+	var retrieve *oauth2.RetrieveError
+	if errors.As(err, &retrieve) {
+		return connector.Error(op, serversync.ErrorAuth, credentialScope(s.target.Credentials), CodeAuthFailed, err)
+	}
+	if errors.Is(err, auth.ErrMechanismUnavailable) {
+		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, CodeAuthUnavailable, err)
+	}
+	// Anything else is the connection failing under us: imapclient reports
+	// network errors as text, so prefer the one the connection saw.
+	if s.conn != nil {
+		if netErr := s.conn.readErr(); netErr != nil && !errors.Is(netErr, errAborted) {
+			err = fmt.Errorf("%w (%w)", netErr, err)
+		}
+	}
+	if s.client != nil {
+		err = fmt.Errorf("%w (%w)", err, ErrSessionBroken)
+	}
+	return connector.NetError(op, fmt.Errorf("imap: %s: %w", op, err))
+}
+
+// classifyResponse classifies a tagged NO or BAD by its response code (RFC 5530).
+func classifyResponse(op string, imapErr *goimap.Error, err error, creds auth.Credentials) error {
+	kind, scope, code := serversync.ErrorPermanent, serversync.ScopeMailbox, CodeCommandFailed
+	switch imapErr.Type {
+	case goimap.StatusResponseTypeBad:
+		code = CodeProtocol
+	case goimap.StatusResponseTypeBye: // e.g. a greeting refusing more connections
+		kind, code = serversync.ErrorTransient, CodeServerUnavailable
+	}
+	switch imapErr.Code {
+	case goimap.ResponseCodeUnavailable, goimap.ResponseCodeServerBug, goimap.ResponseCodeInUse,
+		goimap.ResponseCodeLimit, goimap.ResponseCode("TOOMANY"), goimap.ResponseCode("EXPUNGEISSUED"):
+		kind, code = serversync.ErrorTransient, CodeServerUnavailable
+	case goimap.ResponseCodeAuthenticationFailed:
+		kind, scope, code = serversync.ErrorAuth, credentialScope(creds), CodeAuthFailed
+	case goimap.ResponseCodeAuthorizationFailed:
+		// The service account authenticated but may not act for this mailbox.
+		kind, code = serversync.ErrorAuth, CodeAuthFailed
+	case goimap.ResponseCodeExpired, goimap.ResponseCodeContactAdmin:
+		kind, scope, code = serversync.ErrorAuth, credentialScope(creds), CodeAuthExpired
+	case goimap.ResponseCodePrivacyRequired:
+		scope, code = serversync.ScopeProfile, CodeTLSUnavailable
+	case goimap.ResponseCodeNonExistent, goimap.ResponseCodeTryCreate:
+		code = CodeFolderNotFound
+	case goimap.ResponseCodeOverQuota:
+		code = CodeOverQuota
+	case goimap.ResponseCodeNoPerm:
+		code = CodeNoPermission
+	case "":
+		if op == "authenticate" && imapErr.Type == goimap.StatusResponseTypeNo {
+			// Many servers refuse a login without a response code.
+			kind, scope, code = serversync.ErrorAuth, credentialScope(creds), CodeAuthFailed
+		}
+	}
+	return connector.Error(op, kind, scope, code, fmt.Errorf("imap: %s: %w", op, err))
+}

@@ -1,0 +1,457 @@
+package imap
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/connector"
+)
+
+// fetchOptions asks for what a RemoteMessage needs. BODY.PEEK[] leaves \Seen alone.
+var fetchOptions = &goimap.FetchOptions{
+	UID:          true,
+	RFC822Size:   true,
+	InternalDate: true,
+	BodySection:  []*goimap.FetchItemBodySection{{Peek: true}},
+}
+
+// fetchedMessage is one message's FETCH data; body is set when it was read into
+// memory rather than streamed.
+type fetchedMessage struct {
+	uid     uint32
+	size    int64
+	date    time.Time
+	hasSize bool
+	hasDate bool
+	body    []byte
+}
+
+// fetchRun is the state of one Fetch call.
+type fetchRun struct {
+	req         serversync.FetchRequest
+	fn          func(*serversync.RemoteMessage) error
+	uidValidity uint32
+	modSeq      uint64
+	after       uint32 // offer only UIDs above it
+	progress    uint32 // highest UID offered or skipped so far
+}
+
+func (r *fetchRun) cursorAt(uid uint32) cursor {
+	return cursor{UIDValidity: r.uidValidity, UID: uid, ModSeq: r.modSeq}
+}
+
+// deliver hands one message to the caller's callback, or skips it when it is not
+// new or was received before req.Since. body is valid only during the call.
+func (r *fetchRun) deliver(m *fetchedMessage, body io.Reader) error {
+	if m.uid <= r.after {
+		return nil // "UID n:*" returns the last message even when it is older
+	}
+	if !r.req.Since.IsZero() && m.hasDate && m.date.Before(r.req.Since) {
+		r.progress = max(r.progress, m.uid)
+		return nil
+	}
+	size := m.size
+	if !m.hasSize && m.body != nil {
+		size = int64(len(m.body))
+	}
+	err := r.fn(&serversync.RemoteMessage{
+		Folder:     r.req.Folder,
+		Ref:        strconv.FormatUint(uint64(m.uid), 10),
+		Size:       size,
+		ReceivedAt: m.date,
+		Body:       body,
+		Cursor:     r.cursorAt(m.uid).encode(),
+	})
+	if err != nil {
+		return callbackError{err}
+	}
+	r.progress = max(r.progress, m.uid)
+	return nil
+}
+
+// Fetch offers every message of req.Folder after req.Cursor to fn, in UID order.
+// See the package documentation for the cursor, CONDSTORE and parallel fetching.
+// fn must not use the session; an error from it stops the fetch and is returned
+// as is, with the cursor after the last message fn accepted.
+func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn func(*serversync.RemoteMessage) error) (serversync.FetchResult, error) {
+	if err := s.usable(); err != nil {
+		return serversync.FetchResult{}, err
+	}
+	prev, err := decodeCursor(req.Cursor)
+	if err != nil {
+		return serversync.FetchResult{}, connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeMailbox, CodeBadCursor, err)
+	}
+	name := s.mailboxName(req.Folder)
+
+	var data *goimap.SelectData
+	if err := s.run(ctx, "select", func() (err error) {
+		data, err = s.selectFolder(name, false)
+		return err
+	}); err != nil {
+		return serversync.FetchResult{}, err
+	}
+	condStore := s.caps.Has(goimap.CapCondStore) && data.HighestModSeq != 0
+	run := &fetchRun{req: req, fn: fn, uidValidity: data.UIDValidity, modSeq: data.HighestModSeq}
+	reset := false
+	if prev != nil {
+		if prev.UIDValidity == data.UIDValidity {
+			run.after = prev.UID
+		} else {
+			reset = true
+			s.log.Info("imap: UIDVALIDITY changed: offering the folder again", "folder", name,
+				"was", prev.UIDValidity, "now", data.UIDValidity)
+		}
+	}
+	run.progress = run.after
+	s.folders[name] = folderState{uidValidity: data.UIDValidity, uidNext: data.UIDNext}
+	var lastExisting uint32 // UIDNEXT-1: the highest UID that can exist now
+	if data.UIDNext > 0 {
+		lastExisting = uint32(data.UIDNext) - 1
+	}
+	result := func(err error) (serversync.FetchResult, error) {
+		if err == nil {
+			run.progress = max(run.progress, lastExisting)
+		}
+		return serversync.FetchResult{Cursor: run.cursorAt(run.progress).encode(), Reset: reset}, err
+	}
+
+	// Nothing new: answer from the SELECT alone, which keeps idle polls to one
+	// round trip.
+	sameModSeq := !condStore || (prev != nil && !reset && prev.ModSeq == data.HighestModSeq)
+	switch {
+	case data.NumMessages == 0,
+		data.UIDNext > 0 && lastExisting <= run.after && sameModSeq,
+		data.UIDNext == 0 && condStore && sameModSeq:
+		return result(nil)
+	}
+
+	var batches []goimap.UIDSet
+	if req.Since.IsZero() && data.UIDNext > 0 && lastExisting > run.after && int(lastExisting-run.after) <= s.c.batchSize {
+		// A short range: fetch it directly; UIDs that don't exist are simply absent.
+		batches = []goimap.UIDSet{{{Start: goimap.UID(run.after + 1), Stop: goimap.UID(lastExisting)}}}
+	} else {
+		criteria := &goimap.SearchCriteria{UID: []goimap.UIDSet{{{Start: goimap.UID(run.after + 1), Stop: 0}}}}
+		if !req.Since.IsZero() {
+			// SINCE compares dates in the server's time zone: ask a day early and
+			// compare INTERNALDATE exactly here.
+			criteria.Since = req.Since.Add(-24 * time.Hour)
+		}
+		var found *goimap.SearchData
+		if err := s.run(ctx, "search", func() (err error) {
+			var options *goimap.SearchOptions
+			if s.caps.Has(goimap.CapESearch) {
+				options = &goimap.SearchOptions{ReturnAll: true} // UID ranges, not every UID
+			}
+			found, err = s.client.UIDSearch(criteria, options).Wait()
+			return err
+		}); err != nil {
+			return result(err)
+		}
+		uids := found.AllUIDs()
+		uids = slices.DeleteFunc(uids, func(uid goimap.UID) bool { return uint32(uid) <= run.after })
+		slices.Sort(uids)
+		for chunk := range slices.Chunk(uids, s.c.batchSize) {
+			batches = append(batches, goimap.UIDSetNum(chunk...))
+		}
+		if n := len(uids); n > 0 {
+			lastExisting = max(lastExisting, uint32(uids[n-1]))
+		}
+	}
+	if len(batches) == 0 {
+		return result(nil)
+	}
+
+	if s.c.maxParallel > 1 && len(batches) > parallelMinBatches {
+		err = s.fetchParallel(ctx, name, run, batches)
+	} else {
+		err = s.fetchStream(ctx, run, batches)
+	}
+	if known := s.folders[name]; err == nil && goimap.UID(run.progress) >= known.uidNext {
+		s.folders[name] = folderState{uidValidity: known.uidValidity, uidNext: goimap.UID(run.progress) + 1}
+	}
+	return result(err)
+}
+
+// fetchStream fetches batch after batch on the session's connection, keeping
+// the next batch's UID FETCH in flight while the current one drains, and streams
+// each body from the connection to the callback.
+//
+// Servers may run pipelined FETCH commands concurrently (Dovecot does): the next
+// batch's responses can arrive before the current batch's tagged OK. imapclient
+// holds its reader on each body until it is consumed, so the commands are read
+// concurrently, in arrival order: a message of the next batch that arrives early
+// is read into memory (at most one batch) and delivered when its turn comes.
+func (s *session) fetchStream(ctx context.Context, run *fetchRun, batches []goimap.UIDSet) error {
+	return s.run(ctx, "fetch", func() error {
+		events := make(chan fetchEvent)
+		quit := make(chan struct{})
+		defer close(quit) // on a panic in the callback: forwarders drain and exit
+
+		var (
+			cur      int // the batch being delivered
+			next     int // the next batch to request
+			inFlight int
+			pending  = map[int][]*fetchedMessage{} // arrived before their batch's turn
+			ended    = map[int]bool{}
+			firstErr error
+		)
+		issue := func() {
+			if next < len(batches) && firstErr == nil {
+				forwardFetch(next, s.client.Fetch(batches[next], fetchOptions), events, quit)
+				next++
+				inFlight++
+			}
+		}
+		issue()
+		issue()
+		for inFlight > 0 {
+			ev := <-events
+			if ev.msg == nil { // a command ended
+				inFlight--
+				ended[ev.batch] = true
+				if ev.err != nil && firstErr == nil {
+					firstErr = ev.err
+				}
+				for ended[cur] && firstErr == nil {
+					delete(ended, cur)
+					cur++
+					for _, m := range pending[cur] {
+						if err := run.deliver(m, bytes.NewReader(m.body)); err != nil {
+							firstErr = err
+							break
+						}
+					}
+					delete(pending, cur)
+				}
+				issue()
+				continue
+			}
+			if firstErr == nil {
+				if ev.batch == cur {
+					_, firstErr = readMessage(ev.msg, run.deliver)
+				} else {
+					var m *fetchedMessage
+					if m, firstErr = readMessage(ev.msg, nil); firstErr == nil {
+						pending[ev.batch] = append(pending[ev.batch], m)
+					}
+				}
+			}
+			ev.ack <- struct{}{} // after an error: discard the rest, keeping the connection in step
+		}
+		return firstErr
+	})
+}
+
+// fetchEvent is a message of one batch's FETCH command, or (msg == nil) the
+// command's end with its error.
+type fetchEvent struct {
+	batch int
+	msg   *imapclient.FetchMessageData
+	ack   chan<- struct{} // send when done with msg
+	err   error
+}
+
+// forwardFetch passes the messages of cmd to events one at a time, each valid
+// until acknowledged, then the command's end. When quit closes it drains cmd.
+func forwardFetch(batch int, cmd *imapclient.FetchCommand, events chan<- fetchEvent, quit <-chan struct{}) {
+	ack := make(chan struct{})
+	go func() {
+		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+			select {
+			case events <- fetchEvent{batch: batch, msg: msg, ack: ack}:
+			case <-quit:
+				_ = cmd.Close()
+				return
+			}
+			select {
+			case <-ack:
+			case <-quit:
+				_ = cmd.Close()
+				return
+			}
+		}
+		err := cmd.Close()
+		select {
+		case events <- fetchEvent{batch: batch, err: err}:
+		case <-quit:
+		}
+	}()
+}
+
+// readMessage reads one message's FETCH items. With deliver, the body streams to
+// it as soon as UID, size and date are known (servers send them first, in the
+// order asked); otherwise, or when the body comes early, it is read into memory.
+func readMessage(msg *imapclient.FetchMessageData, deliver func(*fetchedMessage, io.Reader) error) (*fetchedMessage, error) {
+	m := &fetchedMessage{}
+	hasBody, delivered := false, false
+	for item := msg.Next(); item != nil; item = msg.Next() {
+		switch item := item.(type) {
+		case imapclient.FetchItemDataUID:
+			m.uid = uint32(item.UID)
+		case imapclient.FetchItemDataRFC822Size:
+			m.size, m.hasSize = item.Size, true
+		case imapclient.FetchItemDataInternalDate:
+			m.date, m.hasDate = item.Time, true
+		case imapclient.FetchItemDataBodySection:
+			if item.Literal == nil || hasBody {
+				continue
+			}
+			hasBody = true
+			if deliver != nil && m.uid != 0 && m.hasSize && m.hasDate {
+				delivered = true
+				if err := deliver(m, item.Literal); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			body, err := io.ReadAll(item.Literal)
+			if err != nil {
+				return nil, err
+			}
+			m.body = body
+		}
+	}
+	if m.uid == 0 {
+		return nil, connector.Error("fetch", serversync.ErrorTransient, serversync.ScopeMailbox, CodeProtocol,
+			fmt.Errorf("imap: FETCH response for message %d has no UID", msg.SeqNum))
+	}
+	if !hasBody {
+		// E.g. an unsolicited flags update for this UID was taken for the reply:
+		// fail rather than skip the message.
+		return nil, connector.Error("fetch", serversync.ErrorTransient, serversync.ScopeMailbox, CodeProtocol,
+			fmt.Errorf("imap: FETCH response for UID %d has no body", m.uid))
+	}
+	if deliver != nil && !delivered {
+		return m, deliver(m, bytes.NewReader(m.body))
+	}
+	return m, nil
+}
+
+// fetchBatch reads one batch into memory (parallel fetching).
+func (s *session) fetchBatch(ctx context.Context, set goimap.UIDSet) ([]*fetchedMessage, error) {
+	var msgs []*fetchedMessage
+	err := s.run(ctx, "fetch", func() error {
+		cmd := s.client.Fetch(set, fetchOptions)
+		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+			m, err := readMessage(msg, nil)
+			if err != nil {
+				_ = cmd.Close()
+				return err
+			}
+			msgs = append(msgs, m)
+		}
+		return cmd.Close()
+	})
+	slices.SortFunc(msgs, func(a, b *fetchedMessage) int { return cmp.Compare(a.uid, b.uid) })
+	return msgs, err
+}
+
+type batchResult struct {
+	msgs []*fetchedMessage
+	err  error
+}
+
+// fetchParallel downloads batches over this session's connection and up to
+// MaxParallelFetch-1 extra ones, holding at most MaxParallelFetch+1 fetched
+// batches in memory, while this goroutine delivers them one message at a time in
+// UID order. Extra connections that cannot be opened (e.g. the server's
+// per-user connection limit) are done without.
+func (s *session) fetchParallel(ctx context.Context, name string, run *fetchRun, batches []goimap.UIDSet) error {
+	workers := min(s.c.maxParallel, len(batches))
+	window := make(chan struct{}, workers+1) // a token per fetched, undelivered batch
+	results := make([]chan batchResult, len(batches))
+	for i := range results {
+		results[i] = make(chan batchResult, 1)
+	}
+	var next atomic.Int64
+	stopCh := make(chan struct{})
+	stop := sync.OnceFunc(func() { close(stopCh) })
+
+	work := func(ws *session) {
+		for {
+			select {
+			case window <- struct{}{}:
+			case <-stopCh:
+				return
+			}
+			i := int(next.Add(1)) - 1
+			if i >= len(batches) {
+				<-window
+				return
+			}
+			msgs, err := ws.fetchBatch(ctx, batches[i])
+			results[i] <- batchResult{msgs, err}
+			if err != nil {
+				return
+			}
+		}
+	}
+
+	var g errgroup.Group
+	defer func() {
+		stop()
+		_ = g.Wait()
+	}()
+	g.Go(func() error {
+		work(s)
+		return nil
+	})
+	for range workers - 1 {
+		g.Go(func() error {
+			ws, err := s.c.open(ctx, &s.target)
+			if err != nil {
+				s.log.Warn("imap: extra fetch connection unavailable, fetching with fewer", "err", err)
+				return nil
+			}
+			defer ws.Close()
+			var data *goimap.SelectData
+			if err := ws.run(ctx, "select", func() (err error) {
+				data, err = ws.selectFolder(name, true)
+				return err
+			}); err != nil || data.UIDValidity != run.uidValidity {
+				s.log.Warn("imap: extra fetch connection cannot examine the folder", "folder", name, "err", err)
+				return nil
+			}
+			work(ws)
+			return nil
+		})
+	}
+	s.log.Debug("imap: parallel fetch", "folder", name, "batches", len(batches), "connections", workers)
+
+	for i := range batches {
+		var r batchResult
+		select {
+		case r = <-results[i]:
+		case <-ctx.Done():
+			return s.classify("fetch", ctxError(ctx), ctxError(ctx))
+		}
+		if r.err != nil {
+			return r.err
+		}
+		for _, m := range r.msgs {
+			if err := run.deliver(m, bytes.NewReader(m.body)); err != nil {
+				var cb callbackError
+				if errors.As(err, &cb) {
+					return cb.err
+				}
+				return err
+			}
+		}
+		<-window
+	}
+	return nil
+}
