@@ -101,7 +101,11 @@ type EmailActivity struct {
 	NextAttemptAt  time.Time
 	ClaimedBy      string
 	ClaimExpiresAt time.Time
-	LastError      string
+	// SendStartedAt is recorded just before the message is handed to the server and
+	// cleared when the server refused it. A claimed email that still has it set was
+	// being sent when its sender died: whether the server accepted it is unknown.
+	SendStartedAt time.Time
+	LastError     string
 
 	CreatedAt time.Time
 	UpdatedAt time.Time

@@ -60,6 +60,17 @@ func TestCreateMailboxAppliesOrgDefaults(t *testing.T) {
 	assert.Equal(t, serversync.FilterResponsesToCRM, mb.IncomingFilter)
 	assert.Equal(t, "user-alice", mb.Owner, "a user's mailbox alerts go to the user")
 	assert.True(t, mb.TestAndEnablePending)
+
+	// The Admin's readers return what was stored.
+	settings, err := admin.OrgSettings(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, serversync.OutgoingOutlook, settings.DefaultOutgoingMethod)
+	gotProfile, err := admin.Profile(ctx, profile.ID)
+	require.NoError(t, err)
+	assert.Equal(t, profile.Name, gotProfile.Name)
+	gotMailbox, err := admin.Mailbox(ctx, mb.ID)
+	require.NoError(t, err)
+	assert.Equal(t, mb.EmailAddress, gotMailbox.EmailAddress)
 }
 
 func TestOrgSettingsValidation(t *testing.T) {

@@ -59,6 +59,12 @@ type FetchRequest struct {
 	Cursor []byte
 	// Since skips messages received before it (zero: none skipped).
 	Since time.Time
+	// ExtraConnection, when set, is asked before the connector opens another
+	// connection for this fetch (the IMAP connector's parallel initial download). It
+	// returns a release to call once that connection is closed, or ok false when the
+	// caller's connection budget has no room: the fetch then does without. The
+	// Syncer sets it so extra connections count against MaxConcurrentConnections.
+	ExtraConnection func() (release func(), ok bool)
 }
 
 // RemoteMessage is one message delivered by IncomingSession.Fetch. Body is valid only
@@ -152,6 +158,11 @@ const (
 	// ErrorAuth: credentials refused or expired. Permanent, and worth its own alert text.
 	ErrorAuth ErrorKind = "Authentication"
 )
+
+// CodeSendOutcomeUnknown is the ConnectorError code of a send whose message was
+// handed to the server without a reply coming back: it may have been delivered, so
+// it must not be sent again without a person deciding to.
+const CodeSendOutcomeUnknown = "send_outcome_unknown"
 
 // ConnectorError is the one error type connectors return. Err keeps the protocol
 // error (e.g. *imap.Error, *smtp.SMTPError) reachable with errors.As.

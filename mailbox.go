@@ -132,6 +132,9 @@ type MailboxStats struct {
 	LastSyncDuration       time.Duration
 	ItemsProcessedLastSync int
 	ItemsFailedLastSync    int
+	// LastMailAt is when new mail was last tracked; the Syncer polls mailboxes with
+	// recent mail more often and backs off on quiet ones.
+	LastMailAt             time.Time
 	IncomingPostponedUntil time.Time
 	OutgoingPostponedUntil time.Time
 	ACTPostponedUntil      time.Time

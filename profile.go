@@ -207,6 +207,14 @@ func (p *Profile) OutgoingUseSSL() bool { return p.OutgoingTLS.UsesTLS() }
 // UseSameSettingsForOutgoing reports the CRM's UseSameSettingsForOutgoing.
 func (p *Profile) UseSameSettingsForOutgoing() bool { return !p.SeparateOutgoingSettings }
 
+// credentialSource is whose credentials the profile uses in one direction.
+func (p *Profile) credentialSource(dir Direction) CredentialSource {
+	if dir == Outgoing {
+		return p.OutgoingCredentialSource
+	}
+	return p.IncomingCredentialSource
+}
+
 // IncomingProtocol names the protocol used to receive mail: "imap", "pop3", "graph" or "ews".
 func (p *Profile) IncomingProtocol() string {
 	switch p.ServerType {

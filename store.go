@@ -62,6 +62,10 @@ type MailboxFilter struct {
 	Enabled *bool
 	// TestAndEnablePending, when set, matches on Mailbox.TestAndEnablePending.
 	TestAndEnablePending *bool
+	// Scheduled, when set, matches mailboxes with (true) or without (false) a
+	// NextSyncAt. The Syncer looks for unscheduled ones every ScanInterval, so a
+	// store should answer it without decoding every mailbox.
+	Scheduled *bool
 	// Limit caps the number of results; 0 means no limit.
 	Limit int
 }
@@ -148,7 +152,9 @@ type OutboxStore interface {
 	// activity is set to Sending, ClaimedBy = Host, ClaimExpiresAt = Now+TTL, and
 	// Attempts is incremented, and is returned as stored after the claim; the attempt
 	// is therefore recorded before anything is sent. Two concurrent callers never
-	// claim the same activity. Finish with UpdateActivity.
+	// claim the same activity. Finish with UpdateActivity, checking in the update
+	// that the claim is still yours (Status, ClaimedBy and Attempts as claimed): a
+	// claim that ran out may have been taken by another host.
 	ClaimOutgoing(ctx context.Context, req ClaimRequest) ([]*EmailActivity, error)
 }
 

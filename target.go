@@ -20,9 +20,9 @@ var ErrUnsupportedCredentials = errors.New("serversync: credential source not su
 // connector needs for one direction: the endpoint and the credentials the profile's
 // credential source says to use. ctx is kept by the OAuth token source for refreshes.
 func ResolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSettings, dir Direction) (*Target, error) {
-	server, port, mode, source := p.IncomingServer, p.IncomingPort, p.IncomingTLS, p.IncomingCredentialSource
+	server, port, mode, source := p.IncomingServer, p.IncomingPort, p.IncomingTLS, p.credentialSource(dir)
 	if dir == Outgoing {
-		server, port, mode, source = p.OutgoingServer, p.OutgoingPort, p.OutgoingTLS, p.OutgoingCredentialSource
+		server, port, mode = p.OutgoingServer, p.OutgoingPort, p.OutgoingTLS
 	}
 	if p.AutoDiscover && m.DiscoveredServer != "" {
 		server = m.DiscoveredServer

@@ -1,0 +1,38 @@
+// Package storeutil holds the Store contract rules that every implementation
+// (store/memory, store/sqlite, store/postgres) applies the same way, so the three
+// report the same typed errors for the same mistakes.
+package storeutil
+
+import "github.com/serversync/serversync"
+
+// Required is the error for a record stored without a field the Store needs.
+func Required(entity, field string) error {
+	return &serversync.ValidationError{Entity: entity, Field: field, Reason: "must be set"}
+}
+
+// Unchangeable is the error for an update that changed a field fixed at creation.
+func Unchangeable(entity, field string) error {
+	return &serversync.ValidationError{Entity: entity, Field: field, Reason: "cannot be changed once stored"}
+}
+
+// CheckActivityUpdate returns the error for an UpdateActivity callback that changed
+// what identifies the activity (ID, MailboxID, MessageKey), or nil.
+func CheckActivityUpdate(stored, updated *serversync.EmailActivity) error {
+	switch {
+	case updated.ID != stored.ID:
+		return Unchangeable("EmailActivity", "ID")
+	case updated.MailboxID != stored.MailboxID:
+		return Unchangeable("EmailActivity", "MailboxID")
+	case updated.MessageKey != stored.MessageKey:
+		return Unchangeable("EmailActivity", "MessageKey")
+	}
+	return nil
+}
+
+// Claim marks a as claimed by req.Host, as ClaimOutgoing's contract says: Sending,
+// claimed until Now+TTL, and one more attempt. The Syncer tells claims apart by
+// Attempts, so every store must count it the same way.
+func Claim(a *serversync.EmailActivity, req serversync.ClaimRequest) {
+	a.Status, a.ClaimedBy, a.ClaimExpiresAt = serversync.StatusSending, req.Host, req.Now.Add(req.TTL)
+	a.Attempts++
+}
