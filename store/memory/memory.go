@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/internal/storeutil"
 )
 
 // ErrClosed is returned by every call made after Close.
@@ -133,14 +134,6 @@ func notFound(entity, id string) error {
 	return fmt.Errorf("memory: %s %q: %w", entity, id, serversync.ErrNotFound)
 }
 
-func required(entity, field string) error {
-	return &serversync.ValidationError{Entity: entity, Field: field, Reason: "must be set"}
-}
-
-func unchangeable(entity, field string) error {
-	return &serversync.ValidationError{Entity: entity, Field: field, Reason: "cannot be changed once stored"}
-}
-
 // snapshot yields the records collected under the lock, stopping early when the
 // consumer breaks or ctx is cancelled.
 func snapshot[T any](ctx context.Context, records []T, err error) iter.Seq2[T, error] {
@@ -172,7 +165,7 @@ func cloneProfile(p *serversync.Profile) *serversync.Profile { return p.Clone() 
 // CreateProfile implements serversync.ProfileStore.
 func (s *Store) CreateProfile(ctx context.Context, p *serversync.Profile) error {
 	if p.ID == "" {
-		return required("Profile", "ID")
+		return storeutil.Required("Profile", "ID")
 	}
 	if err := s.lock(ctx); err != nil {
 		return err
@@ -217,7 +210,7 @@ func (s *Store) UpdateProfile(ctx context.Context, id string, update func(*serve
 		return nil, err
 	}
 	if p.ID != id {
-		return nil, unchangeable("Profile", "ID")
+		return nil, storeutil.Unchangeable("Profile", "ID")
 	}
 	if owner, ok := s.profileNames[fold(p.Name)]; ok && owner != id {
 		return nil, serversync.DuplicateError("Profile", "Name")
@@ -317,7 +310,7 @@ func (s *Store) unindexMailbox(m *serversync.Mailbox) {
 // lease fields included.
 func (s *Store) CreateMailbox(ctx context.Context, m *serversync.Mailbox) error {
 	if m.ID == "" {
-		return required("Mailbox", "ID")
+		return storeutil.Required("Mailbox", "ID")
 	}
 	if err := s.lock(ctx); err != nil {
 		return err
@@ -363,7 +356,7 @@ func (s *Store) UpdateMailbox(ctx context.Context, id string, update func(*serve
 		return nil, err
 	}
 	if m.ID != id {
-		return nil, unchangeable("Mailbox", "ID")
+		return nil, storeutil.Unchangeable("Mailbox", "ID")
 	}
 	// The lease fields belong to the lease methods.
 	m.LeaseHost, m.LeaseExpiresAt, m.ForcedUnlockCount = r.m.LeaseHost, r.m.LeaseExpiresAt, r.m.ForcedUnlockCount
@@ -404,7 +397,8 @@ func matchMailbox(m *serversync.Mailbox, f *serversync.MailboxFilter) bool {
 		f.Approval != "" && m.Approval != f.Approval,
 		f.Status != "" && m.Status != f.Status,
 		f.Enabled != nil && m.AnyEnabled() != *f.Enabled,
-		f.TestAndEnablePending != nil && m.TestAndEnablePending != *f.TestAndEnablePending:
+		f.TestAndEnablePending != nil && m.TestAndEnablePending != *f.TestAndEnablePending,
+		f.Scheduled != nil && m.NextSyncAt.IsZero() == *f.Scheduled:
 		return false
 	}
 	return true
@@ -494,10 +488,10 @@ func cloneCursor(c *serversync.Cursor) *serversync.Cursor {
 
 func checkActivityKeys(a *serversync.EmailActivity) error {
 	if a.ID == "" {
-		return required("EmailActivity", "ID")
+		return storeutil.Required("EmailActivity", "ID")
 	}
 	if a.MessageKey == "" {
-		return required("EmailActivity", "MessageKey")
+		return storeutil.Required("EmailActivity", "MessageKey")
 	}
 	return nil
 }
@@ -594,13 +588,8 @@ func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serv
 	if err := update(a); err != nil {
 		return nil, err
 	}
-	switch {
-	case a.ID != stored.ID:
-		return nil, unchangeable("EmailActivity", "ID")
-	case a.MailboxID != stored.MailboxID:
-		return nil, unchangeable("EmailActivity", "MailboxID")
-	case a.MessageKey != stored.MessageKey:
-		return nil, unchangeable("EmailActivity", "MessageKey")
+	if err := storeutil.CheckActivityUpdate(stored, a); err != nil {
+		return nil, err
 	}
 	*stored = *cloneActivity(a) // in place: activityOrder shares the pointer
 	return a, nil
@@ -703,10 +692,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 	}
 	out := make([]*serversync.EmailActivity, len(due))
 	for i, c := range due {
-		c.a.Status = serversync.StatusSending
-		c.a.ClaimedBy = req.Host
-		c.a.ClaimExpiresAt = req.Now.Add(req.TTL)
-		c.a.Attempts++
+		storeutil.Claim(c.a, req)
 		out[i] = cloneActivity(c.a)
 	}
 	return out, nil
@@ -717,7 +703,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 // AddAlert implements serversync.AlertStore.
 func (s *Store) AddAlert(ctx context.Context, a *serversync.Alert) error {
 	if a.ID == "" {
-		return required("Alert", "ID")
+		return storeutil.Required("Alert", "ID")
 	}
 	if err := s.lock(ctx); err != nil {
 		return err

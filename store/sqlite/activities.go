@@ -10,6 +10,7 @@ import (
 	"iter"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/internal/storeutil"
 )
 
 const insertActivitySQL = `INSERT INTO activities (id, mailbox_id, message_key, direction, status, message_id,
@@ -30,10 +31,10 @@ func activityArgs(a *serversync.EmailActivity) ([]any, error) {
 
 func checkActivityKeys(a *serversync.EmailActivity) error {
 	if a.ID == "" {
-		return required("EmailActivity", "ID")
+		return storeutil.Required("EmailActivity", "ID")
 	}
 	if a.MessageKey == "" {
-		return required("EmailActivity", "MessageKey")
+		return storeutil.Required("EmailActivity", "MessageKey")
 	}
 	return nil
 }
@@ -53,15 +54,14 @@ func (s *Store) SaveTracked(ctx context.Context, cursor *serversync.Cursor, acti
 		rows[i] = args
 	}
 	var res serversync.SaveResult
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		res = serversync.SaveResult{}
-		stmt, err := tx.PrepareContext(ctx, insertActivitySQL)
+		insert, err := tx.stmt(ctx, insertActivitySQL)
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
 		for i, args := range rows {
-			r, err := stmt.ExecContext(ctx, args...)
+			r, err := insert.ExecContext(ctx, args...)
 			if isUnique(err, "activities.id") {
 				return serversync.DuplicateError("EmailActivity", "ID")
 			} else if err != nil {
@@ -117,7 +117,7 @@ func (s *Store) GetActivity(ctx context.Context, id string) (*serversync.EmailAc
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	data, err := readData(ctx, s.reader, "activities", "activity", id)
+	data, err := readData(ctx, &s.reads, "activities", "activity", id)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func (s *Store) GetActivity(ctx context.Context, id string) (*serversync.EmailAc
 // MessageKey fails with a *serversync.ValidationError naming the field.
 func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serversync.EmailActivity) error) (*serversync.EmailActivity, error) {
 	var out *serversync.EmailActivity
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		data, err := readData(ctx, tx, "activities", "activity", id)
 		if err != nil {
 			return err
@@ -141,13 +141,8 @@ func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serv
 		if err := update(a); err != nil {
 			return err
 		}
-		switch {
-		case a.ID != stored.ID:
-			return unchangeable("EmailActivity", "ID")
-		case a.MailboxID != stored.MailboxID:
-			return unchangeable("EmailActivity", "MailboxID")
-		case a.MessageKey != stored.MessageKey:
-			return unchangeable("EmailActivity", "MessageKey")
+		if err := storeutil.CheckActivityUpdate(&stored, a); err != nil {
+			return err
 		}
 		if err := s.rewriteActivity(ctx, tx, a); err != nil {
 			return err
@@ -162,7 +157,7 @@ func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serv
 }
 
 // rewriteActivity stores a over its row, keeping the derived columns in step.
-func (s *Store) rewriteActivity(ctx context.Context, tx *sql.Tx, a *serversync.EmailActivity) error {
+func (s *Store) rewriteActivity(ctx context.Context, tx *txn, a *serversync.EmailActivity) error {
 	args, err := activityArgs(a)
 	if err != nil {
 		return err
@@ -208,7 +203,7 @@ func (s *Store) QueueOutgoing(ctx context.Context, a *serversync.EmailActivity) 
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *txn) error {
 		r, err := tx.ExecContext(ctx, insertActivitySQL, args...)
 		if isUnique(err, "activities.id") {
 			return serversync.DuplicateError("EmailActivity", "ID")
@@ -226,7 +221,7 @@ func (s *Store) QueueOutgoing(ctx context.Context, a *serversync.EmailActivity) 
 // are claimed first; a Limit of 0 or less claims every claimable one.
 func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) ([]*serversync.EmailActivity, error) {
 	var claimed []*serversync.EmailActivity
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		claimed = nil
 		now := micros(req.Now)
 		rows, err := tx.QueryContext(ctx, `SELECT data FROM activities
@@ -253,8 +248,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 			return err
 		}
 		for _, a := range claimed {
-			a.Status, a.ClaimedBy, a.ClaimExpiresAt = serversync.StatusSending, req.Host, req.Now.Add(req.TTL)
-			a.Attempts++
+			storeutil.Claim(a, req)
 			if err := s.rewriteActivity(ctx, tx, a); err != nil {
 				return err
 			}
@@ -272,13 +266,13 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 // AddAlert implements serversync.AlertStore.
 func (s *Store) AddAlert(ctx context.Context, a *serversync.Alert) error {
 	if a.ID == "" {
-		return required("Alert", "ID")
+		return storeutil.Required("Alert", "ID")
 	}
 	data, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("sqlite: encode alert: %w", err)
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *txn) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO alerts (id, recipient, mailbox_id, profile_id, level, created_at, data)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, a.ID, a.Recipient, a.MailboxID, a.ProfileID, string(a.Level), micros(a.CreatedAt), data)
 		if isUnique(err, "alerts.id") {

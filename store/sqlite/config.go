@@ -11,6 +11,7 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/internal/record"
+	"github.com/serversync/serversync/internal/storeutil"
 )
 
 // ---- Profiles ----------------------------------------------------------------
@@ -30,13 +31,13 @@ func (s *Store) decodeProfile(ctx context.Context, id string, data []byte) (*ser
 // CreateProfile implements serversync.ProfileStore.
 func (s *Store) CreateProfile(ctx context.Context, p *serversync.Profile) error {
 	if p.ID == "" {
-		return required("Profile", "ID")
+		return storeutil.Required("Profile", "ID")
 	}
 	data, err := s.encodeProfile(ctx, p)
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *txn) error {
 		if exists(ctx, tx, "SELECT 1 FROM profiles WHERE id = ?", p.ID) {
 			return serversync.DuplicateError("Profile", "ID")
 		}
@@ -50,7 +51,7 @@ func (s *Store) CreateProfile(ctx context.Context, p *serversync.Profile) error 
 
 // exists reports whether query finds a row; a failed query counts as no row and
 // the statement that follows reports the problem.
-func exists(ctx context.Context, tx *sql.Tx, query string, args ...any) bool {
+func exists(ctx context.Context, tx *txn, query string, args ...any) bool {
 	var one int
 	return tx.QueryRowContext(ctx, query, args...).Scan(&one) == nil
 }
@@ -60,7 +61,7 @@ func (s *Store) GetProfile(ctx context.Context, id string) (*serversync.Profile,
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	data, err := readData(ctx, s.reader, "profiles", "profile", id)
+	data, err := readData(ctx, &s.reads, "profiles", "profile", id)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +71,7 @@ func (s *Store) GetProfile(ctx context.Context, id string) (*serversync.Profile,
 // UpdateProfile implements serversync.ProfileStore.
 func (s *Store) UpdateProfile(ctx context.Context, id string, update func(*serversync.Profile) error) (*serversync.Profile, error) {
 	var out *serversync.Profile
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		data, err := readData(ctx, tx, "profiles", "profile", id)
 		if err != nil {
 			return err
@@ -83,7 +84,7 @@ func (s *Store) UpdateProfile(ctx context.Context, id string, update func(*serve
 			return err
 		}
 		if p.ID != id {
-			return unchangeable("Profile", "ID")
+			return storeutil.Unchangeable("Profile", "ID")
 		}
 		if exists(ctx, tx, "SELECT 1 FROM profiles WHERE name_key = ? AND id <> ?", strings.ToLower(p.Name), id) {
 			return serversync.DuplicateError("Profile", "Name")
@@ -103,7 +104,7 @@ func (s *Store) UpdateProfile(ctx context.Context, id string, update func(*serve
 
 // DeleteProfile implements serversync.ProfileStore.
 func (s *Store) DeleteProfile(ctx context.Context, id string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *txn) error {
 		if exists(ctx, tx, "SELECT 1 FROM mailboxes WHERE profile_id = ? LIMIT 1", id) {
 			return fmt.Errorf("sqlite: profile %q: %w", id, serversync.ErrProfileInUse)
 		}
@@ -156,11 +157,13 @@ func (s *Store) scanMailbox(ctx context.Context, row interface{ Scan(...any) err
 }
 
 // checkMailboxRefs enforces the unique fields and the profile reference of m.
-func checkMailboxRefs(ctx context.Context, tx *sql.Tx, m *serversync.Mailbox) error {
+func checkMailboxRefs(ctx context.Context, tx *txn, m *serversync.Mailbox) error {
 	if exists(ctx, tx, "SELECT 1 FROM mailboxes WHERE email_key = ? AND id <> ?", strings.ToLower(m.EmailAddress), m.ID) {
 		return serversync.DuplicateError("Mailbox", "EmailAddress")
 	}
-	if m.Regarding.ID != "" && exists(ctx, tx, "SELECT 1 FROM mailboxes WHERE regarding_id = ? AND id <> ?", m.Regarding.ID, m.ID) {
+	// "regarding_id <> ''" repeats the partial index's condition so SQLite uses the
+	// index instead of scanning every mailbox on each save.
+	if m.Regarding.ID != "" && exists(ctx, tx, "SELECT 1 FROM mailboxes WHERE regarding_id = ? AND regarding_id <> '' AND id <> ?", m.Regarding.ID, m.ID) {
 		return serversync.DuplicateError("Mailbox", "Regarding")
 	}
 	if m.ProfileID != "" && !exists(ctx, tx, "SELECT 1 FROM profiles WHERE id = ?", m.ProfileID) {
@@ -179,13 +182,13 @@ func mailboxIndex(m *serversync.Mailbox) []any {
 // CreateMailbox implements serversync.MailboxStore.
 func (s *Store) CreateMailbox(ctx context.Context, m *serversync.Mailbox) error {
 	if m.ID == "" {
-		return required("Mailbox", "ID")
+		return storeutil.Required("Mailbox", "ID")
 	}
 	data, err := record.Encode(ctx, s.sealer, "mailbox", m.ID, m)
 	if err != nil {
 		return fmt.Errorf("sqlite: %w", err)
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *txn) error {
 		if exists(ctx, tx, "SELECT 1 FROM mailboxes WHERE id = ?", m.ID) {
 			return serversync.DuplicateError("Mailbox", "ID")
 		}
@@ -218,7 +221,7 @@ func (s *Store) GetMailbox(ctx context.Context, id string) (*serversync.Mailbox,
 // UpdateMailbox implements serversync.MailboxStore.
 func (s *Store) UpdateMailbox(ctx context.Context, id string, update func(*serversync.Mailbox) error) (*serversync.Mailbox, error) {
 	var out *serversync.Mailbox
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		m, err := s.scanMailbox(ctx, tx.QueryRowContext(ctx, "SELECT "+mailboxColumns+" FROM mailboxes WHERE id = ?", id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("mailbox", id)
@@ -230,7 +233,7 @@ func (s *Store) UpdateMailbox(ctx context.Context, id string, update func(*serve
 			return err
 		}
 		if m.ID != id {
-			return unchangeable("Mailbox", "ID")
+			return storeutil.Unchangeable("Mailbox", "ID")
 		}
 		// The lease belongs to the lease methods: whatever update did to it is undone.
 		m.LeaseHost, m.LeaseExpiresAt, m.ForcedUnlockCount = lease.LeaseHost, lease.LeaseExpiresAt, lease.ForcedUnlockCount
@@ -255,7 +258,7 @@ func (s *Store) UpdateMailbox(ctx context.Context, id string, update func(*serve
 
 // DeleteMailbox implements serversync.MailboxStore.
 func (s *Store) DeleteMailbox(ctx context.Context, id string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM mailboxes WHERE id = ?", id)
 		if err != nil {
 			return err
@@ -278,7 +281,7 @@ func (s *Store) ListMailboxes(ctx context.Context, f serversync.MailboxFilter) i
 		w.add("email_key = ?", strings.ToLower(f.EmailAddress))
 	}
 	if f.RegardingID != "" {
-		w.add("regarding_id = ?", f.RegardingID)
+		w.add("regarding_id = ? AND regarding_id <> ''", f.RegardingID) // the second term lets SQLite use the partial index
 	}
 	if f.Approval != "" {
 		w.add("approval = ?", string(f.Approval))
@@ -291,6 +294,9 @@ func (s *Store) ListMailboxes(ctx context.Context, f serversync.MailboxFilter) i
 	}
 	if f.TestAndEnablePending != nil {
 		w.add("test_pending = ?", boolInt(*f.TestAndEnablePending))
+	}
+	if f.Scheduled != nil {
+		w.add("(coalesce(next_sync_at, 0) <> 0) = ?", boolInt(*f.Scheduled)) // micros stores the zero time as 0
 	}
 	query := "SELECT " + mailboxColumns + " FROM mailboxes" + w.String() + " ORDER BY email_key, id LIMIT ?"
 	return rowsSeq(ctx, s, query, append(w.args, limit(f.Limit)), func(rows *sql.Rows) (*serversync.Mailbox, error) {
@@ -322,7 +328,7 @@ func (s *Store) GetOrgSettings(ctx context.Context) (*serversync.OrgSettings, er
 // UpdateOrgSettings implements serversync.SettingsStore.
 func (s *Store) UpdateOrgSettings(ctx context.Context, update func(*serversync.OrgSettings) error) (*serversync.OrgSettings, error) {
 	var out *serversync.OrgSettings
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		settings := serversync.DefaultOrgSettings()
 		var data []byte
 		err := tx.QueryRowContext(ctx, "SELECT data FROM settings WHERE id = 1").Scan(&data)

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -15,7 +14,7 @@ import (
 // are taken in ID order; a Limit of 0 or less takes every due mailbox.
 func (s *Store) AcquireLeases(ctx context.Context, req serversync.LeaseRequest) ([]serversync.Lease, error) {
 	var leases []serversync.Lease
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		leases = nil
 		now := micros(req.Now)
 		rows, err := tx.QueryContext(ctx, `SELECT id, lease_host FROM mailboxes
@@ -68,7 +67,7 @@ func lost(lease serversync.Lease) error {
 // RenewLease implements serversync.LeaseStore.
 func (s *Store) RenewLease(ctx context.Context, lease serversync.Lease, now time.Time, ttl time.Duration) (serversync.Lease, error) {
 	expires := now.Add(ttl)
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		r, err := tx.ExecContext(ctx, "UPDATE mailboxes SET lease_expires_at = ? WHERE "+leaseHeld,
 			micros(expires), lease.MailboxID, lease.Host, lease.Token)
 		if err != nil {
@@ -88,7 +87,7 @@ func (s *Store) RenewLease(ctx context.Context, lease serversync.Lease, now time
 
 // ReleaseLease implements serversync.LeaseStore.
 func (s *Store) ReleaseLease(ctx context.Context, lease serversync.Lease, nextSync time.Time) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *txn) error {
 		r, err := tx.ExecContext(ctx, "UPDATE mailboxes SET lease_host = '', lease_expires_at = 0, next_sync_at = ? WHERE "+leaseHeld,
 			micros(nextSync), lease.MailboxID, lease.Host, lease.Token)
 		if err != nil {
@@ -129,7 +128,7 @@ func (s *Store) RotateSecrets(ctx context.Context) (int, error) {
 // rotateSome reseals one batch of rows with IDs after after and returns the last ID
 // it saw ("" when the table is done).
 func (s *Store) rotateSome(ctx context.Context, table, kind, after string) (resealed int, last string, err error) {
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *txn) error {
 		resealed, last = 0, ""
 		rows, err := tx.QueryContext(ctx, "SELECT id, data FROM "+table+" WHERE id > ? ORDER BY id LIMIT ?", after, rotateBatch)
 		if err != nil {

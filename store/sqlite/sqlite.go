@@ -59,6 +59,8 @@ type Store struct {
 	reader *sql.DB
 	sealer *auth.Sealer
 	closed atomic.Bool
+	writes statements // prepared on writer
+	reads  statements // prepared on reader
 }
 
 var (
@@ -101,6 +103,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	writer.SetMaxOpenConns(1)
 	writer.SetConnMaxIdleTime(0)
 	s := &Store{writer: writer, sealer: auth.NewSealer(keys)}
+	s.writes.db = writer
 	if err := s.migrate(ctx); err != nil {
 		writer.Close()
 		return nil, err
@@ -112,6 +115,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	}
 	reader.SetMaxOpenConns(cmp.Or(opts.MaxReadConns, MaxReadConnsDefault))
 	s.reader = reader
+	s.reads.db = reader
 	return s, nil
 }
 
@@ -120,6 +124,8 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.reads.close()
+	s.writes.close()
 	return errors.Join(s.reader.Close(), s.writer.Close())
 }
 
@@ -155,8 +161,8 @@ func (s *Store) migrate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		err = s.write(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, string(script)); err != nil {
+		err = s.write(ctx, func(tx *txn) error {
+			if _, err := tx.tx.ExecContext(ctx, string(script)); err != nil { // several statements: not preparable
 				return err
 			}
 			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1))
@@ -179,7 +185,7 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 }
 
 // write runs fn in an immediate write transaction, committing if it returns nil.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, fn func(tx *txn) error) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -187,7 +193,8 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	defer s.writes.prepareWanted(ctx) // once the writer's connection is free again
+	if err := fn(&txn{tx: tx, stmts: &s.writes}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -198,11 +205,11 @@ func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	return s.reader.QueryContext(ctx, query, args...)
+	return s.reads.QueryContext(ctx, query, args...)
 }
 
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return s.reader.QueryRowContext(ctx, query, args...)
+	return s.reads.QueryRowContext(ctx, query, args...)
 }
 
 // rowQuerier is a *sql.DB or a *sql.Tx.
@@ -247,14 +254,6 @@ func boolInt(b bool) int {
 
 func notFound(entity, id string) error {
 	return fmt.Errorf("sqlite: %s %q: %w", entity, id, serversync.ErrNotFound)
-}
-
-func unchangeable(entity, field string) error {
-	return &serversync.ValidationError{Entity: entity, Field: field, Reason: "cannot be changed once stored"}
-}
-
-func required(entity, field string) error {
-	return &serversync.ValidationError{Entity: entity, Field: field, Reason: "must be set"}
 }
 
 func isUnique(err error, column string) bool {

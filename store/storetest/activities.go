@@ -100,7 +100,7 @@ func testActivities(t *testing.T, h harness) {
 		_, err := s.GetActivity(t.Context(), retry[0].ID)
 		require.ErrorIs(t, err, serversync.ErrNotFound, "a skipped duplicate is not stored under its new ID")
 		mustGetActivity(t, s, retry[1].ID)
-		assert.Len(t, collect(t, s.ListActivities(t.Context(), serversync.ActivityFilter{})), 3)
+		assert.Len(t, Collect(t, s.ListActivities(t.Context(), serversync.ActivityFilter{})), 3)
 	})
 
 	h.run(t, "DuplicatesWithinOneBatch", func(t *testing.T, s serversync.Store) {
@@ -114,7 +114,7 @@ func testActivities(t *testing.T, h harness) {
 		assertSameRecord(t, batch[0], mustGetActivity(t, s, batch[0].ID), "the first of the batch wins")
 		_, err := s.GetActivity(t.Context(), batch[2].ID)
 		require.ErrorIs(t, err, serversync.ErrNotFound)
-		assert.Len(t, collect(t, s.ListActivities(t.Context(), serversync.ActivityFilter{})), 3)
+		assert.Len(t, Collect(t, s.ListActivities(t.Context(), serversync.ActivityFilter{})), 3)
 	})
 
 	h.run(t, "SameKeyInTwoMailboxes", func(t *testing.T, s serversync.Store) {
@@ -196,7 +196,7 @@ func testActivities(t *testing.T, h harness) {
 			require.Error(t, err, "an activity without %s is refused", tc.field)
 
 			requireCursor(t, s, before)
-			all := collect(t, s.ListActivities(ctx, serversync.ActivityFilter{}))
+			all := Collect(t, s.ListActivities(ctx, serversync.ActivityFilter{}))
 			require.Len(t, all, 1, "no activity of the failed batch is stored")
 			assertSameRecord(t, existing, all[0])
 		})
@@ -214,7 +214,7 @@ func testActivities(t *testing.T, h harness) {
 			[]*serversync.EmailActivity{NewActivity("mb-1", "uid-1"), clash})
 		requireDuplicate(t, err, "EmailActivity", "ID")
 		requireCursor(t, s, before)
-		all := collect(t, s.ListActivities(ctx, serversync.ActivityFilter{}))
+		all := Collect(t, s.ListActivities(ctx, serversync.ActivityFilter{}))
 		require.Len(t, all, 1)
 		assertSameRecord(t, existing, all[0])
 	})
@@ -227,7 +227,7 @@ func testActivities(t *testing.T, h harness) {
 		requireDuplicate(t, err, "EmailActivity", "ID")
 		_, err = s.GetCursor(ctx, "mb-1", "INBOX")
 		require.ErrorIs(t, err, serversync.ErrNotFound)
-		assert.Empty(t, collect(t, s.ListActivities(ctx, serversync.ActivityFilter{})))
+		assert.Empty(t, Collect(t, s.ListActivities(ctx, serversync.ActivityFilter{})))
 	})
 
 	h.run(t, "GetMissing", func(t *testing.T, s serversync.Store) {
@@ -280,7 +280,7 @@ func testActivities(t *testing.T, h harness) {
 			a.Raw[0] = 'X'
 		}
 		mutate(mustGetActivity(t, s, want.ID))
-		listed := collect(t, s.ListActivities(ctx, serversync.ActivityFilter{}))
+		listed := Collect(t, s.ListActivities(ctx, serversync.ActivityFilter{}))
 		require.Len(t, listed, 1)
 		mutate(listed[0])
 		var kept *serversync.EmailActivity
@@ -395,7 +395,7 @@ func testActivities(t *testing.T, h harness) {
 		wg.Wait()
 		assert.Equal(t, keys, inserted, "every key is inserted exactly once")
 		seen := map[string]int{}
-		for _, a := range collect(t, s.ListActivities(ctx, serversync.ActivityFilter{MailboxID: "mb-1"})) {
+		for _, a := range Collect(t, s.ListActivities(ctx, serversync.ActivityFilter{MailboxID: "mb-1"})) {
 			seen[a.MessageKey]++
 		}
 		assert.Len(t, seen, keys)
@@ -480,7 +480,7 @@ func testActivityList(t *testing.T, h harness) {
 	} {
 		h.run(t, "List/"+tc.name, func(t *testing.T, s serversync.Store) {
 			all := setup(t, s)
-			got := collect(t, s.ListActivities(t.Context(), tc.filter(all)))
+			got := Collect(t, s.ListActivities(t.Context(), tc.filter(all)))
 			var idx []int
 			for _, a := range got {
 				i := slices.IndexFunc(all, func(w *serversync.EmailActivity) bool { return w.ID == a.ID })
@@ -500,7 +500,7 @@ func testActivityList(t *testing.T, h harness) {
 			return nil
 		})
 		require.NoError(t, err)
-		got := collect(t, s.ListActivities(t.Context(), serversync.ActivityFilter{MailboxID: "mb-1"}))
+		got := Collect(t, s.ListActivities(t.Context(), serversync.ActivityFilter{MailboxID: "mb-1"}))
 		require.NotEmpty(t, got)
 		assert.Equal(t, all[0].ID, got[0].ID, "an update does not move an activity in the storing order")
 	})
@@ -516,7 +516,7 @@ func testActivityList(t *testing.T, h harness) {
 			}
 		}
 		assert.Equal(t, []string{all[0].ID, all[1].ID, all[2].ID}, seen)
-		assert.Len(t, collect(t, s.ListActivities(t.Context(), serversync.ActivityFilter{})), len(all))
+		assert.Len(t, Collect(t, s.ListActivities(t.Context(), serversync.ActivityFilter{})), len(all))
 	})
 }
 

@@ -19,7 +19,7 @@ func testAlerts(t *testing.T, h harness) {
 		a.ActivityID = serversync.NewID()
 		a.CreatedAt = BaseTime.In(otherZone)
 		require.NoError(t, s.AddAlert(t.Context(), a))
-		got := collect(t, s.ListAlerts(t.Context(), serversync.AlertFilter{}))
+		got := Collect(t, s.ListAlerts(t.Context(), serversync.AlertFilter{}))
 		require.Len(t, got, 1)
 		assertSameRecord(t, a, got[0])
 	})
@@ -30,7 +30,7 @@ func testAlerts(t *testing.T, h harness) {
 		b := NewAlert("user-2")
 		b.ID = a.ID
 		requireDuplicate(t, s.AddAlert(t.Context(), b), "Alert", "ID")
-		got := collect(t, s.ListAlerts(t.Context(), serversync.AlertFilter{}))
+		got := Collect(t, s.ListAlerts(t.Context(), serversync.AlertFilter{}))
 		require.Len(t, got, 1)
 		assertSameRecord(t, a, got[0])
 	})
@@ -39,7 +39,7 @@ func testAlerts(t *testing.T, h harness) {
 		a := NewAlert("user-1")
 		a.ID = ""
 		require.Error(t, s.AddAlert(t.Context(), a))
-		assert.Empty(t, collect(t, s.ListAlerts(t.Context(), serversync.AlertFilter{})))
+		assert.Empty(t, Collect(t, s.ListAlerts(t.Context(), serversync.AlertFilter{})))
 	})
 
 	h.run(t, "CopiesInAndOut", func(t *testing.T, s serversync.Store) {
@@ -47,10 +47,10 @@ func testAlerts(t *testing.T, h harness) {
 		want := *a
 		require.NoError(t, s.AddAlert(t.Context(), a))
 		a.Message = "changed after add"
-		got := collect(t, s.ListAlerts(t.Context(), serversync.AlertFilter{}))
+		got := Collect(t, s.ListAlerts(t.Context(), serversync.AlertFilter{}))
 		require.Len(t, got, 1)
 		got[0].Message = "changed by List caller"
-		got = collect(t, s.ListAlerts(t.Context(), serversync.AlertFilter{}))
+		got = Collect(t, s.ListAlerts(t.Context(), serversync.AlertFilter{}))
 		require.Len(t, got, 1)
 		assertSameRecord(t, &want, got[0])
 	})
@@ -102,7 +102,7 @@ func testAlerts(t *testing.T, h harness) {
 	} {
 		h.run(t, "List/"+tc.name, func(t *testing.T, s serversync.Store) {
 			all := setup(t, s)
-			got := collect(t, s.ListAlerts(t.Context(), tc.filter))
+			got := Collect(t, s.ListAlerts(t.Context(), tc.filter))
 			var idx []int
 			for _, a := range got {
 				i := slices.IndexFunc(all, func(w *serversync.Alert) bool { return w.ID == a.ID })

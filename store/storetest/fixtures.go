@@ -160,6 +160,7 @@ func FullMailbox(profileID, email string) *serversync.Mailbox {
 		LastSyncDuration:       1234567891 * time.Nanosecond,
 		ItemsProcessedLastSync: 17,
 		ItemsFailedLastSync:    1,
+		LastMailAt:             BaseTime.Add(-30 * time.Minute),
 		IncomingPostponedUntil: BaseTime.Add(5 * time.Minute),
 		OutgoingPostponedUntil: BaseTime.Add(6 * time.Minute),
 		ACTPostponedUntil:      BaseTime.Add(7 * time.Minute),
@@ -235,6 +236,7 @@ func FullActivity(mailboxID, messageKey string) *serversync.EmailActivity {
 	a.NextAttemptAt = BaseTime.Add(time.Hour)
 	a.ClaimedBy = "host-a"
 	a.ClaimExpiresAt = BaseTime.Add(2 * time.Minute)
+	a.SendStartedAt = BaseTime.Add(time.Minute)
 	a.LastError = "451 try again later"
 	a.CreatedAt = BaseTime.Add(-time.Hour)
 	a.UpdatedAt = BaseTime.In(otherZone)

@@ -88,7 +88,7 @@ func testMailboxes(t *testing.T, h harness) {
 		m := NewMailbox("", "alice@example.com")
 		m.ID = ""
 		require.Error(t, s.CreateMailbox(t.Context(), m))
-		assert.Empty(t, collect(t, s.ListMailboxes(t.Context(), serversync.MailboxFilter{})))
+		assert.Empty(t, Collect(t, s.ListMailboxes(t.Context(), serversync.MailboxFilter{})))
 	})
 
 	h.run(t, "CreateDuplicateID", func(t *testing.T, s serversync.Store) {
@@ -114,7 +114,7 @@ func testMailboxes(t *testing.T, h harness) {
 			requireDuplicate(t, s.CreateMailbox(ctx, dup), "Mailbox", "EmailAddress")
 			_, err := s.GetMailbox(ctx, dup.ID)
 			require.ErrorIs(t, err, serversync.ErrNotFound, "nothing stored")
-			all := collect(t, s.ListMailboxes(ctx, serversync.MailboxFilter{}))
+			all := Collect(t, s.ListMailboxes(ctx, serversync.MailboxFilter{}))
 			require.Len(t, all, 1)
 			assertSameRecord(t, first, all[0])
 		})
@@ -148,7 +148,7 @@ func testMailboxes(t *testing.T, h harness) {
 			m.IsForwardMailbox = true
 			require.NoError(t, s.CreateMailbox(ctx, m), "forward mailboxes have no regarding; several may exist")
 		}
-		assert.Len(t, collect(t, s.ListMailboxes(ctx, serversync.MailboxFilter{})), 3)
+		assert.Len(t, Collect(t, s.ListMailboxes(ctx, serversync.MailboxFilter{})), 3)
 	})
 
 	h.run(t, "CreateWithMissingProfile", func(t *testing.T, s serversync.Store) {
@@ -354,7 +354,7 @@ func testMailboxes(t *testing.T, h harness) {
 		got.EmailAddress = "get@example.com"
 		got.Stats.LastError.Message = "changed by Get caller"
 
-		listed := collect(t, s.ListMailboxes(ctx, serversync.MailboxFilter{}))
+		listed := Collect(t, s.ListMailboxes(ctx, serversync.MailboxFilter{}))
 		require.Len(t, listed, 1)
 		listed[0].Name = "changed by List caller"
 
@@ -407,7 +407,7 @@ func testMailboxes(t *testing.T, h harness) {
 		got, err := s.GetActivity(ctx, a.ID)
 		require.NoError(t, err, "activities stay")
 		assertSameRecord(t, a, got)
-		assert.Len(t, collect(t, s.ListActivities(ctx, serversync.ActivityFilter{MailboxID: m.ID})), 1)
+		assert.Len(t, Collect(t, s.ListActivities(ctx, serversync.ActivityFilter{MailboxID: m.ID})), 1)
 
 		// The address and regarding are free again.
 		again := NewMailbox(p.ID, "ALICE@example.com")
@@ -473,14 +473,15 @@ func testMailboxList(t *testing.T, h harness) {
 		in, out  bool
 		act      bool
 		pending  bool
+		next     time.Time
 	}
 	specs := []spec{
-		{email: "echo@example.com", profile: 0, approval: serversync.ApprovalApproved, status: serversync.TestSuccess, in: true},
+		{email: "echo@example.com", profile: 0, approval: serversync.ApprovalApproved, status: serversync.TestSuccess, in: true, next: BaseTime},
 		{email: "alpha@example.com", profile: 0, approval: serversync.ApprovalPending, status: serversync.TestNotRun, pending: true},
 		{email: "delta@example.com", profile: 1, approval: serversync.ApprovalApproved, status: serversync.TestFailure, out: true},
 		{email: "charlie@example.com", profile: 1, approval: serversync.ApprovalRejected, status: serversync.TestFailure, pending: true},
 		{email: "bravo@example.com", profile: -1, approval: serversync.ApprovalEmpty, status: serversync.TestNotRun},
-		{email: "foxtrot@example.com", profile: 0, approval: serversync.ApprovalApproved, status: serversync.TestSuccess, act: true},
+		{email: "foxtrot@example.com", profile: 0, approval: serversync.ApprovalApproved, status: serversync.TestSuccess, act: true, next: BaseTime.Add(time.Hour)},
 	}
 	setup := func(t *testing.T, s serversync.Store) (profiles []*serversync.Profile, byEmail map[string]*serversync.Mailbox) {
 		t.Helper()
@@ -496,6 +497,7 @@ func testMailboxList(t *testing.T, h harness) {
 			m.Status = sp.status
 			m.IncomingEnabled, m.OutgoingEnabled, m.ACTEnabled = sp.in, sp.out, sp.act
 			m.TestAndEnablePending = sp.pending
+			m.NextSyncAt = sp.next
 			byEmail[sp.email] = createMailbox(t, s, m)
 		}
 		return profiles, byEmail
@@ -546,6 +548,12 @@ func testMailboxList(t *testing.T, h harness) {
 		{"TestAndEnablePendingFalse", func([]*serversync.Profile, map[string]*serversync.Mailbox) serversync.MailboxFilter {
 			return serversync.MailboxFilter{TestAndEnablePending: &no}
 		}, []string{"bravo", "delta", "echo", "foxtrot"}},
+		{"ScheduledTrue", func([]*serversync.Profile, map[string]*serversync.Mailbox) serversync.MailboxFilter {
+			return serversync.MailboxFilter{Scheduled: &yes}
+		}, []string{"echo", "foxtrot"}},
+		{"ScheduledFalse", func([]*serversync.Profile, map[string]*serversync.Mailbox) serversync.MailboxFilter {
+			return serversync.MailboxFilter{Scheduled: &no, Enabled: &yes}
+		}, []string{"delta"}},
 		{"Limit", func([]*serversync.Profile, map[string]*serversync.Mailbox) serversync.MailboxFilter {
 			return serversync.MailboxFilter{Limit: 2}
 		}, []string{"alpha", "bravo"}},
@@ -558,7 +566,7 @@ func testMailboxList(t *testing.T, h harness) {
 	} {
 		h.run(t, "List/"+tc.name, func(t *testing.T, s serversync.Store) {
 			profiles, byEmail := setup(t, s)
-			got := collect(t, s.ListMailboxes(t.Context(), tc.filter(profiles, byEmail)))
+			got := Collect(t, s.ListMailboxes(t.Context(), tc.filter(profiles, byEmail)))
 			var names []string
 			for _, m := range got {
 				names = append(names, m.EmailAddress[:len(m.EmailAddress)-len("@example.com")])
@@ -579,11 +587,11 @@ func testMailboxList(t *testing.T, h harness) {
 			}
 		}
 		assert.Equal(t, []string{"alpha@example.com", "bravo@example.com"}, seen)
-		assert.Len(t, collect(t, s.ListMailboxes(t.Context(), serversync.MailboxFilter{})), len(specs))
+		assert.Len(t, Collect(t, s.ListMailboxes(t.Context(), serversync.MailboxFilter{})), len(specs))
 	})
 
 	h.run(t, "List/Empty", func(t *testing.T, s serversync.Store) {
-		assert.Empty(t, collect(t, s.ListMailboxes(t.Context(), serversync.MailboxFilter{})))
+		assert.Empty(t, Collect(t, s.ListMailboxes(t.Context(), serversync.MailboxFilter{})))
 	})
 }
 

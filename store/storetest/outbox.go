@@ -83,7 +83,7 @@ func testOutbox(t *testing.T, h harness) {
 			a := NewOutgoing("mb-1", "out-1")
 			tc.clear(a)
 			require.Error(t, s.QueueOutgoing(t.Context(), a))
-			assert.Empty(t, collect(t, s.ListActivities(t.Context(), serversync.ActivityFilter{})))
+			assert.Empty(t, Collect(t, s.ListActivities(t.Context(), serversync.ActivityFilter{})))
 		})
 	}
 

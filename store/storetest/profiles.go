@@ -68,7 +68,7 @@ func testProfiles(t *testing.T, h harness) {
 		p := NewProfile("No ID")
 		p.ID = ""
 		require.Error(t, s.CreateProfile(t.Context(), p))
-		assert.Empty(t, collect(t, s.ListProfiles(t.Context())))
+		assert.Empty(t, Collect(t, s.ListProfiles(t.Context())))
 	})
 
 	h.run(t, "CreateDuplicateID", func(t *testing.T, s serversync.Store) {
@@ -81,7 +81,7 @@ func testProfiles(t *testing.T, h harness) {
 		got, err := s.GetProfile(ctx, first.ID)
 		require.NoError(t, err)
 		assertSameRecord(t, first, got)
-		assert.Len(t, collect(t, s.ListProfiles(ctx)), 1)
+		assert.Len(t, Collect(t, s.ListProfiles(ctx)), 1)
 	})
 
 	for _, tc := range []struct{ name, existing, duplicate string }{
@@ -99,7 +99,7 @@ func testProfiles(t *testing.T, h harness) {
 
 			_, err := s.GetProfile(ctx, dup.ID)
 			require.ErrorIs(t, err, serversync.ErrNotFound, "nothing stored")
-			all := collect(t, s.ListProfiles(ctx))
+			all := Collect(t, s.ListProfiles(ctx))
 			require.Len(t, all, 1)
 			assertSameRecord(t, first, all[0])
 		})
@@ -129,7 +129,7 @@ func testProfiles(t *testing.T, h harness) {
 		got.Name = "Changed by Get caller"
 		got.Scopes[0] = "changed-by-get"
 
-		listed := collect(t, s.ListProfiles(ctx))
+		listed := Collect(t, s.ListProfiles(ctx))
 		require.Len(t, listed, 1)
 		listed[0].Name = "Changed by List caller"
 		listed[0].Scopes[1] = "changed-by-list"
@@ -299,7 +299,7 @@ func testProfiles(t *testing.T, h harness) {
 			want[n] = p
 			require.NoError(t, s.CreateProfile(ctx, p))
 		}
-		got := collect(t, s.ListProfiles(ctx))
+		got := Collect(t, s.ListProfiles(ctx))
 		var gotNames []string
 		for _, p := range got {
 			gotNames = append(gotNames, p.Name)
@@ -311,7 +311,7 @@ func testProfiles(t *testing.T, h harness) {
 	})
 
 	h.run(t, "ListEmpty", func(t *testing.T, s serversync.Store) {
-		assert.Empty(t, collect(t, s.ListProfiles(t.Context())))
+		assert.Empty(t, Collect(t, s.ListProfiles(t.Context())))
 	})
 
 	h.run(t, "ListStopsWhenLoopBreaks", func(t *testing.T, s serversync.Store) {
@@ -329,7 +329,7 @@ func testProfiles(t *testing.T, h harness) {
 		}
 		assert.Equal(t, []string{"A1", "A2"}, seen)
 		// The store still works after an abandoned stream.
-		assert.Len(t, collect(t, s.ListProfiles(ctx)), 5)
+		assert.Len(t, Collect(t, s.ListProfiles(ctx)), 5)
 	})
 
 	h.run(t, "ConcurrentUpdatesLoseNothing", func(t *testing.T, s serversync.Store) {
@@ -377,7 +377,7 @@ func testProfiles(t *testing.T, h harness) {
 			requireDuplicate(t, err, "Profile", "Name")
 		}
 		assert.Equal(t, 1, ok, "exactly one of the racing creates wins")
-		assert.Len(t, collect(t, s.ListProfiles(ctx)), 1)
+		assert.Len(t, Collect(t, s.ListProfiles(ctx)), 1)
 	})
 
 	h.run(t, "DeleteRacesMailboxCreate", func(t *testing.T, s serversync.Store) {

@@ -139,8 +139,9 @@ func (h harness) run(t *testing.T, name string, f func(t *testing.T, s serversyn
 	})
 }
 
-// collect reads a whole stream, failing the test on the first error.
-func collect[T any](t *testing.T, seq iter.Seq2[T, error]) []T {
+// Collect reads a whole Store stream (ListMailboxes, ListActivities…) into a slice,
+// failing t at its first error.
+func Collect[T any](t *testing.T, seq iter.Seq2[T, error]) []T {
 	t.Helper()
 	var out []T
 	for v, err := range seq {

@@ -1,0 +1,397 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/internal/record"
+	"github.com/serversync/serversync/internal/storeutil"
+)
+
+// ---- Profiles ----------------------------------------------------------------
+
+// nameKey is the profiles.name_key of a name: names are unique case-insensitively.
+func nameKey(name string) string { return strings.ToLower(name) }
+
+func (s *Store) decodeProfile(ctx context.Context, id string, data []byte) (*serversync.Profile, error) {
+	var p serversync.Profile
+	if err := record.Decode(ctx, s.sealer, "profile", id, data, &p); err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return &p, nil
+}
+
+// CreateProfile implements serversync.ProfileStore.
+func (s *Store) CreateProfile(ctx context.Context, p *serversync.Profile) error {
+	if p.ID == "" {
+		return storeutil.Required("Profile", "ID")
+	}
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	data, err := record.Encode(ctx, s.sealer, "profile", p.ID, p)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	_, err = s.pool.Exec(ctx, "INSERT INTO profiles (id, name_key, data) VALUES ($1, $2, $3)", p.ID, nameKey(p.Name), data)
+	return dbError(err)
+}
+
+// readData returns the data column of the row of table with that id, or an error
+// wrapping ErrNotFound. lock is "" or a locking clause such as "FOR NO KEY UPDATE".
+func readData(ctx context.Context, q querier, table, entity, id, lock string) ([]byte, error) {
+	var data []byte
+	err := q.QueryRow(ctx, "SELECT data FROM "+table+" WHERE id = $1 "+lock, id).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound(entity, id)
+	}
+	return data, dbError(err)
+}
+
+// lockForUpdate is how Update methods lock the row they read: NO KEY UPDATE, since
+// they never change a key, leaves the KEY SHARE locks of foreign key checks free, so
+// updating a mailbox never waits for (or deadlocks with) a profile delete.
+const lockForUpdate = "FOR NO KEY UPDATE"
+
+// GetProfile implements serversync.ProfileStore.
+func (s *Store) GetProfile(ctx context.Context, id string) (*serversync.Profile, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	data, err := readData(ctx, s.pool, "profiles", "profile", id, "")
+	if err != nil {
+		return nil, err
+	}
+	return s.decodeProfile(ctx, id, data)
+}
+
+// UpdateProfile implements serversync.ProfileStore.
+func (s *Store) UpdateProfile(ctx context.Context, id string, update func(*serversync.Profile) error) (*serversync.Profile, error) {
+	var out *serversync.Profile
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		data, err := readData(ctx, tx, "profiles", "profile", id, lockForUpdate)
+		if err != nil {
+			return err
+		}
+		p, err := s.decodeProfile(ctx, id, data)
+		if err != nil {
+			return err
+		}
+		if err := update(p); err != nil {
+			return err
+		}
+		if p.ID != id {
+			return storeutil.Unchangeable("Profile", "ID")
+		}
+		if data, err = record.Encode(ctx, s.sealer, "profile", id, p); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "UPDATE profiles SET name_key = $1, data = $2 WHERE id = $3", nameKey(p.Name), data, id); err != nil {
+			return dbError(err)
+		}
+		out = p
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeleteProfile implements serversync.ProfileStore. The foreign key of
+// mailboxes.profile_id makes the in-use check atomic with the delete.
+func (s *Store) DeleteProfile(ctx context.Context, id string) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, "DELETE FROM profiles WHERE id = $1", id)
+	switch {
+	case pgCode(err) == codeForeignKeyViolation:
+		return fmt.Errorf("postgres: profile %q: %w", id, serversync.ErrProfileInUse)
+	case err != nil:
+		return dbError(err)
+	case tag.RowsAffected() == 0:
+		return notFound("profile", id)
+	}
+	return nil
+}
+
+// ListProfiles implements serversync.ProfileStore.
+func (s *Store) ListProfiles(ctx context.Context) iter.Seq2[*serversync.Profile, error] {
+	return stream(ctx, s, list[*serversync.Profile]{
+		selectFrom: "SELECT id, data FROM profiles",
+		key:        "name_key",
+		scan: func(rows pgx.Rows) (*serversync.Profile, any, error) {
+			var id string
+			var data []byte
+			if err := rows.Scan(&id, &data); err != nil {
+				return nil, nil, dbError(err)
+			}
+			p, err := s.decodeProfile(ctx, id, data)
+			if err != nil {
+				return nil, nil, err
+			}
+			return p, nameKey(p.Name), nil
+		},
+	})
+}
+
+// ---- Mailboxes ---------------------------------------------------------------
+
+// emailKey is the mailboxes.email_key of an address: unique case-insensitively.
+func emailKey(email string) string { return strings.ToLower(email) }
+
+// mailboxColumns are read with every mailbox: the record and the lease state that
+// the lease methods keep in columns.
+const mailboxColumns = "id, data, next_sync_at, lease_host, lease_expires_at, forced_unlocks"
+
+func (s *Store) scanMailbox(ctx context.Context, row pgx.Row) (*serversync.Mailbox, error) {
+	var (
+		id, host      string
+		data          []byte
+		next, expires *time.Time
+		forcedUnlocks int
+	)
+	if err := row.Scan(&id, &data, &next, &host, &expires, &forcedUnlocks); err != nil {
+		return nil, err
+	}
+	var m serversync.Mailbox
+	if err := record.Decode(ctx, s.sealer, "mailbox", id, data, &m); err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	m.NextSyncAt, m.LeaseHost, m.LeaseExpiresAt, m.ForcedUnlockCount = fromNull(next), host, fromNull(expires), forcedUnlocks
+	return &m, nil
+}
+
+// mailboxIndex is the searchable columns derived from a mailbox, in the order of
+// mailboxInsertColumns after id.
+func mailboxIndex(m *serversync.Mailbox) []any {
+	return []any{emailKey(m.EmailAddress), m.Regarding.ID, nullIfEmpty(m.ProfileID), string(m.Approval), string(m.Status),
+		m.AnyEnabled(), m.TestAndEnablePending, nullTime(m.NextSyncAt)}
+}
+
+// mailboxInsertColumns are the columns a new mailbox row is written with, in the
+// order of mailboxRow's values.
+var mailboxInsertColumns = []string{"id", "email_key", "regarding_id", "profile_id", "approval", "status",
+	"any_enabled", "test_pending", "next_sync_at", "lease_host", "lease_expires_at", "forced_unlocks", "data"}
+
+var insertMailboxSQL = func() string {
+	params := make([]string, len(mailboxInsertColumns))
+	for i := range params {
+		params[i] = "$" + strconv.Itoa(i+1)
+	}
+	return "INSERT INTO mailboxes (" + strings.Join(mailboxInsertColumns, ", ") + ") VALUES (" + strings.Join(params, ", ") + ")"
+}()
+
+// mailboxRow returns the values of mailboxInsertColumns for m, its secrets sealed.
+func (s *Store) mailboxRow(ctx context.Context, m *serversync.Mailbox) ([]any, error) {
+	data, err := record.Encode(ctx, s.sealer, "mailbox", m.ID, m)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	row := append([]any{m.ID}, mailboxIndex(m)...)
+	return append(row, m.LeaseHost, nullTime(m.LeaseExpiresAt), m.ForcedUnlockCount, data), nil
+}
+
+// mailboxWriteError explains a violated foreign key of a mailbox write: its profile
+// does not exist.
+func mailboxWriteError(m *serversync.Mailbox, err error) error {
+	if pgCode(err) == codeForeignKeyViolation {
+		return &serversync.ValidationError{Entity: "Mailbox", Field: "ProfileID",
+			Reason: fmt.Sprintf("no profile %q: create it first or leave ProfileID empty", m.ProfileID), Err: serversync.ErrNotFound}
+	}
+	return dbError(err)
+}
+
+// CreateMailbox implements serversync.MailboxStore.
+func (s *Store) CreateMailbox(ctx context.Context, m *serversync.Mailbox) error {
+	if m.ID == "" {
+		return storeutil.Required("Mailbox", "ID")
+	}
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	row, err := s.mailboxRow(ctx, m)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, insertMailboxSQL, row...)
+	return mailboxWriteError(m, err)
+}
+
+// GetMailbox implements serversync.MailboxStore.
+func (s *Store) GetMailbox(ctx context.Context, id string) (*serversync.Mailbox, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	return s.getMailbox(ctx, s.pool, id, "")
+}
+
+func (s *Store) getMailbox(ctx context.Context, q querier, id, lock string) (*serversync.Mailbox, error) {
+	m, err := s.scanMailbox(ctx, q.QueryRow(ctx, "SELECT "+mailboxColumns+" FROM mailboxes WHERE id = $1 "+lock, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound("mailbox", id)
+	} else if err != nil {
+		return nil, dbError(err)
+	}
+	return m, nil
+}
+
+// UpdateMailbox implements serversync.MailboxStore.
+func (s *Store) UpdateMailbox(ctx context.Context, id string, update func(*serversync.Mailbox) error) (*serversync.Mailbox, error) {
+	var out *serversync.Mailbox
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		m, err := s.getMailbox(ctx, tx, id, lockForUpdate)
+		if err != nil {
+			return err
+		}
+		lease := *m
+		if err := update(m); err != nil {
+			return err
+		}
+		if m.ID != id {
+			return storeutil.Unchangeable("Mailbox", "ID")
+		}
+		// The lease belongs to the lease methods: whatever update did to it is undone.
+		m.LeaseHost, m.LeaseExpiresAt, m.ForcedUnlockCount = lease.LeaseHost, lease.LeaseExpiresAt, lease.ForcedUnlockCount
+		data, err := record.Encode(ctx, s.sealer, "mailbox", id, m)
+		if err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		args := append(mailboxIndex(m), data, id)
+		_, err = tx.Exec(ctx, `UPDATE mailboxes SET email_key = $1, regarding_id = $2, profile_id = $3, approval = $4,
+			status = $5, any_enabled = $6, test_pending = $7, next_sync_at = $8, data = $9 WHERE id = $10`, args...)
+		if err != nil {
+			return mailboxWriteError(m, err)
+		}
+		out = m
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeleteMailbox implements serversync.MailboxStore. The lease goes with the row, so
+// a holder's renew or release finds nothing and fails with ErrLeaseLost.
+func (s *Store) DeleteMailbox(ctx context.Context, id string) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "DELETE FROM mailboxes WHERE id = $1", id)
+		if err != nil {
+			return dbError(err)
+		}
+		if tag.RowsAffected() == 0 {
+			return notFound("mailbox", id)
+		}
+		_, err = tx.Exec(ctx, "DELETE FROM cursors WHERE mailbox_id = $1", id)
+		return dbError(err)
+	})
+}
+
+// ListMailboxes implements serversync.MailboxStore.
+func (s *Store) ListMailboxes(ctx context.Context, f serversync.MailboxFilter) iter.Seq2[*serversync.Mailbox, error] {
+	var w where
+	if f.ProfileID != "" {
+		w.add("profile_id =", f.ProfileID)
+	}
+	if f.EmailAddress != "" {
+		w.add("email_key =", emailKey(f.EmailAddress))
+	}
+	if f.RegardingID != "" {
+		w.add("regarding_id =", f.RegardingID)
+	}
+	if f.Approval != "" {
+		w.add("approval =", string(f.Approval))
+	}
+	if f.Status != "" {
+		w.add("status =", string(f.Status))
+	}
+	if f.Enabled != nil {
+		w.add("any_enabled =", *f.Enabled)
+	}
+	if f.TestAndEnablePending != nil {
+		w.add("test_pending =", *f.TestAndEnablePending)
+	}
+	if f.Scheduled != nil {
+		w.add("(next_sync_at IS NOT NULL) =", *f.Scheduled)
+	}
+	return stream(ctx, s, list[*serversync.Mailbox]{
+		selectFrom: "SELECT " + mailboxColumns + " FROM mailboxes",
+		filter:     w,
+		key:        "email_key",
+		limit:      f.Limit,
+		scan: func(rows pgx.Rows) (*serversync.Mailbox, any, error) {
+			m, err := s.scanMailbox(ctx, rows)
+			if err != nil {
+				return nil, nil, dbError(err)
+			}
+			return m, emailKey(m.EmailAddress), nil
+		},
+	})
+}
+
+// ---- Org settings ------------------------------------------------------------
+
+func decodeSettings(data []byte) (*serversync.OrgSettings, error) {
+	settings := serversync.DefaultOrgSettings()
+	if data == nil { // never stored
+		return settings, nil
+	}
+	if err := json.Unmarshal(data, settings); err != nil {
+		return nil, fmt.Errorf("postgres: decode org settings: %w", err)
+	}
+	return settings, nil
+}
+
+// GetOrgSettings implements serversync.SettingsStore.
+func (s *Store) GetOrgSettings(ctx context.Context) (*serversync.OrgSettings, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	var data []byte
+	if err := s.pool.QueryRow(ctx, "SELECT data FROM settings WHERE id = 1").Scan(&data); err != nil {
+		return nil, dbError(err)
+	}
+	return decodeSettings(data)
+}
+
+// UpdateOrgSettings implements serversync.SettingsStore. The settings row exists
+// from the first migration on, so concurrent updates queue on its lock.
+func (s *Store) UpdateOrgSettings(ctx context.Context, update func(*serversync.OrgSettings) error) (*serversync.OrgSettings, error) {
+	var out *serversync.OrgSettings
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var data []byte
+		if err := tx.QueryRow(ctx, "SELECT data FROM settings WHERE id = 1 FOR UPDATE").Scan(&data); err != nil {
+			return dbError(err)
+		}
+		settings, err := decodeSettings(data)
+		if err != nil {
+			return err
+		}
+		if err := update(settings); err != nil {
+			return err
+		}
+		if data, err = json.Marshal(settings); err != nil {
+			return fmt.Errorf("postgres: encode org settings: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "UPDATE settings SET data = $1 WHERE id = 1", data); err != nil {
+			return dbError(err)
+		}
+		out = settings
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
