@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/serversync/serversync"
@@ -42,9 +43,46 @@ func TLSConfig(ep serversync.Endpoint) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// TLSConfigs keeps one TLS configuration per server and set of extra roots, each
+// with a session cache: a connector reconnecting for every poll then resumes TLS
+// sessions instead of running a full handshake and rebuilding its root pool each
+// time. The zero value is ready; a nil *TLSConfigs builds a fresh configuration
+// per call. Safe for concurrent use.
+type TLSConfigs struct {
+	mu      sync.Mutex
+	configs map[tlsKey]*tls.Config
+}
+
+type tlsKey struct{ host, rootCAs string }
+
+// For returns the configuration for ep, shared by every connection to it. Callers
+// must not modify it.
+func (c *TLSConfigs) For(ep serversync.Endpoint) (*tls.Config, error) {
+	if c == nil {
+		return TLSConfig(ep)
+	}
+	key := tlsKey{ep.Host, ep.RootCAsPEM}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cfg, ok := c.configs[key]; ok {
+		return cfg, nil
+	}
+	cfg, err := TLSConfig(ep)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(0)
+	if c.configs == nil {
+		c.configs = make(map[tlsKey]*tls.Config)
+	}
+	c.configs[key] = cfg
+	return cfg, nil
+}
+
 // Dial connects to the endpoint within ctx and the endpoint's timeout, doing the TLS
-// handshake right away for implicit TLS. STARTTLS is the protocol's job.
-func Dial(ctx context.Context, ep serversync.Endpoint) (net.Conn, error) {
+// handshake right away for implicit TLS (with a configuration from configs, which
+// may be nil). STARTTLS is the protocol's job.
+func Dial(ctx context.Context, ep serversync.Endpoint, configs *TLSConfigs) (net.Conn, error) {
 	if ep.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, ep.Timeout)
@@ -58,7 +96,7 @@ func Dial(ctx context.Context, ep serversync.Endpoint) (net.Conn, error) {
 		}
 		return conn, nil
 	}
-	cfg, err := TLSConfig(ep)
+	cfg, err := configs.For(ep)
 	if err != nil {
 		return nil, err
 	}

@@ -61,6 +61,7 @@ type Connector struct {
 	maxParallel int
 	idleRestart time.Duration
 	log         *slog.Logger
+	tls         connector.TLSConfigs
 }
 
 var _ serversync.IncomingConnector = (*Connector)(nil)
@@ -120,7 +121,7 @@ func (c *Connector) open(ctx context.Context, target *serversync.Target) (*sessi
 		created: make(map[string]bool),
 		log:     c.log.With("host", target.Endpoint.Host, "mailbox", target.MailboxID),
 	}
-	raw, err := connector.Dial(ctx, target.Endpoint)
+	raw, err := connector.Dial(ctx, target.Endpoint, &c.tls)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +136,7 @@ func (c *Connector) open(ctx context.Context, target *serversync.Target) (*sessi
 	}()
 	switch target.Endpoint.TLS {
 	case serversync.TLSStartTLS:
-		tlsConfig, err := connector.TLSConfig(target.Endpoint)
+		tlsConfig, err := c.tls.For(target.Endpoint)
 		if err != nil {
 			return nil, err
 		}

@@ -63,12 +63,12 @@
 // is waiting to send the rest; it must not use the session.
 //
 // With Options.MaxParallelFetch > 1, a fetch of more than four batches also opens
-// up to MaxParallelFetch-1 extra connections for the same mailbox (count them in
-// the profile's connection budget) that EXAMINE the folder and download batches
-// into memory ahead of the callback. Delivery stays one message at a time in UID
-// order; at most MaxParallelFetch+1 batches are held, so memory is bounded by
-// (MaxParallelFetch+1) × FetchBatchSize × the message size. An extra connection the
-// server refuses is simply not used.
+// up to MaxParallelFetch-1 extra connections for the same mailbox that EXAMINE the
+// folder and download batches into memory ahead of the callback, each one only when
+// FetchRequest.ExtraConnection (the Syncer's connection budget) has room for it.
+// Delivery stays one message at a time in UID order; at most MaxParallelFetch+1
+// batches are held, so memory is bounded by (MaxParallelFetch+1) × FetchBatchSize ×
+// the message size. An extra connection the server refuses is simply not used.
 //
 // # Waiting for mail
 //

@@ -20,7 +20,8 @@ import (
 
 // Fetch new mail, store the cursor, and poll again.
 func Example() {
-	addr := startExampleServer() // an in-memory IMAP server with user alice
+	addr, stop := startExampleServer() // an in-memory IMAP server with user alice
+	defer stop()
 
 	conn := imapconn.New(nil)
 	target := &serversync.Target{
@@ -74,7 +75,7 @@ func Example() {
 	// <nil> true
 }
 
-func startExampleServer() *net.TCPAddr {
+func startExampleServer() (addr *net.TCPAddr, stop func()) {
 	mem := imapmemserver.New()
 	user := imapmemserver.NewUser("alice", "alice-pass")
 	_ = user.Create("INBOX", nil)
@@ -90,6 +91,13 @@ func startExampleServer() *net.TCPAddr {
 	if err != nil {
 		log.Fatal(err)
 	}
-	go func() { _ = srv.Serve(ln) }()
-	return ln.Addr().(*net.TCPAddr)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	return ln.Addr().(*net.TCPAddr), func() {
+		_ = srv.Close()
+		<-done
+	}
 }

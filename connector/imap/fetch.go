@@ -412,6 +412,13 @@ func (s *session) fetchParallel(ctx context.Context, name string, run *fetchRun,
 	})
 	for range workers - 1 {
 		g.Go(func() error {
+			if run.req.ExtraConnection != nil {
+				release, ok := run.req.ExtraConnection()
+				if !ok {
+					return nil // the budget is full: fetch with fewer
+				}
+				defer release()
+			}
 			ws, err := s.c.open(ctx, &s.target)
 			if err != nil {
 				s.log.Warn("imap: extra fetch connection unavailable, fetching with fewer", "err", err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,6 +267,42 @@ func TestFetchParallelSameAsSequential(t *testing.T) {
 	assert.Equal(t, string(seq[31].msg.Cursor), string(res.Cursor))
 	rest, _ := fetchAll(t, sess, serversync.FetchRequest{Cursor: res.Cursor})
 	assert.Len(t, rest, 97-32)
+}
+
+// Extra fetch connections are opened only as far as the caller's budget allows,
+// and each is given back.
+func TestFetchParallelWithinTheBudget(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, serverConfig{})
+	helper := ts.client(t, "alice")
+	for i := range 40 {
+		appendMessage(t, helper, "INBOX", testMessage(i, 100), time.Time{})
+	}
+	sess := ts.open(t, ts.target("alice"), &imapconn.Options{FetchBatchSize: 5, MaxParallelFetch: 4})
+	loginsBefore := ts.logins.Load()
+	var mu sync.Mutex
+	asked, granted, released := 0, 0, 0
+	req := serversync.FetchRequest{ExtraConnection: func() (func(), bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		if granted == 1 {
+			return nil, false
+		}
+		granted++
+		return func() {
+			mu.Lock()
+			released++
+			mu.Unlock()
+		}, true
+	}}
+	got, _ := fetchAll(t, sess, req)
+	assert.Len(t, got, 40)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, 3, asked, "one ask per extra connection")
+	assert.Equal(t, 1, released, "the granted slot is given back")
+	assert.Equal(t, int32(1), ts.logins.Load()-loginsBefore, "only the granted extra connection logged in")
 }
 
 func refNum(t *testing.T, ref string) int {

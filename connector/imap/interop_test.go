@@ -10,8 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -23,11 +21,22 @@ import (
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
 	imapconn "github.com/serversync/serversync/connector/imap"
+	"github.com/serversync/serversync/internal/mailtest"
+)
+
+// This package's own Dovecot users (scripts/mailservers makes them): go test runs
+// packages at once, and mail another package delivers must not land in these INBOXes.
+const (
+	alice = "imap-alice"
+	bob   = "imap-bob"
+	carol = "imap-carol"
+	dave  = "imap-dave"
 )
 
 // interop describes the real Dovecot started by scripts/mailservers (its env file
 // sets the SERVERSYNC_INTEROP_* variables).
 type interop struct {
+	env          *mailtest.Env
 	host         string
 	imapPort     int // STARTTLS
 	imapsPort    int // implicit TLS
@@ -38,30 +47,10 @@ type interop struct {
 
 func interopEnv(t testing.TB) *interop {
 	t.Helper()
-	if os.Getenv("SERVERSYNC_INTEROP") != "1" {
-		t.Skip("SERVERSYNC_INTEROP not set: run scripts/mailservers start and source its env file to test against real Dovecot")
-	}
-	env := func(name string) string {
-		v := os.Getenv("SERVERSYNC_INTEROP_" + name)
-		if v == "" {
-			t.Fatalf("SERVERSYNC_INTEROP=1 but SERVERSYNC_INTEROP_%s is not set", name)
-		}
-		return v
-	}
-	port := func(name string) int {
-		p, err := strconv.Atoi(env(name))
-		require.NoError(t, err, name)
-		return p
-	}
-	ca, err := os.ReadFile(env("CA"))
-	require.NoError(t, err)
+	e := mailtest.Load(t)
 	return &interop{
-		host:         env("HOST"),
-		imapPort:     port("IMAP_PORT"),
-		imapsPort:    port("IMAPS_PORT"),
-		caPEM:        string(ca),
-		domain:       env("DOMAIN"),
-		sharedPrefix: os.Getenv("SERVERSYNC_INTEROP_SHARED_PREFIX"),
+		env: e, host: e.Host, imapPort: e.Port(mailtest.IMAP), imapsPort: e.Port(mailtest.IMAPS),
+		caPEM: e.CAPEM, domain: e.Domain, sharedPrefix: e.SharedPrefix,
 	}
 }
 
@@ -130,8 +119,8 @@ func TestInteropTLSModesAppendFetch(t *testing.T) {
 	e := interopEnv(t)
 	for _, mode := range []serversync.TLSMode{serversync.TLSImplicit, serversync.TLSStartTLS} {
 		t.Run(string(mode), func(t *testing.T) {
-			folder := e.tempFolder(t, e.client(t, "alice"))
-			sess := e.open(t, e.target("alice", mode), nil)
+			folder := e.tempFolder(t, e.client(t, alice))
+			sess := e.open(t, e.target(alice, mode), nil)
 			var bodies [][]byte
 			received := time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC)
 			for i := range 3 {
@@ -158,7 +147,7 @@ func TestInteropTLSModesAppendFetch(t *testing.T) {
 			assert.Equal(t, string(res.Cursor), string(res2.Cursor))
 
 			// A flag change moves HIGHESTMODSEQ but offers nothing new.
-			helper := e.client(t, "alice")
+			helper := e.client(t, alice)
 			_, err := helper.Select(folder, nil).Wait()
 			require.NoError(t, err)
 			require.NoError(t, helper.Store(goimap.SeqSetNum(1), &goimap.StoreFlags{
@@ -173,7 +162,7 @@ func TestInteropTLSModesAppendFetch(t *testing.T) {
 
 func TestInteropWrongPassword(t *testing.T) {
 	e := interopEnv(t)
-	target := e.target("alice", serversync.TLSImplicit)
+	target := e.target(alice, serversync.TLSImplicit)
 	target.Credentials.Password = auth.NewSecret("wrong")
 	_, err := imapconn.New(nil).OpenIncoming(context.Background(), target)
 	ce := requireConnectorError(t, err, serversync.ErrorAuth, imapconn.CodeAuthFailed)
@@ -184,13 +173,13 @@ func TestInteropWrongPassword(t *testing.T) {
 
 func TestInteropImpersonation(t *testing.T) {
 	e := interopEnv(t)
-	helper := e.client(t, "carol")
+	helper := e.client(t, carol)
 	for _, style := range []auth.ImpersonationStyle{auth.ImpersonateMasterUser, auth.ImpersonateAuthzID} {
 		t.Run(cmpName(string(style), "AuthzID"), func(t *testing.T) {
-			target := e.target("carol", serversync.TLSImplicit)
+			target := e.target(carol, serversync.TLSImplicit)
 			target.Credentials = auth.Credentials{
 				Kind: auth.KindImpersonation, Username: "master", Password: auth.NewSecret("master-pass"),
-				Mailbox: e.login("carol"), Impersonation: style,
+				Mailbox: e.login(carol), Impersonation: style,
 			}
 			sess := e.open(t, target, nil)
 			start := cursorNow(t, sess, "")
@@ -217,14 +206,14 @@ func cmpName(s, fallback string) string {
 
 func TestInteropDelegation(t *testing.T) {
 	e := interopEnv(t)
-	target := e.target("alice", serversync.TLSStartTLS)
+	target := e.target(alice, serversync.TLSStartTLS)
 	target.Credentials = auth.Credentials{
-		Kind: auth.KindDelegation, Username: e.login("svc"), Password: auth.NewSecret("svc-pass"), Mailbox: e.login("alice"),
+		Kind: auth.KindDelegation, Username: e.login("svc"), Password: auth.NewSecret("svc-pass"), Mailbox: e.login(alice),
 	}
 	sess := e.open(t, target, nil)
 	start := cursorNow(t, sess, "INBOX")
 	body := testMessage(42, 5000)
-	appendMessage(t, e.client(t, "alice"), "INBOX", body, time.Time{})
+	appendMessage(t, e.client(t, alice), "INBOX", body, time.Time{})
 	got, _ := fetchAll(t, sess, serversync.FetchRequest{Folder: "INBOX", Cursor: start})
 	require.Len(t, got, 1)
 	assert.Equal(t, body, got[0].body)
@@ -232,7 +221,7 @@ func TestInteropDelegation(t *testing.T) {
 	t.Logf("delegated access through shared prefix %q", e.sharedPrefix)
 
 	// Append and Move use the same mapping: the folder lands in alice's mailbox.
-	aliceHelper := e.client(t, "alice")
+	aliceHelper := e.client(t, alice)
 	folder := e.tempFolder(t, aliceHelper)
 	require.NoError(t, sess.Append(context.Background(), folder, time.Time{}, bytes.NewReader(body), int64(len(body))))
 	assert.Equal(t, uint32(1), countMessages(t, aliceHelper, folder))
@@ -246,14 +235,14 @@ func TestInteropDelegation(t *testing.T) {
 
 func TestInteropMoveToUndeliverable(t *testing.T) {
 	e := interopEnv(t)
-	helper := e.client(t, "bob")
+	helper := e.client(t, bob)
 	_ = helper.Delete("Undeliverable").Wait() // so the move has to create it
 	folder := e.tempFolder(t, helper)
 	body := testMessage(7, 3000)
 	appendMessage(t, helper, folder, body, time.Time{})
 	appendMessage(t, helper, folder, testMessage(8, 3000), time.Time{})
 
-	sess := e.open(t, e.target("bob", serversync.TLSImplicit), nil)
+	sess := e.open(t, e.target(bob, serversync.TLSImplicit), nil)
 	got, _ := fetchAll(t, sess, serversync.FetchRequest{Folder: folder})
 	require.Len(t, got, 2)
 	require.NoError(t, sess.Move(context.Background(), folder, got[0].msg.Ref, "Undeliverable"))
@@ -267,9 +256,9 @@ func TestInteropMoveToUndeliverable(t *testing.T) {
 
 func TestInteropIdle(t *testing.T) {
 	e := interopEnv(t)
-	helper := e.client(t, "dave")
+	helper := e.client(t, dave)
 	folder := e.tempFolder(t, helper)
-	sess := e.open(t, e.target("dave", serversync.TLSImplicit), nil)
+	sess := e.open(t, e.target(dave, serversync.TLSImplicit), nil)
 	cur := cursorNow(t, sess, folder)
 	n := 0
 	err := waitUntilReturns(t, func() error {
@@ -294,10 +283,10 @@ func TestInteropIdle(t *testing.T) {
 
 func TestInteropUIDValidityChange(t *testing.T) {
 	e := interopEnv(t)
-	helper := e.client(t, "alice")
+	helper := e.client(t, alice)
 	folder := e.tempFolder(t, helper)
 	appendMessage(t, helper, folder, testMessage(1, 100), time.Time{})
-	sess := e.open(t, e.target("alice", serversync.TLSImplicit), nil)
+	sess := e.open(t, e.target(alice, serversync.TLSImplicit), nil)
 	got, res := fetchAll(t, sess, serversync.FetchRequest{Folder: folder})
 	require.Len(t, got, 1)
 	// Select another folder so the deletion isn't of the selected one.
@@ -317,13 +306,13 @@ func TestInteropUIDValidityChange(t *testing.T) {
 
 func TestInteropParallelFetch(t *testing.T) {
 	e := interopEnv(t)
-	helper := e.client(t, "alice")
+	helper := e.client(t, alice)
 	folder := e.tempFolder(t, helper)
 	for i := range 60 {
 		appendMessage(t, helper, folder, testMessage(i, 500+i*100), time.Time{})
 	}
-	seq, _ := fetchAll(t, e.open(t, e.target("alice", serversync.TLSImplicit), &imapconn.Options{FetchBatchSize: 5}), serversync.FetchRequest{Folder: folder})
-	par, _ := fetchAll(t, e.open(t, e.target("alice", serversync.TLSImplicit), &imapconn.Options{FetchBatchSize: 5, MaxParallelFetch: 3}), serversync.FetchRequest{Folder: folder})
+	seq, _ := fetchAll(t, e.open(t, e.target(alice, serversync.TLSImplicit), &imapconn.Options{FetchBatchSize: 5}), serversync.FetchRequest{Folder: folder})
+	par, _ := fetchAll(t, e.open(t, e.target(alice, serversync.TLSImplicit), &imapconn.Options{FetchBatchSize: 5, MaxParallelFetch: 3}), serversync.FetchRequest{Folder: folder})
 	require.Len(t, seq, 60)
 	require.Len(t, par, 60)
 	for i := range seq {
@@ -336,7 +325,7 @@ func TestInteropParallelFetch(t *testing.T) {
 func BenchmarkInteropFetch(b *testing.B) {
 	e := interopEnv(b)
 	const messages, size = 2000, 15_000
-	helper := e.client(b, "dave")
+	helper := e.client(b, dave)
 	folder := e.tempFolder(b, helper)
 	body := testMessage(0, size)
 	for range messages {
@@ -353,7 +342,7 @@ func BenchmarkInteropFetch(b *testing.B) {
 	}
 	for _, parallel := range []int{1, 4} {
 		b.Run(fmt.Sprintf("parallel=%d", parallel), func(b *testing.B) {
-			sess := e.open(b, e.target("dave", serversync.TLSImplicit), &imapconn.Options{MaxParallelFetch: parallel})
+			sess := e.open(b, e.target(dave, serversync.TLSImplicit), &imapconn.Options{MaxParallelFetch: parallel})
 			var total int64
 			start := time.Now()
 			for b.Loop() {
@@ -380,13 +369,13 @@ func BenchmarkInteropFetch(b *testing.B) {
 
 func TestInteropSince(t *testing.T) {
 	e := interopEnv(t)
-	helper := e.client(t, "dave")
+	helper := e.client(t, dave)
 	folder := e.tempFolder(t, helper)
 	since := time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC)
 	for i, d := range []time.Time{since.AddDate(-1, 0, 0), since.Add(-time.Hour), since.Add(time.Hour), since.AddDate(0, 1, 0)} {
 		appendMessage(t, helper, folder, testMessage(i, 100), d)
 	}
-	sess := e.open(t, e.target("dave", serversync.TLSImplicit), &imapconn.Options{FetchBatchSize: 1})
+	sess := e.open(t, e.target(dave, serversync.TLSImplicit), &imapconn.Options{FetchBatchSize: 1})
 	got, res := fetchAll(t, sess, serversync.FetchRequest{Folder: folder, Since: since})
 	var refs []string
 	for _, f := range got {

@@ -3,16 +3,9 @@ package imap_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -30,6 +23,7 @@ import (
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
 	imapconn "github.com/serversync/serversync/connector/imap"
+	"github.com/serversync/serversync/internal/testcert"
 )
 
 const (
@@ -248,32 +242,7 @@ func (s *testSession) Namespace() (*goimap.NamespaceData, error) {
 }
 
 // selfSignedCert returns a certificate for 127.0.0.1 and its PEM.
-func selfSignedCert(t testing.TB) (tls.Certificate, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	template := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "serversync test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:              []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
-	require.NoError(t, err)
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	require.NoError(t, err)
-	return cert, string(certPEM)
-}
+func selfSignedCert(testing.TB) (tls.Certificate, string) { return testcert.Must() }
 
 // testMessage is a small RFC 5322 message, distinct per n, of about size bytes.
 func testMessage(n, size int) []byte {

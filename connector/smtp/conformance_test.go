@@ -1,14 +1,12 @@
 package smtp
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/serversync/serversync"
-	"github.com/serversync/serversync/auth"
 	"github.com/serversync/serversync/connector/connectortest"
+	"github.com/serversync/serversync/internal/mailtest"
 )
 
 func TestConformanceInProcess(t *testing.T) {
@@ -33,25 +31,17 @@ func TestConformanceInProcess(t *testing.T) {
 }
 
 func TestConformancePostfix(t *testing.T) {
-	ep := interopEndpoint(t, "SERVERSYNC_INTEROP_SUBMISSION_PORT", serversync.TLSStartTLS)
+	e := mailtest.Load(t)
 	connectortest.RunOutgoing(t, connectortest.Outgoing{
 		Connector: New(nil),
 		Target: func(*testing.T) *serversync.Target {
-			return &serversync.Target{EmailAddress: interopUser("bob"), Endpoint: ep,
-				Credentials: auth.Credentials{Kind: auth.KindPassword, Username: interopUser("bob"), Password: auth.NewSecret("bob-pass")}}
+			target := e.Target(mailtest.Submission, bob)
+			target.MailboxID = ""
+			return target
 		},
-		To: interopUser("carol"),
+		To: e.Login(carol),
 		Received: func(t *testing.T, messageID string) []byte {
-			waitForDelivery(t, interopUser("carol"), messageID)
-			for _, sub := range []string{"new", "cur"} {
-				files, _ := filepath.Glob(filepath.Join(os.Getenv("SERVERSYNC_INTEROP_MAILDIR"), interopUser("carol"), sub, "*"))
-				for _, f := range files {
-					if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), messageID) {
-						return b
-					}
-				}
-			}
-			return nil
+			return waitForDelivery(t, e, e.Login(carol), messageID)
 		},
 	})
 }

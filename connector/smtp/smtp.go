@@ -25,6 +25,7 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+	"golang.org/x/oauth2"
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
@@ -44,6 +45,7 @@ type Options struct {
 type Connector struct {
 	localName string
 	log       *slog.Logger
+	tls       connector.TLSConfigs
 }
 
 var (
@@ -96,7 +98,7 @@ func (c *Connector) open(ctx context.Context, target *serversync.Target, st *ste
 	s := &Session{creds: target.Credentials}
 	var err error
 	if !st.do("connect", func() error {
-		s.conn, err = connector.Dial(ctx, ep)
+		s.conn, err = connector.Dial(ctx, ep, &c.tls)
 		return err
 	}) {
 		return nil, st.err
@@ -106,7 +108,7 @@ func (c *Connector) open(ctx context.Context, target *serversync.Target, st *ste
 	encrypted := ep.TLS == serversync.TLSImplicit
 	if ep.TLS == serversync.TLSStartTLS {
 		ok := st.do("tls", func() error {
-			cfg, err := connector.TLSConfig(ep)
+			cfg, err := c.tls.For(ep)
 			if err != nil {
 				return err
 			}
@@ -166,8 +168,19 @@ func (s *Session) authenticate(ctx context.Context, ep serversync.Endpoint, encr
 			errors.New("smtp: the server offers no authentication (AUTH); use anonymous credentials for a relay that needs none"))
 	}
 	_, client, err := s.creds.SASLClient(ctx, strings.Fields(mechanisms))
-	if err != nil {
+	var refused *oauth2.RetrieveError
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return connector.NetError("authenticate", fmt.Errorf("smtp: authenticate interrupted: %w", ctx.Err()))
+	case errors.Is(err, auth.ErrMechanismUnavailable):
 		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, "auth_unavailable", err)
+	case errors.As(err, &refused):
+		// The provider would not refresh the mailbox's OAuth token: its grant was
+		// revoked or has expired.
+		return connector.Error("authenticate", serversync.ErrorAuth, serversync.ScopeMailbox, "auth_failed", err)
+	default: // the token endpoint could not be reached, say
+		return connector.NetError("authenticate", err)
 	}
 	return s.classify(ctx, "authenticate", s.client.Auth(client))
 }
@@ -205,6 +218,13 @@ func (s *Session) Send(ctx context.Context, env serversync.Envelope, msg io.Read
 		return s.fail(ctx, "data", err)
 	}
 	if err := w.Close(); err != nil {
+		var smtpErr *gosmtp.SMTPError
+		if !errors.As(err, &smtpErr) {
+			// The message went out but no reply came back: the server may have
+			// accepted it, and sending it again could deliver it twice.
+			return connector.Error("data", serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeSendOutcomeUnknown,
+				fmt.Errorf("smtp: no reply after the message was sent, so it may have been delivered: %w", err))
+		}
 		return s.fail(ctx, "data", err)
 	}
 	return nil

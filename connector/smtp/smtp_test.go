@@ -1,17 +1,12 @@
 package smtp
 
 import (
+	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -27,26 +22,11 @@ import (
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
 	"github.com/serversync/serversync/connector"
+	"github.com/serversync/serversync/internal/testcert"
 )
 
 // testCert is a self-signed certificate for 127.0.0.1 and its PEM, generated once.
-var testCert = sync.OnceValues(func() (tls.Certificate, string) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		panic(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-})
+var testCert = sync.OnceValues(testcert.Must)
 
 // recorder is a go-smtp backend that keeps what it was told.
 type recorder struct {
@@ -258,6 +238,36 @@ func TestErrorClassification(t *testing.T) {
 	}
 }
 
+// An OAuth token the provider refuses to refresh is the mailbox's authentication
+// failure; the profile's token endpoint out of reach is only transient.
+func TestOAuthRefreshFailures(t *testing.T) {
+	t.Parallel()
+	ep := serve(t, serversync.TLSImplicit, &recorder{}, false)
+	for _, tc := range []struct {
+		name  string
+		err   error
+		kind  serversync.ErrorKind
+		scope serversync.AlertScope
+	}{
+		{"Revoked", &oauth2.RetrieveError{ErrorCode: "invalid_grant"}, serversync.ErrorAuth, serversync.ScopeMailbox},
+		{"Unreachable", errors.New("dial tcp: connection refused"), serversync.ErrorTransient, serversync.ScopeProfile},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			creds := auth.Credentials{Kind: auth.KindOAuth, Username: "alice@contoso.test", TokenSource: failingTokenSource{tc.err}}
+			err := send(t, ep, creds)
+			var ce *serversync.ConnectorError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, tc.kind, ce.Kind)
+			assert.Equal(t, tc.scope, ce.Scope)
+			assert.ErrorIs(t, err, tc.err)
+		})
+	}
+}
+
+type failingTokenSource struct{ err error }
+
+func (f failingTokenSource) Token() (*oauth2.Token, error) { return nil, f.err }
+
 func TestUntrustedCertificate(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []serversync.TLSMode{serversync.TLSImplicit, serversync.TLSStartTLS} {
@@ -349,4 +359,48 @@ func TestProbe(t *testing.T) {
 	assert.False(t, last.OK)
 	assert.Contains(t, last.Detail, "refused the credentials")
 	assert.NotContains(t, last.Detail, "bad")
+}
+
+// When the connection fails after the message was handed over, the server may
+// have accepted it: the error says so, so nobody resends it silently.
+func TestNoReplyAfterDataIsOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		fmt.Fprint(c, "220 fake ESMTP\r\n")
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch verb := strings.ToUpper(strings.Fields(line + " x")[0]); verb {
+			case "EHLO":
+				fmt.Fprint(c, "250 fake\r\n")
+			case "DATA":
+				fmt.Fprint(c, "354 go on\r\n")
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil || l == ".\r\n" {
+						return // the whole message arrived; hang up without a reply
+					}
+				}
+			default:
+				fmt.Fprint(c, "250 ok\r\n")
+			}
+		}
+	}()
+	ep := serversync.Endpoint{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, TLS: serversync.TLSNone, Timeout: 5 * time.Second}
+	err = send(t, ep, auth.Credentials{Kind: auth.KindAnonymous})
+	var ce *serversync.ConnectorError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, serversync.CodeSendOutcomeUnknown, ce.Code)
+	assert.False(t, ce.Temporary(), "not retried automatically")
 }

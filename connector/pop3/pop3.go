@@ -1,0 +1,532 @@
+// Package pop3 receives mail over POP3 (RFC 1939) for serversync, on the small
+// client in internal/pop3.
+//
+// POP3 has one folder, no server-side moves and no appends, and a session sees the
+// maildrop as it was when it logged in. So:
+//   - the cursor is the UIDL of the last message processed; Fetch offers the
+//     messages listed after it. When that UIDL is gone (the message was deleted,
+//     by delete-after-processing or by another client) the position is unknown and
+//     every message is offered again with FetchResult.Reset set: the Store's
+//     per-mailbox message keys (the UIDL) keep them from being tracked twice;
+//   - each Fetch after the first logs in again, so new mail is seen and pending
+//     deletions are committed;
+//   - Delete marks a message (DELE); the server removes it when the session ends
+//     with QUIT (Close, or the next Fetch);
+//   - Move and Append fail with a permanent error matching errors.ErrUnsupported;
+//   - delegation (opening another user's mailbox) does not exist in POP3 and is
+//     refused; impersonation works with SASL PLAIN's authorization identity or the
+//     master-user login form;
+//   - FetchRequest.Since reads each candidate's headers with TOP n 0 and skips
+//     messages dated before it; RemoteMessage.ReceivedAt is then that date.
+//
+// Implicit TLS (POP3S, 995) and STLS (110) are supported; an endpoint that asks for
+// STLS never falls back to plaintext.
+package pop3
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/auth"
+	"github.com/serversync/serversync/connector"
+	"github.com/serversync/serversync/internal/pop3"
+)
+
+// Stable error codes of this package, besides those of package connector.
+const (
+	CodeAuthFailed            = "auth_failed"
+	CodeAuthUnavailable       = "auth_unavailable"
+	CodeTLSUnavailable        = "tls_unavailable"
+	CodeDelegationUnavailable = "delegation_unavailable"
+	CodeFolderNotFound        = "folder_not_found"
+	CodeUnsupported           = "unsupported"
+	CodeBadRef                = "bad_ref"
+	CodeServerUnavailable     = "server_unavailable"
+	CodeCommandFailed         = "command_failed"
+	CodeProtocol              = "protocol_error"
+	CodeCanceled              = "canceled"
+	CodeTimeout               = "timeout"
+)
+
+// ErrUnsupported is wrapped by the errors of Move and Append: POP3 has no folders.
+// It matches errors.ErrUnsupported.
+var ErrUnsupported = fmt.Errorf("pop3: the protocol has no folders: %w", errors.ErrUnsupported)
+
+// Options configure a [Connector]. A nil *Options means defaults.
+type Options struct {
+	// Logger receives debug logs; nil discards them. Secrets are never logged.
+	Logger *slog.Logger
+}
+
+// Connector opens POP3 sessions. It implements serversync.IncomingConnector and
+// serversync.Prober and is safe for concurrent use; its sessions are not.
+type Connector struct {
+	log *slog.Logger
+	tls connector.TLSConfigs
+}
+
+var (
+	_ serversync.IncomingConnector = (*Connector)(nil)
+	_ serversync.Prober            = (*Connector)(nil)
+)
+
+// New returns a POP3 connector.
+func New(opts *Options) *Connector {
+	c := &Connector{}
+	if opts != nil {
+		c.log = opts.Logger
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// OpenIncoming connects, secures and authenticates. Errors are
+// *serversync.ConnectorError values with the *pop3.Error reachable through errors.As.
+func (c *Connector) OpenIncoming(ctx context.Context, target *serversync.Target) (serversync.IncomingSession, error) {
+	if err := checkTarget(target); err != nil {
+		return nil, err
+	}
+	s := &session{
+		tls:     &c.tls,
+		target:  *target,
+		timeout: cmp.Or(target.Endpoint.Timeout, serversync.ConnectionTimeoutDefault),
+		log:     c.log.With("host", target.Endpoint.Host, "mailbox", target.MailboxID),
+	}
+	if err := s.login(ctx, nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Probe tests the target step by step: connect, tls, authenticate, open-inbox
+// (STAT). Nothing changes on the server.
+func (c *Connector) Probe(ctx context.Context, target *serversync.Target) []serversync.TestStep {
+	if err := checkTarget(target); err != nil {
+		return []serversync.TestStep{{Name: "connect", Err: err, Detail: err.Error()}}
+	}
+	s := &session{tls: &c.tls, target: *target, timeout: cmp.Or(target.Endpoint.Timeout, serversync.ConnectionTimeoutDefault), log: c.log}
+	var steps []serversync.TestStep
+	step := func(name, ok string) func(error) {
+		start := time.Now()
+		return func(err error) {
+			st := serversync.TestStep{Name: name, OK: err == nil, Err: err, Duration: time.Since(start), Detail: ok}
+			if err != nil {
+				st.Detail = err.Error()
+			}
+			steps = append(steps, st)
+		}
+	}
+	err := s.login(ctx, step)
+	if err == nil {
+		done := step("open-inbox", "the inbox opened")
+		err = s.call(ctx, "stat", func(ctx context.Context) error { _, _, err := s.client.Stat(ctx); return err })
+		done(err)
+		_ = s.Close()
+	}
+	return steps
+}
+
+func checkTarget(target *serversync.Target) error {
+	if target == nil || target.Endpoint.Host == "" || target.Endpoint.Port == 0 {
+		return connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, "bad_target",
+			errors.New("pop3: target has no host or port"))
+	}
+	switch target.Endpoint.TLS {
+	case serversync.TLSImplicit, serversync.TLSStartTLS, serversync.TLSNone:
+	default:
+		return connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, "bad_target",
+			fmt.Errorf("pop3: unresolved TLS mode %q", target.Endpoint.TLS))
+	}
+	if target.Credentials.Kind == auth.KindDelegation {
+		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, CodeDelegationUnavailable,
+			errors.New("pop3: delegation needs a shared namespace, which POP3 lacks: use impersonation or mailbox credentials"))
+	}
+	return nil
+}
+
+// session is one logged-in POP3 connection.
+type session struct {
+	tls     *connector.TLSConfigs
+	target  serversync.Target
+	timeout time.Duration
+	log     *slog.Logger
+	client  *pop3.Client
+	open    bool            // until Close; a broken connection is replaced by the next Fetch
+	numbers map[string]int  // UIDL → message number of this connection's snapshot
+	deleted map[string]bool // UIDLs marked with DELE on this connection
+}
+
+// login dials, secures and authenticates; report, when set, records each step.
+func (s *session) login(ctx context.Context, report func(name, ok string) func(error)) error {
+	if report == nil {
+		report = func(string, string) func(error) { return func(error) {} }
+	}
+	done := report("connect", "connected to "+s.target.Endpoint.Address())
+	conn, err := connector.Dial(ctx, s.target.Endpoint, s.tls)
+	if err == nil {
+		err = s.call(ctx, "greeting", func(ctx context.Context) error {
+			var err error
+			s.client, err = pop3.NewClient(ctx, conn)
+			return err
+		})
+		if err != nil {
+			conn.Close()
+		}
+	}
+	done(err)
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.client.Close()
+			s.client = nil
+		}
+	}()
+
+	var caps pop3.Capabilities
+	if s.target.Endpoint.TLS == serversync.TLSStartTLS {
+		done := report("tls", "STLS upgraded the connection")
+		err := s.call(ctx, "starttls", func(ctx context.Context) error {
+			tlsConfig, err := s.tls.For(s.target.Endpoint)
+			if err != nil {
+				return err
+			}
+			return s.client.StartTLS(ctx, tlsConfig)
+		})
+		var perr *pop3.Error
+		if errors.As(err, &perr) {
+			err = connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, CodeTLSUnavailable,
+				fmt.Errorf("pop3: the server refused STLS, which the profile requires (credentials were not sent): %w", err))
+		}
+		done(err)
+		if err != nil {
+			return err
+		}
+	} else if s.target.Endpoint.TLS == serversync.TLSImplicit {
+		report("tls", "implicit TLS")(nil)
+	}
+	done = report("authenticate", "logged in")
+	err = s.call(ctx, "capability", func(ctx context.Context) error {
+		var err error
+		caps, err = s.client.Capabilities(ctx)
+		var perr *pop3.Error
+		if errors.As(err, &perr) { // CAPA is optional (RFC 2449): assume USER/PASS only
+			caps, err = pop3.Capabilities{}, nil
+		}
+		return err
+	})
+	if err == nil {
+		err = s.authenticate(ctx, caps)
+	}
+	done(err)
+	if err != nil {
+		return err
+	}
+	ok = true
+	s.open = true
+	s.numbers, s.deleted = nil, make(map[string]bool)
+	s.log.Debug("pop3: session open", "tls", s.target.Endpoint.TLS, "credentials", s.target.Credentials.Kind)
+	return nil
+}
+
+func (s *session) authenticate(ctx context.Context, caps pop3.Capabilities) error {
+	creds := s.target.Credentials
+	encrypted := s.target.Endpoint.TLS != serversync.TLSNone
+	if err := connector.CheckPlaintextAuth(s.target.Endpoint, encrypted); err != nil {
+		return err
+	}
+	if creds.Kind == auth.KindAnonymous || creds.Kind == "" {
+		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, CodeAuthUnavailable,
+			fmt.Errorf("pop3: %q credentials cannot log in to POP3", creds.Kind))
+	}
+	_, mech, err := creds.SASLClient(ctx, caps.SASLMechanisms())
+	if err != nil {
+		if !errors.Is(err, auth.ErrMechanismUnavailable) || !creds.CanUsePlainLogin() {
+			return s.classify("authenticate", err, nil)
+		}
+		return s.call(ctx, "authenticate", func(ctx context.Context) error {
+			return s.client.Login(ctx, creds.LoginName(), creds.Password.Reveal())
+		})
+	}
+	return s.call(ctx, "authenticate", func(ctx context.Context) error {
+		return s.client.Authenticate(ctx, mech)
+	})
+}
+
+// call runs one exchange bounded by the connection timeout and classifies its error.
+func (s *session) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.classify(op, fn(ctx), ctx.Err())
+}
+
+// classify turns an error into a *serversync.ConnectorError.
+func (s *session) classify(op string, err, ctxErr error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *serversync.ConnectorError
+	if errors.As(err, &ce) {
+		return err
+	}
+	if ctxErr != nil {
+		code := CodeCanceled
+		if errors.Is(ctxErr, context.DeadlineExceeded) {
+			code = CodeTimeout
+		}
+		return connector.Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, code, fmt.Errorf("pop3: %s: %w", op, err))
+	}
+	creds := s.target.Credentials
+	scope := serversync.ScopeMailbox
+	if creds.Kind == auth.KindImpersonation {
+		scope = serversync.ScopeProfile // the service account is shared by every mailbox
+	}
+	var perr *pop3.Error
+	switch {
+	case errors.As(err, &perr) && perr.IsAuth():
+		return connector.Error(op, serversync.ErrorAuth, scope, CodeAuthFailed, err)
+	case errors.As(err, &perr) && perr.Temporary():
+		return connector.Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, CodeServerUnavailable, err)
+	case errors.As(err, &perr):
+		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeMailbox, CodeCommandFailed, err)
+	case errors.Is(err, pop3.ErrProtocol):
+		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeMailbox, CodeProtocol, err)
+	case errors.Is(err, auth.ErrMechanismUnavailable):
+		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, CodeAuthUnavailable, err)
+	case op == "authenticate" && !isNetwork(err):
+		// The SASL mechanism gave up (e.g. the token source failed).
+		return connector.Error(op, serversync.ErrorAuth, scope, CodeAuthFailed, err)
+	}
+	return connector.NetError(op, fmt.Errorf("pop3: %s: %w", op, err))
+}
+
+func isNetwork(err error) bool {
+	var netErr interface{ Timeout() bool }
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+func (s *session) usable() error {
+	if s.client == nil {
+		return connector.Error("session", serversync.ErrorTransient, serversync.ScopeMailbox, CodeCanceled,
+			errors.New("pop3: session closed or broken: open a new one"))
+	}
+	return nil
+}
+
+// Fetch offers the messages after req.Cursor, in maildrop order.
+func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn func(*serversync.RemoteMessage) error) (serversync.FetchResult, error) {
+	var result serversync.FetchResult
+	if req.Folder != "" && !strings.EqualFold(req.Folder, "INBOX") {
+		return result, connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeMailbox, CodeFolderNotFound,
+			fmt.Errorf("pop3: no folder %q: POP3 has only the inbox", req.Folder))
+	}
+	if !s.open {
+		return result, s.usable()
+	}
+	// Log in again to see mail that arrived since, committing deletions; this also
+	// replaces a connection an earlier error broke.
+	quitCtx, cancel := context.WithTimeout(ctx, s.timeout)
+	err := s.quit(quitCtx)
+	cancel()
+	if err != nil {
+		return result, err
+	}
+	if err := s.login(ctx, nil); err != nil {
+		return result, err
+	}
+
+	var uids []pop3.UIDEntry
+	var sizes map[int]int64
+	err = s.call(ctx, "uidl", func(ctx context.Context) error {
+		var err error
+		if uids, err = s.client.UIDL(ctx); err != nil {
+			return err
+		}
+		list, err := s.client.List(ctx)
+		sizes = make(map[int]int64, len(list))
+		for _, m := range list {
+			sizes[m.Number] = m.Size
+		}
+		return err
+	})
+	if err != nil {
+		return result, s.broken(err)
+	}
+	s.numbers = make(map[string]int, len(uids))
+	for _, u := range uids {
+		s.numbers[u.UID] = u.Number
+	}
+
+	start := 0
+	result.Cursor = req.Cursor
+	if len(req.Cursor) > 0 {
+		last := string(req.Cursor)
+		i := indexOf(uids, last)
+		if i < 0 {
+			result.Reset = true // the message we stopped at is gone: offer everything again
+		} else {
+			start = i + 1
+		}
+	}
+	if len(uids) > 0 {
+		result.Cursor = []byte(uids[len(uids)-1].UID)
+	}
+	for _, u := range uids[start:] {
+		if s.deleted[u.UID] {
+			continue
+		}
+		var received time.Time
+		if !req.Since.IsZero() {
+			if received, err = s.headerDate(ctx, u.Number); err != nil {
+				return result, s.broken(err)
+			}
+			if !received.IsZero() && received.Before(req.Since) {
+				continue
+			}
+		}
+		if err := s.retrieve(ctx, u, sizes[u.Number], received, fn); err != nil {
+			return result, err
+		}
+	}
+	return result, nil
+}
+
+func indexOf(uids []pop3.UIDEntry, uid string) int {
+	for i, u := range uids {
+		if u.UID == uid {
+			return i
+		}
+	}
+	return -1
+}
+
+// retrieve streams one message to fn.
+func (s *session) retrieve(ctx context.Context, u pop3.UIDEntry, size int64, received time.Time, fn func(*serversync.RemoteMessage) error) error {
+	// The whole body must arrive within the timeout plus a second per 64 KiB, so a
+	// large message on a slow link is not cut off while a stalled one is.
+	ctx, cancel := context.WithTimeout(ctx, s.timeout+time.Duration(size>>16)*time.Second)
+	defer cancel()
+	body, err := s.client.Retr(ctx, u.Number)
+	if err != nil {
+		return s.broken(s.classify("retr", err, ctx.Err()))
+	}
+	reader := &bodyReader{r: body, classify: func(err error) error { return s.classify("retr", err, ctx.Err()) }}
+	fnErr := fn(&serversync.RemoteMessage{
+		Ref: u.UID, Size: size, ReceivedAt: received, Body: reader, Cursor: []byte(u.UID),
+	})
+	err = body.Close()
+	if reader.err != nil || (err != nil && fnErr == nil) {
+		s.broken(cmp.Or(reader.err, s.classify("retr", err, ctx.Err())))
+	}
+	if fnErr == nil && err != nil {
+		return s.classify("retr", err, ctx.Err())
+	}
+	return fnErr
+}
+
+// bodyReader classifies the errors of reading a message, so a callback that
+// returns them as they are still returns a *serversync.ConnectorError.
+type bodyReader struct {
+	r        io.Reader
+	classify func(error) error
+	err      error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = b.classify(err)
+		err = b.err
+	}
+	return n, err
+}
+
+// headerDate reads message n's headers with TOP and returns its Date, or zero when
+// it has none that parses (the message is then not skipped).
+func (s *session) headerDate(ctx context.Context, n int) (time.Time, error) {
+	var date time.Time
+	err := s.call(ctx, "top", func(ctx context.Context) error {
+		r, err := s.client.Top(ctx, n, 0)
+		if err != nil {
+			return err
+		}
+		msg, perr := mail.ReadMessage(bufio.NewReader(r))
+		if perr == nil {
+			date, _ = msg.Header.Date()
+		}
+		return r.Close()
+	})
+	return date, err
+}
+
+// broken drops a connection whose error left it unusable, so the next call says so
+// instead of talking to a confused server.
+func (s *session) broken(err error) error {
+	var perr *pop3.Error
+	if err != nil && !errors.As(err, &perr) && s.client != nil {
+		s.client.Close()
+		s.client = nil
+	}
+	return err
+}
+
+// Delete marks the message for deletion; the server removes it when the session
+// ends (Close, or the next Fetch logging in again).
+func (s *session) Delete(ctx context.Context, folder, ref string) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	n, ok := s.numbers[ref]
+	if !ok {
+		return connector.Error("delete", serversync.ErrorPermanent, serversync.ScopeMailbox, CodeBadRef,
+			fmt.Errorf("pop3: message %q is not in this session's listing", ref))
+	}
+	if s.deleted[ref] {
+		return nil
+	}
+	if err := s.call(ctx, "delete", func(ctx context.Context) error { return s.client.Dele(ctx, n) }); err != nil {
+		return s.broken(err)
+	}
+	s.deleted[ref] = true
+	return nil
+}
+
+// Move is not possible in POP3.
+func (s *session) Move(ctx context.Context, folder, ref, toFolder string) error {
+	return connector.Error("move", serversync.ErrorPermanent, serversync.ScopeMailbox, CodeUnsupported, ErrUnsupported)
+}
+
+// Append is not possible in POP3.
+func (s *session) Append(ctx context.Context, folder string, received time.Time, msg io.Reader, size int64) error {
+	return connector.Error("append", serversync.ErrorPermanent, serversync.ScopeMailbox, CodeUnsupported, ErrUnsupported)
+}
+
+// quit ends the connection with QUIT, committing deletions.
+func (s *session) quit(ctx context.Context) error {
+	c := s.client
+	s.client, s.open = nil, false
+	if c == nil {
+		return nil
+	}
+	return s.classify("quit", c.Quit(ctx), ctx.Err())
+}
+
+// Close sends QUIT (committing deletions) within the connection timeout.
+func (s *session) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	return s.quit(ctx)
+}

@@ -1,0 +1,40 @@
+// Package standard wires the mail connectors of this module into the
+// serversync.Connectors a Syncer takes: IMAP and POP3 for incoming mail, SMTP for
+// outgoing, by profile server type.
+//
+//	syncer, err := serversync.NewSyncer(store, standard.Connectors(nil), cfg)
+package standard
+
+import (
+	"log/slog"
+
+	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/connector/imap"
+	"github.com/serversync/serversync/connector/pop3"
+	"github.com/serversync/serversync/connector/smtp"
+)
+
+// Options configure the connectors; nil means defaults.
+type Options struct {
+	IMAP   *imap.Options
+	Logger *slog.Logger // for the POP3 and SMTP connectors (IMAP has its own in IMAP)
+}
+
+// Connectors returns IMAP for IMAPSMTP profiles, POP3 for POP3SMTP profiles and SMTP
+// for the outgoing side of both. Exchange server types have no connector yet.
+func Connectors(opts *Options) serversync.Connectors {
+	if opts == nil {
+		opts = &Options{}
+	}
+	out := smtp.New(&smtp.Options{Logger: opts.Logger})
+	return serversync.Connectors{
+		Incoming: map[serversync.ServerType]serversync.IncomingConnector{
+			serversync.ServerTypeIMAPSMTP: imap.New(opts.IMAP),
+			serversync.ServerTypePOP3SMTP: pop3.New(&pop3.Options{Logger: opts.Logger}),
+		},
+		Outgoing: map[serversync.ServerType]serversync.OutgoingConnector{
+			serversync.ServerTypeIMAPSMTP: out,
+			serversync.ServerTypePOP3SMTP: out,
+		},
+	}
+}
