@@ -1,0 +1,527 @@
+package serversync
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+)
+
+// InboxFolder is the folder the incoming pipeline reads and keeps its cursor for.
+const InboxFolder = "INBOX"
+
+// UndeliverableFolder receives messages that could not be tracked when the profile's
+// MoveFailedToUndeliverable is on.
+const UndeliverableFolder = "Undeliverable"
+
+// syncIncoming runs the incoming pipeline of DESIGN §4 for one mailbox and returns
+// when it is due next. With IMAP IDLE it may keep the connection open and track new
+// mail as it arrives, until the mailbox turns quiet or the Syncer stops.
+func (s *Syncer) syncIncoming(ctx context.Context, w *work, log *slog.Logger) time.Time {
+	started := s.cfg.Now()
+	in := s.conns.Incoming[w.p.ServerType]
+	if in == nil {
+		err := &ConnectorError{Op: "connect", Kind: ErrorPermanent, Scope: ScopeProfile, Code: "no_connector",
+			Err: fmt.Errorf("serversync: no incoming connector for server type %s", w.p.ServerType)}
+		return s.incomingFailed(ctx, w, started, err, log)
+	}
+	target, err := s.resolveTarget(ctx, w, Incoming)
+	if err != nil {
+		return s.incomingFailed(ctx, w, started, &ConnectorError{Op: "credentials", Kind: ErrorPermanent, Scope: ScopeProfile, Code: "unsupported_credentials", Err: err}, log)
+	}
+	release, err := s.acquireConnection(ctx, w, Incoming)
+	if err != nil {
+		return s.cfg.Now() // ctx ended (stopping): due again at once, for whichever host
+	}
+	defer release()
+	session, err := in.OpenIncoming(ctx, target)
+	if err != nil {
+		return s.incomingFailed(ctx, w, started, err, log)
+	}
+	defer session.Close()
+
+	for {
+		run := &incomingRun{s: s, w: w, session: session, log: log}
+		stats, err := run.sync(ctx)
+		if err != nil {
+			return s.incomingFailed(ctx, w, started, err, log)
+		}
+		if w, err = s.incomingSucceeded(ctx, w, started, stats); err != nil {
+			log.Error("record sync", "err", err)
+			return s.cfg.Now().Add(s.cfg.RetryInterval)
+		}
+		if !s.waitForMail(ctx, w, session, log) {
+			return s.nextPoll(w, s.cfg.Now())
+		}
+		started = s.cfg.Now()
+	}
+}
+
+// waitForMail keeps a recently active mailbox's connection open with IDLE until
+// the server reports a change (true) or the wait ends (false). The worker slot is
+// given back while waiting: only the connection and an idle slot are held.
+func (s *Syncer) waitForMail(ctx context.Context, w *work, session IncomingSession, log *slog.Logger) bool {
+	idler, ok := session.(IdleSession)
+	if !ok || s.cfg.IdleConnections < 0 || s.isStopping() || ctx.Err() != nil {
+		return false
+	}
+	if w.m.Stats.LastMailAt.IsZero() || s.cfg.Now().Sub(w.m.Stats.LastMailAt) > s.cfg.IdleWindow {
+		return false
+	}
+	if !s.idle.TryAcquire(1) {
+		return false
+	}
+	defer s.idle.Release(1)
+
+	waitCtx, cancel := context.WithTimeout(ctx, s.cfg.ActivePoll)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-waitCtx.Done():
+		}
+	}()
+	s.workers.Release(1)
+	err := idler.WaitForChange(waitCtx, InboxFolder)
+	// Take a worker slot back before doing work (the caller releases one when done).
+	if acqErr := s.workers.Acquire(context.WithoutCancel(ctx), 1); acqErr != nil {
+		return false
+	}
+	if err != nil {
+		if !errors.Is(err, errors.ErrUnsupported) && waitCtx.Err() == nil {
+			log.Debug("idle ended", "err", err)
+		}
+		return false
+	}
+	return ctx.Err() == nil && !s.isStopping()
+}
+
+// syncStats is what one incoming sync did.
+type syncStats struct {
+	tracked, failed int
+}
+
+// incomingRun is one pass of the incoming pipeline over a mailbox's inbox.
+type incomingRun struct {
+	s       *Syncer
+	w       *work
+	session IncomingSession
+	log     *slog.Logger
+
+	batch      []*EmailActivity // processed, not handed to the store yet
+	sinceFlush int
+	saving     *pendingSave // the batch being stored while the next is processed
+	stats      syncStats
+	// Server-side follow-ups, run after the fetch (a session does one thing at a time).
+	moves, deletes []string // refs
+}
+
+func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
+	cur, err := r.s.store.GetCursor(ctx, r.w.m.ID, InboxFolder)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return r.stats, err
+	}
+	req := FetchRequest{Folder: InboxFolder, Since: r.w.m.EffectiveProcessEmailFrom(r.w.p),
+		ExtraConnection: func() (func(), bool) { return r.s.tryAcquireConnection(r.w, Incoming) }}
+	if cur != nil {
+		req.Cursor = cur.Data
+	}
+	// Reading the wire and processing overlap: the fetch callback only reads each
+	// message, and one goroutine parses, tracks and stores them in server order.
+	queue := make(chan fetchedMessage, readAhead)
+	workerCtx, stopFetch := context.WithCancelCause(ctx)
+	defer stopFetch(nil)
+	var position []byte // the cursor of the last message processed; the worker's until it ends
+	workerDone := make(chan error, 1)
+	go func() {
+		var err error
+		for f := range queue {
+			if err != nil {
+				continue // drain what the fetch already read
+			}
+			if err = r.process(workerCtx, f); err == nil {
+				position = f.msg.Cursor
+				if r.sinceFlush++; r.sinceFlush >= r.s.cfg.SaveBatch {
+					// ctx, not workerCtx: what was processed is kept even when the
+					// fetch fails part way.
+					err = r.flush(ctx, position)
+				}
+			}
+			if err != nil {
+				stopFetch(err)
+			}
+		}
+		workerDone <- err
+	}()
+	res, fetchErr := r.session.Fetch(ctx, req, func(msg *RemoteMessage) error {
+		f, err := r.read(msg)
+		if err != nil {
+			return err
+		}
+		select {
+		case queue <- f:
+			return nil
+		case <-workerCtx.Done():
+			return context.Cause(workerCtx)
+		}
+	})
+	close(queue)
+	if workerErr := <-workerDone; workerErr != nil {
+		fetchErr = workerErr
+	}
+	if fetchErr == nil {
+		position = res.Cursor
+		if res.Reset {
+			r.log.Info("the server invalidated the cursor: resynchronising; tracked mail is not tracked again")
+		}
+	}
+	// Keep what was processed even when the fetch failed part way; a poll that found
+	// nothing new writes nothing.
+	unchanged := len(r.batch) == 0 && r.saving == nil && bytes.Equal(position, req.Cursor)
+	if (position != nil || len(r.batch) > 0) && !unchanged {
+		if err := r.flush(ctx, position); err != nil {
+			return r.stats, err
+		}
+	}
+	if err := r.waitSaved(ctx); err != nil {
+		return r.stats, err
+	}
+	if fetchErr != nil {
+		return r.stats, fetchErr
+	}
+	return r.stats, r.followUps(ctx)
+}
+
+// readAhead is how many messages the fetch may read ahead of processing.
+const readAhead = 4
+
+// fetchedMessage is one message read off the wire, waiting to be processed.
+type fetchedMessage struct {
+	msg       RemoteMessage // Body is spent
+	raw       []byte
+	truncated bool
+}
+
+// read takes a message's bytes off the wire, up to MaxMessageSize.
+func (r *incomingRun) read(msg *RemoteMessage) (fetchedMessage, error) {
+	raw, err := io.ReadAll(io.LimitReader(msg.Body, r.s.cfg.MaxMessageSize+1))
+	if err != nil {
+		return fetchedMessage{}, err
+	}
+	f := fetchedMessage{msg: *msg, raw: raw}
+	f.msg.Body = nil
+	if int64(len(raw)) > r.s.cfg.MaxMessageSize {
+		f.raw, f.truncated = raw[:r.s.cfg.MaxMessageSize], true
+	}
+	return f, nil
+}
+
+// process turns one server message into an activity in the batch, or skips it.
+func (r *incomingRun) process(ctx context.Context, f fetchedMessage) error {
+	msg, raw, truncated := &f.msg, f.raw, f.truncated
+	now := r.s.cfg.Now()
+	a := &EmailActivity{
+		ID: NewID(), MailboxID: r.w.m.ID, Direction: Incoming, Status: StatusTracked,
+		ServerFolder: cmp.Or(msg.Folder, InboxFolder), ServerRef: msg.Ref, ReceivedAt: msg.ReceivedAt,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	parseMessage(raw, a, r.w.settings.MaxAttachmentSize)
+	if truncated {
+		a.ParseError = strings.TrimPrefix(a.ParseError+"; message larger than MaxMessageSize, truncated", "; ")
+	}
+	if a.Size < msg.Size {
+		a.Size = msg.Size
+	}
+	if a.ReceivedAt.IsZero() {
+		a.ReceivedAt = cmpTime(a.SentAt, now)
+	}
+	a.MessageKey = messageKey(a, raw)
+	if r.w.m.IsForwardMailbox {
+		if ok, err := r.attributeForwarded(ctx, a, raw); err != nil || !ok {
+			return err
+		}
+	}
+
+	existing, err := r.s.findByKey(ctx, a.MailboxID, a.MessageKey)
+	if err != nil {
+		return err
+	}
+	if existing != nil || r.inBatch(a.MailboxID, a.MessageKey) {
+		// Already tracked (a retry, a reset cursor, a copy): only finish what the
+		// first pass may not have done on the server.
+		if existing != nil {
+			r.followUp(existing, msg.Ref)
+		}
+		return nil
+	}
+
+	if err := r.s.correlate(ctx, a, r.w.settings, r.pending); err != nil {
+		return err
+	}
+	keep, err := r.s.filter(ctx, a, r.w.m)
+	if err != nil {
+		return err
+	}
+	if !keep {
+		return nil
+	}
+	if r.s.cfg.Track != nil {
+		m := r.w.m.Clone()
+		hookErr := callHook("Track", func() error { return r.s.cfg.Track(ctx, a, m) })
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if hookErr != nil {
+			a.Status = StatusFailed
+			a.LastError = hookErr.Error()
+		}
+	}
+	r.batch = append(r.batch, a)
+	return nil
+}
+
+// unsaved lists the activities processed but perhaps not stored yet: the batch
+// being stored, then the one being filled.
+func (r *incomingRun) unsaved() iter.Seq[*EmailActivity] {
+	return func(yield func(*EmailActivity) bool) {
+		if r.saving != nil {
+			for _, a := range r.saving.batch {
+				if !yield(a) {
+					return
+				}
+			}
+		}
+		for _, a := range r.batch {
+			if !yield(a) {
+				return
+			}
+		}
+	}
+}
+
+// inBatch reports whether an unsaved batch holds that message already (a copy
+// offered twice in one fetch).
+func (r *incomingRun) inBatch(mailboxID, key string) bool {
+	for a := range r.unsaved() {
+		if a.MailboxID == mailboxID && a.MessageKey == key {
+			return true
+		}
+	}
+	return false
+}
+
+// pending returns the unsaved activity with that Message-ID, if any.
+func (r *incomingRun) pending(messageID string) *EmailActivity {
+	for a := range r.unsaved() {
+		if a.MessageID == messageID {
+			return a
+		}
+	}
+	return nil
+}
+
+// followUp records what to do on the server for a stored activity.
+func (r *incomingRun) followUp(a *EmailActivity, ref string) {
+	if ref == "" {
+		return
+	}
+	switch {
+	case a.Status == StatusFailed && r.w.p.MoveFailedToUndeliverable:
+		r.moves = append(r.moves, ref)
+	case r.w.m.DeleteAfterProcessing:
+		r.deletes = append(r.deletes, ref)
+	}
+}
+
+// pendingSave is a batch being stored in the background.
+type pendingSave struct {
+	batch []*EmailActivity
+	done  chan saveOutcome // receives once
+}
+
+type saveOutcome struct {
+	res SaveResult
+	err error
+}
+
+// flush hands the batch and the cursor to the store, to be saved in one transaction
+// while the worker goes on with the next messages: parsing and storing overlap. One
+// batch is stored at a time, in order, and a batch is handed over only after the one
+// before it was stored, so a failed save stops the run before any later cursor is
+// written. Call waitSaved before the run ends.
+func (r *incomingRun) flush(ctx context.Context, position []byte) error {
+	if err := r.waitSaved(ctx); err != nil {
+		return err
+	}
+	var cursor *Cursor
+	if position != nil {
+		cursor = &Cursor{MailboxID: r.w.m.ID, Folder: InboxFolder, Data: position, UpdatedAt: r.s.cfg.Now()}
+	}
+	p := &pendingSave{batch: r.batch, done: make(chan saveOutcome, 1)}
+	r.batch, r.sinceFlush, r.saving = nil, 0, p
+	go func() {
+		res, err := r.s.store.SaveTracked(ctx, cursor, p.batch)
+		p.done <- saveOutcome{res, err}
+	}()
+	return nil
+}
+
+// waitSaved waits for the batch being stored, if any, and reports what was stored.
+func (r *incomingRun) waitSaved(ctx context.Context) error {
+	p := r.saving
+	if p == nil {
+		return nil
+	}
+	out := <-p.done // SaveTracked returns when ctx ends
+	r.saving = nil
+	if out.err != nil {
+		// None of it was stored: it goes back in front of the batch being filled, so
+		// no later save writes a cursor past it.
+		r.batch = slices.Concat(p.batch, r.batch)
+		return out.err
+	}
+	duplicate := make(map[int]bool, len(out.res.Duplicates))
+	for _, i := range out.res.Duplicates {
+		duplicate[i] = true
+	}
+	for i, a := range p.batch {
+		if duplicate[i] {
+			continue // another run stored it first
+		}
+		r.followUp(a, a.ServerRef)
+		if a.Status == StatusFailed {
+			r.stats.failed++
+			r.s.met.itemFailures.Add(ctx, 1)
+			r.s.emit(Event{Kind: EventItemFailed, MailboxID: a.MailboxID, ProfileID: r.w.p.ID, ActivityID: a.ID, Err: errors.New(a.LastError)})
+			r.s.raise(ctx, r.w, AlertWarning, ScopeItem, "item_failed", a.ID,
+				fmt.Sprintf("The message %q from %s could not be tracked: %s", a.Subject, a.From.Email, a.LastError))
+		} else {
+			r.stats.tracked++
+			r.s.met.tracked.Add(ctx, 1)
+			r.s.emit(Event{Kind: EventMailTracked, MailboxID: a.MailboxID, ProfileID: r.w.p.ID, ActivityID: a.ID})
+		}
+	}
+	return nil
+}
+
+// followUps moves failed messages to Undeliverable and deletes processed ones, as
+// the profile and mailbox say. Both are repeated safely after a crash: a message
+// offered again is recognised as stored and only its follow-up is redone.
+func (r *incomingRun) followUps(ctx context.Context) error {
+	for _, ref := range r.moves {
+		if err := r.session.Move(ctx, InboxFolder, ref, UndeliverableFolder); err != nil {
+			if errors.Is(err, errors.ErrUnsupported) {
+				break // POP3: the failure stays recorded on the activity
+			}
+			return err
+		}
+	}
+	for _, ref := range r.deletes {
+		if err := r.session.Delete(ctx, InboxFolder, ref); err != nil {
+			return err
+		}
+	}
+	r.moves, r.deletes = nil, nil
+	return nil
+}
+
+// attributeForwarded turns a message that reached a forward mailbox into an
+// activity of the mailbox of the user whose server rule forwarded it: the outer
+// sender. The forwarded original, when attached as message/rfc822, is what is
+// tracked. It reports false when no user mailbox matches (the message is skipped).
+func (r *incomingRun) attributeForwarded(ctx context.Context, a *EmailActivity, raw []byte) (bool, error) {
+	owner, err := r.s.mailboxByAddress(ctx, a.From.Email)
+	if err != nil {
+		return false, err
+	}
+	if owner == nil || owner.IncomingMethod != IncomingForwardMailbox {
+		r.log.Info("forwarded message from an address with no forward-mailbox user: skipped", "from_domain", domainOf(a.From.Email))
+		return false, nil
+	}
+	if inner := forwardedOriginal(a, raw, r.w.settings.MaxAttachmentSize); inner != nil {
+		inner.ID, inner.CreatedAt, inner.UpdatedAt = a.ID, a.CreatedAt, a.UpdatedAt
+		inner.ServerFolder, inner.ServerRef = a.ServerFolder, a.ServerRef
+		inner.Direction, inner.Status = Incoming, StatusTracked
+		inner.MessageKey = messageKey(inner, raw)
+		*a = *inner
+	}
+	a.ViaMailbox = r.w.m.ID
+	a.MailboxID = owner.ID
+	return true, nil
+}
+
+func (s *Syncer) mailboxByAddress(ctx context.Context, email string) (*Mailbox, error) {
+	if email == "" {
+		return nil, nil
+	}
+	for m, err := range s.store.ListMailboxes(ctx, MailboxFilter{EmailAddress: email, Limit: 1}) {
+		return m, err
+	}
+	return nil, nil
+}
+
+func (s *Syncer) findByKey(ctx context.Context, mailboxID, key string) (*EmailActivity, error) {
+	for a, err := range s.store.ListActivities(ctx, ActivityFilter{MailboxID: mailboxID, MessageKey: key, Limit: 1}) {
+		return a, err
+	}
+	return nil, nil
+}
+
+// messageKey identifies a message within its mailbox whatever the server calls
+// it: the Message-ID, or a digest of the bytes when there is none. Server handles
+// (UIDs) are not used: they change when the server resets UIDVALIDITY.
+func messageKey(a *EmailActivity, raw []byte) string {
+	if a.MessageID != "" {
+		return "mid:" + a.MessageID
+	}
+	sum := sha256.Sum256(raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// incomingSucceeded records a successful sync on the mailbox.
+func (s *Syncer) incomingSucceeded(ctx context.Context, w *work, started time.Time, st syncStats) (*work, error) {
+	now := s.cfg.Now()
+	s.met.syncDuration.Record(ctx, now.Sub(started).Seconds())
+	m, err := s.store.UpdateMailbox(ctx, w.m.ID, func(m *Mailbox) error {
+		m.Stats.LastSyncStartedAt = started
+		m.Stats.LastSyncSucceededAt = now
+		m.Stats.LastSyncDuration = now.Sub(started)
+		m.Stats.ItemsProcessedLastSync = st.tracked
+		m.Stats.ItemsFailedLastSync = st.failed
+		m.Stats.TransientFailureCount = 0
+		m.Stats.IncomingPostponedUntil = time.Time{}
+		if st.tracked+st.failed > 0 {
+			m.Stats.LastMailAt = now
+		}
+		return nil
+	})
+	if err != nil {
+		return w, err
+	}
+	s.emit(Event{Kind: EventSyncFinished, MailboxID: m.ID, ProfileID: w.p.ID, Items: st.tracked + st.failed})
+	return &work{m: m, p: w.p, settings: w.settings}, nil
+}
+
+func cmpTime(a, b time.Time) time.Time {
+	if a.IsZero() {
+		return b
+	}
+	return a
+}
+
+func domainOf(email string) string {
+	if i := strings.LastIndexByte(email, '@'); i >= 0 {
+		return email[i+1:]
+	}
+	return ""
+}

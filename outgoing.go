@@ -1,0 +1,508 @@
+package serversync
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-message/mail"
+)
+
+// SentFolder is where a copy of sent mail is appended when the protocol allows.
+const SentFolder = "Sent"
+
+// ErrInvalidEmail is wrapped by QueueEmail's errors for an email that cannot be sent.
+var ErrInvalidEmail = errors.New("serversync: invalid outgoing email")
+
+// QueueEmail queues an outgoing email for the mailbox a.MailboxID ("pending send").
+// The Syncer sends it through the mailbox's profile; a Syncer on any host sharing
+// the Store may send it, and only one will. a.From defaults to the mailbox's address;
+// ID, MessageKey and MessageID are set when empty. The stored activity is returned.
+func (s *Syncer) QueueEmail(ctx context.Context, a *EmailActivity) (*EmailActivity, error) {
+	queued, err := QueueEmail(ctx, s.store, a, s.cfg.Now())
+	if err == nil {
+		poke(s.wakeOutbox)
+	}
+	return queued, err
+}
+
+// QueueEmail queues an outgoing email in store without a running Syncer (a host's
+// web process, say); Syncers pick it up at their next outbox scan.
+func QueueEmail(ctx context.Context, store Store, a *EmailActivity, now time.Time) (*EmailActivity, error) {
+	if a == nil || a.MailboxID == "" {
+		return nil, fmt.Errorf("%w: no mailbox", ErrInvalidEmail)
+	}
+	m, err := store.GetMailbox(ctx, a.MailboxID)
+	if err != nil {
+		return nil, err
+	}
+	if len(a.To)+len(a.Cc)+len(a.Bcc) == 0 {
+		return nil, fmt.Errorf("%w: no recipient", ErrInvalidEmail)
+	}
+	for _, list := range [][]Address{a.To, a.Cc, a.Bcc} {
+		for _, ad := range list {
+			if !strings.Contains(ad.Email, "@") || strings.ContainsAny(ad.Email, "\r\n<> ") {
+				return nil, fmt.Errorf("%w: bad recipient address %q", ErrInvalidEmail, ad.Email)
+			}
+		}
+	}
+	c := a.Clone()
+	c.ID = cmp.Or(c.ID, NewID())
+	c.MessageKey = cmp.Or(c.MessageKey, "out:"+c.ID)
+	c.Direction, c.Status = Outgoing, StatusPendingSend
+	if c.From.Email == "" {
+		c.From = Address{Name: m.Name, Email: m.EmailAddress}
+	}
+	c.MessageID = cmp.Or(c.MessageID, strings.Trim(newMessageID(c.ID, c.From.Email), "<>"))
+	c.ConversationHash = conversationHash(c.Subject, participants(c))
+	c.CreatedAt, c.UpdatedAt = now, now
+	if err := store.QueueOutgoing(ctx, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newMessageID returns a Message-ID in angle brackets on the sender's domain.
+func newMessageID(id, from string) string {
+	return "<" + id + "@" + cmp.Or(domainOf(from), "serversync.invalid") + ">"
+}
+
+// outboxLoop claims due outgoing emails and sends them, every OutboxInterval and
+// whenever an email is queued through this Syncer.
+func (s *Syncer) outboxLoop(ctx context.Context, jobs *sync.WaitGroup) {
+	for {
+		if s.isStopping() || ctx.Err() != nil {
+			return
+		}
+		claimed := s.claimAndSend(ctx, jobs)
+		if claimed > 0 {
+			continue // more may be due
+		}
+		if !s.wait(ctx, s.cfg.OutboxInterval, s.wakeOutbox) {
+			return
+		}
+	}
+}
+
+func (s *Syncer) claimAndSend(ctx context.Context, jobs *sync.WaitGroup) int {
+	free := 0
+	for free < LeaseBatchDefault && s.workers.TryAcquire(1) {
+		free++
+	}
+	if free == 0 {
+		return 0
+	}
+	claimed, err := s.store.ClaimOutgoing(ctx, ClaimRequest{Host: s.cfg.Host, Now: s.cfg.Now(), TTL: s.cfg.OutboxClaimTTL, Limit: free})
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("claim outgoing email", "err", err)
+	}
+	for _, a := range claimed {
+		jobs.Add(1)
+		go func() {
+			defer jobs.Done()
+			defer s.workers.Release(1)
+			s.send(ctx, a)
+		}()
+	}
+	s.workers.Release(int64(free - len(claimed)))
+	return len(claimed)
+}
+
+// send delivers one claimed email (DESIGN §5). The attempt is recorded before the
+// message leaves (SendStartedAt); an email claimed with it still set was being sent
+// when its sender died, so it is not sent again silently: it is marked failed with
+// a warning that it may have been delivered.
+func (s *Syncer) send(ctx context.Context, a *EmailActivity) {
+	log := s.log.With("mailbox", a.MailboxID, "activity", a.ID)
+	defer s.keepClaim(ctx, a, log)()
+	m, err := s.store.GetMailbox(ctx, a.MailboxID)
+	if errors.Is(err, ErrNotFound) {
+		err = &ConnectorError{Op: "send", Kind: ErrorPermanent, Scope: ScopeItem, Code: "mailbox_not_found", Err: err}
+	}
+	if err != nil {
+		s.finishSend(ctx, nil, a, err, log)
+		return
+	}
+	w, err := s.loadWork(ctx, m)
+	if err != nil {
+		s.postponeSend(ctx, a, err, log)
+		return
+	}
+	if !a.SendStartedAt.IsZero() {
+		err := &ConnectorError{Op: "send", Kind: ErrorPermanent, Scope: ScopeItem, Code: CodeSendOutcomeUnknown,
+			Err: errors.New("the previous attempt was interrupted while the server had the message: it may have been delivered, so it is not sent again automatically; check and queue it again if needed")}
+		s.finishSend(ctx, w, a, err, log)
+		return
+	}
+	if !w.outgoingActive() {
+		s.postponeSend(ctx, a, fmt.Errorf("outgoing email is not enabled for %s", m.EmailAddress), log)
+		return
+	}
+	out := s.conns.Outgoing[w.p.ServerType]
+	if out == nil {
+		s.finishSend(ctx, w, a, &ConnectorError{Op: "send", Kind: ErrorPermanent, Scope: ScopeProfile, Code: "no_connector",
+			Err: fmt.Errorf("no outgoing connector for server type %s", w.p.ServerType)}, log)
+		return
+	}
+	if w.settings.TrackingToken.Enabled {
+		if a.TrackingToken == "" {
+			a.TrackingToken = trackingTokenFor(w.settings.TrackingToken, m.ID, a.ID)
+		}
+		a.Subject = addTrackingToken(w.settings.TrackingToken, a.Subject, a.TrackingToken)
+	}
+	a.SentAt = s.cfg.Now()
+	raw, err := composeMessage(a)
+	if err != nil {
+		s.finishSend(ctx, w, a, &ConnectorError{Op: "compose", Kind: ErrorPermanent, Scope: ScopeItem, Code: "bad_message", Err: err}, log)
+		return
+	}
+	target, err := s.resolveTarget(ctx, w, Outgoing)
+	if err != nil {
+		s.finishSend(ctx, w, a, &ConnectorError{Op: "credentials", Kind: ErrorPermanent, Scope: ScopeProfile, Code: "unsupported_credentials", Err: err}, log)
+		return
+	}
+	sendErr, attempted := s.transmit(ctx, w, a, out, target, raw, log)
+	if !attempted {
+		return
+	}
+	s.finishSend(ctx, w, a, sendErr, log)
+	// The Sent copy takes a connection of its own after the SMTP one is given back:
+	// holding one while waiting for another would deadlock a full budget.
+	if sendErr == nil && w.settings.SaveCopyToSentFolder {
+		s.saveSentCopy(ctx, w, raw, log)
+	}
+}
+
+// transmit hands the message to the server within the connection budget, recording
+// the attempt just before. attempted is false when nothing was tried and nothing
+// needs recording (stopping, or the claim was lost).
+func (s *Syncer) transmit(ctx context.Context, w *work, a *EmailActivity, out OutgoingConnector, target *Target, raw []byte, log *slog.Logger) (err error, attempted bool) {
+	release, err := s.acquireConnection(ctx, w, Outgoing)
+	if err != nil {
+		return nil, false // stopping: the claim expires and the email is sent later (SendStartedAt is not set)
+	}
+	defer release()
+	session, err := out.OpenOutgoing(ctx, target)
+	if err != nil {
+		return err, true
+	}
+	defer session.Close()
+
+	// Record the attempt: from here on the server may get the message.
+	started := s.cfg.Now()
+	stored, err := s.store.UpdateActivity(ctx, a.ID, func(x *EmailActivity) error {
+		if !s.holdsClaim(x, a) {
+			return ErrLeaseLost
+		}
+		x.Subject, x.TrackingToken, x.SentAt, x.SendStartedAt = a.Subject, a.TrackingToken, a.SentAt, started
+		x.ClaimExpiresAt = started.Add(s.cfg.OutboxClaimTTL)
+		x.ConversationHash = conversationHash(x.Subject, participants(x))
+		x.UpdatedAt = started
+		return nil
+	})
+	if err != nil {
+		log.Warn("could not record the send attempt; not sending", "err", err)
+		return nil, false
+	}
+	*a = *stored
+	return session.Send(ctx, Envelope{From: a.From.Email, To: recipients(a)}, bytes.NewReader(raw)), true
+}
+
+// keepClaim renews the claim on a every third of OutboxClaimTTL until the returned
+// stop is called, so that an email waiting for a connection or a slow server is not
+// taken over by another host. A claim found lost is left alone: recording the attempt
+// and the outcome check it.
+func (s *Syncer) keepClaim(ctx context.Context, a *EmailActivity, log *slog.Logger) (stop func()) {
+	claim := *a // the job goes on changing a
+	return heartbeat(ctx, s.cfg.OutboxClaimTTL/3, func(ctx context.Context) bool {
+		_, err := s.store.UpdateActivity(ctx, claim.ID, func(x *EmailActivity) error {
+			if !s.holdsClaim(x, &claim) {
+				return ErrLeaseLost
+			}
+			x.ClaimExpiresAt = s.cfg.Now().Add(s.cfg.OutboxClaimTTL)
+			return nil
+		})
+		if err != nil && !errors.Is(err, ErrLeaseLost) && ctx.Err() == nil {
+			log.Warn("renew the claim on an email", "err", err)
+		}
+		return !errors.Is(err, ErrLeaseLost)
+	})
+}
+
+// holdsClaim reports whether x, as stored now, is still under the claim through
+// which this Syncer got claimed. Each claim counts an attempt, so Attempts tells the
+// claim in hand from a later one, by another host or by this one, made after it ran
+// out.
+// Only the holder may change a claimed email: a job whose claim ran out while it
+// waited for a connection must not put back in the queue an email that another host
+// has meanwhile sent.
+func (s *Syncer) holdsClaim(x, claimed *EmailActivity) bool {
+	return x.Status == StatusSending && x.ClaimedBy == s.cfg.Host && x.Attempts == claimed.Attempts
+}
+
+func recipients(a *EmailActivity) []string {
+	var out []string
+	for _, list := range [][]Address{a.To, a.Cc, a.Bcc} {
+		for _, ad := range list {
+			out = append(out, ad.Email)
+		}
+	}
+	return out
+}
+
+// finishSend records the outcome of an attempt. Transient failures go back to the
+// queue with exponential back-off until MaxSendAttempts; permanent ones fail the
+// email with an item alert, and authentication failures disable outgoing mail.
+func (s *Syncer) finishSend(ctx context.Context, w *work, a *EmailActivity, sendErr error, log *slog.Logger) {
+	ctx = context.WithoutCancel(ctx) // record what happened even while stopping
+	now := s.cfg.Now()
+	kind, scope, code := failureKind(sendErr)
+	if sendErr != nil && errors.Is(sendErr, context.Canceled) && code != CodeSendOutcomeUnknown {
+		kind = ErrorTransient
+	}
+	var final bool
+	_, err := s.store.UpdateActivity(ctx, a.ID, func(x *EmailActivity) error {
+		// A delivered email is recorded as sent even when its claim ran out during the
+		// send: the attempt is still the last one made, and whoever claimed it since
+		// has not sent it again (it found the attempt and reported the outcome unknown).
+		delivered := sendErr == nil && !a.SendStartedAt.IsZero() && x.SendStartedAt.Equal(a.SendStartedAt)
+		if !delivered && !s.holdsClaim(x, a) {
+			return ErrLeaseLost
+		}
+		x.UpdatedAt, x.ClaimedBy, x.ClaimExpiresAt = now, "", time.Time{}
+		final = false
+		switch {
+		case sendErr == nil:
+			x.Status, x.LastError, x.SentAt = StatusSent, "", cmpTime(a.SentAt, now)
+		case kind == ErrorTransient && x.Attempts < s.cfg.MaxSendAttempts:
+			backoff := time.Minute << min(max(x.Attempts-1, 0), 6)
+			x.Status, x.LastError, x.NextAttemptAt, x.SendStartedAt = StatusPendingSend, sendErr.Error(), now.Add(backoff), time.Time{}
+		default:
+			x.Status, x.LastError = StatusFailed, sendErr.Error()
+			final = true
+		}
+		return nil
+	})
+	if errors.Is(err, ErrLeaseLost) {
+		log.Warn("the claim on the email ran out before this outcome was recorded; its new holder decides", "send_err", sendErr)
+		return
+	}
+	if err != nil {
+		log.Error("record send outcome", "err", err, "send_err", sendErr)
+		return
+	}
+	switch {
+	case sendErr == nil:
+		s.met.sent.Add(ctx, 1)
+		s.emit(Event{Kind: EventEmailSent, MailboxID: a.MailboxID, ActivityID: a.ID})
+		log.Debug("email sent")
+	case !final:
+		log.Warn("send failed; will retry", "code", code, "err", sendErr)
+	default:
+		s.met.sendFailures.Add(ctx, 1)
+		log.Error("send failed", "code", code, "err", sendErr)
+		s.emit(Event{Kind: EventEmailFailed, MailboxID: a.MailboxID, ActivityID: a.ID, Err: sendErr})
+		if w == nil {
+			return
+		}
+		level := AlertError
+		if code == CodeSendOutcomeUnknown {
+			level = AlertWarning
+		}
+		s.raise(ctx, w, level, ScopeItem, code, a.ID, fmt.Sprintf("The email %q could not be sent: %v", a.Subject, sendErr))
+		if kind == ErrorAuth || scope == ScopeProfile {
+			s.disableOutgoing(ctx, w, sendErr, scope, code, log)
+		}
+	}
+}
+
+// postponeSend puts a claimed email back without counting an attempt.
+func (s *Syncer) postponeSend(ctx context.Context, a *EmailActivity, why error, log *slog.Logger) {
+	now := s.cfg.Now()
+	_, err := s.store.UpdateActivity(context.WithoutCancel(ctx), a.ID, func(x *EmailActivity) error {
+		if !s.holdsClaim(x, a) {
+			return ErrLeaseLost
+		}
+		x.Status, x.ClaimedBy, x.ClaimExpiresAt = StatusPendingSend, "", time.Time{}
+		x.Attempts = max(x.Attempts-1, 0)
+		x.NextAttemptAt, x.LastError, x.UpdatedAt = now.Add(s.cfg.OutboxInterval), why.Error(), now
+		return nil
+	})
+	switch {
+	case errors.Is(err, ErrLeaseLost):
+		log.Warn("the claim on the email ran out before it was postponed; its new holder decides", "why", why)
+	case err != nil:
+		log.Error("postpone email", "err", err)
+	}
+}
+
+func (s *Syncer) disableOutgoing(ctx context.Context, w *work, cause error, scope AlertScope, code string, log *slog.Logger) {
+	now := s.cfg.Now()
+	m, err := s.store.UpdateMailbox(ctx, w.m.ID, func(m *Mailbox) error {
+		m.OutgoingEnabled, m.OutgoingStatus, m.Status = false, TestFailure, TestFailure
+		s.noteError(m, code, cause, now)
+		return nil
+	})
+	if err != nil {
+		log.Error("disable outgoing", "err", err)
+		return
+	}
+	w = &work{m: m, p: w.p, settings: w.settings}
+	s.emit(Event{Kind: EventMailboxDisabled, MailboxID: m.ID, ProfileID: w.p.ID, Err: cause})
+	s.raise(ctx, w, AlertError, scope, code, "",
+		fmt.Sprintf("Outgoing email for %s was disabled: %v. Fix the problem, then run Test & Enable.", m.EmailAddress, cause))
+}
+
+// saveSentCopy appends the sent message to the Sent folder through the incoming
+// connector, where the protocol has folders (IMAP); POP3 has none.
+func (s *Syncer) saveSentCopy(ctx context.Context, w *work, raw []byte, log *slog.Logger) {
+	in := s.conns.Incoming[w.p.ServerType]
+	if in == nil || !w.incomingActive() || w.p.ServerType == ServerTypePOP3SMTP { // POP3 has no folders
+		return
+	}
+	target, err := s.resolveTarget(ctx, w, Incoming)
+	if err != nil {
+		return
+	}
+	release, err := s.acquireConnection(ctx, w, Incoming)
+	if err != nil {
+		return
+	}
+	defer release()
+	session, err := in.OpenIncoming(ctx, target)
+	if err == nil {
+		err = session.Append(ctx, SentFolder, s.cfg.Now(), bytes.NewReader(raw), int64(len(raw)))
+		_ = session.Close()
+	}
+	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		log.Warn("could not save a copy in the Sent folder", "err", err)
+	}
+}
+
+// composeMessage renders an outgoing activity as a MIME message.
+func composeMessage(a *EmailActivity) ([]byte, error) {
+	var h mail.Header
+	h.SetDate(cmpTime(a.SentAt, time.Now()))
+	h.SetAddressList("From", []*mail.Address{{Name: a.From.Name, Address: a.From.Email}})
+	for _, f := range []struct {
+		name string
+		list []Address
+	}{{"To", a.To}, {"Cc", a.Cc}, {"Reply-To", a.ReplyTo}} {
+		if len(f.list) > 0 {
+			h.SetAddressList(f.name, mailAddresses(f.list))
+		}
+	}
+	h.SetSubject(a.Subject)
+	h.SetMessageID(strings.Trim(a.MessageID, "<>"))
+	if len(a.InReplyTo) > 0 {
+		h.SetMsgIDList("In-Reply-To", a.InReplyTo)
+	}
+	if len(a.References) > 0 {
+		h.SetMsgIDList("References", a.References)
+	}
+	var buf bytes.Buffer
+	if len(a.Attachments) == 0 && a.HTMLBody == "" {
+		h.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
+		w, err := mail.CreateSingleInlineWriter(&buf, h)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := io.WriteString(w, a.TextBody); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	}
+	mw, err := mail.CreateWriter(&buf, h)
+	if err != nil {
+		return nil, err
+	}
+	tw, err := mw.CreateInline()
+	if err != nil {
+		return nil, err
+	}
+	bodies := []struct{ kind, text string }{{"text/plain", a.TextBody}, {"text/html", a.HTMLBody}}
+	for i, b := range bodies {
+		if b.text == "" && (i > 0 || a.HTMLBody != "") {
+			continue
+		}
+		var ih mail.InlineHeader
+		ih.SetContentType(b.kind, map[string]string{"charset": "utf-8"})
+		pw, err := tw.CreatePart(ih)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := io.WriteString(pw, b.text); err != nil {
+			return nil, err
+		}
+		if err := pw.Close(); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	for _, att := range a.Attachments {
+		if att.Omitted {
+			continue
+		}
+		var ah mail.AttachmentHeader
+		ah.SetContentType(cmp.Or(att.ContentType, "application/octet-stream"), nil)
+		ah.SetFilename(att.Filename)
+		if att.ContentID != "" {
+			ah.Set("Content-Id", "<"+att.ContentID+">")
+		}
+		pw, err := mw.CreateAttachment(ah)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := pw.Write(att.Content); err != nil {
+			return nil, err
+		}
+		if err := pw.Close(); err != nil {
+			return nil, err
+		}
+	}
+	if err := mw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func mailAddresses(list []Address) []*mail.Address {
+	out := make([]*mail.Address, len(list))
+	for i, a := range list {
+		out[i] = &mail.Address{Name: a.Name, Address: a.Email}
+	}
+	return out
+}
+
+// trackingTokenFor derives an activity's tracking token: the user number from the
+// mailbox and the counter from the activity, both hashed into their digit counts.
+func trackingTokenFor(f TrackingTokenFormat, mailboxID, activityID string) string {
+	return formatTrackingToken(f, int(hashMod(mailboxID, pow10(f.UserDigits))), int(hashMod(activityID, pow10(f.CounterDigits))))
+}
+
+func hashMod(s string, m uint64) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64() % max(m, 1)
+}
+
+func pow10(n int) uint64 {
+	p := uint64(1)
+	for range min(max(n, 1), 18) {
+		p *= 10
+	}
+	return p
+}

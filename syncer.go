@@ -1,0 +1,581 @@
+package serversync
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+)
+
+// Defaults of [Config].
+const (
+	WorkersDefault            = 32
+	LeaseTTLDefault           = 2 * time.Minute
+	LeaseBatchDefault         = 16
+	ActivePollDefault         = 5 * time.Minute
+	MaxIdlePollDefault        = 4 * time.Hour
+	RetryIntervalDefault      = 5 * time.Minute
+	MaxTransientFailures      = 10
+	IdleConnectionsDefault    = 100
+	IdleWindowDefault         = time.Hour
+	OutboxIntervalDefault     = 5 * time.Minute
+	OutboxClaimTTLDefault     = 5 * time.Minute
+	MaxSendAttemptsDefault    = 10
+	ScanIntervalDefault       = time.Minute
+	TickDefault               = time.Second
+	SaveBatchDefault          = 100
+	MaxMessageSizeDefault     = 64 << 20
+	MassFailureWindowDefault  = time.Hour
+	ShutdownLeaseGraceDefault = 10 * time.Second
+)
+
+// Connectors are the protocol implementations a Syncer uses, by server type
+// (package connector/standard returns IMAP, POP3 and SMTP ready to use).
+type Connectors struct {
+	Incoming map[ServerType]IncomingConnector
+	Outgoing map[ServerType]OutgoingConnector
+}
+
+// Config configures a [Syncer]. A nil *Config means defaults; zero fields take the
+// …Default constants.
+type Config struct {
+	// Host identifies this process in leases (default: hostname-pid).
+	Host string
+	// Workers is the global limit of mailboxes and emails processed at once.
+	Workers int
+	// LeaseTTL is how long a mailbox lease lasts; it is renewed every third of it.
+	LeaseTTL time.Duration
+	// ActivePoll is how soon a mailbox that just had new mail is polled again;
+	// MaxIdlePoll caps the back-off of quiet mailboxes (a quarter of the time since
+	// their last mail). The profile's MinPollingInterval is a floor on both.
+	ActivePoll  time.Duration
+	MaxIdlePoll time.Duration
+	// RetryInterval is the wait after a transient error; after MaxTransientFailures
+	// in a row the workload is disabled.
+	RetryInterval time.Duration
+	// IdleConnections caps the connections kept open waiting for new mail (IMAP
+	// IDLE); IdleWindow is how recent a mailbox's last mail must be to get one.
+	// IdleConnections < 0 turns IDLE off.
+	IdleConnections int
+	IdleWindow      time.Duration
+	// OutboxInterval is how often the outgoing queue is scanned when nothing wakes
+	// it (queuing an email does); OutboxClaimTTL is how long a claimed email is held.
+	OutboxInterval time.Duration
+	OutboxClaimTTL time.Duration
+	// MaxSendAttempts is how many transient send failures an email survives.
+	MaxSendAttempts int
+	// ScanInterval is how often mailboxes waiting for their first sync or for Test
+	// & Enable are scheduled; Tick is how often due mailboxes are looked for.
+	ScanInterval time.Duration
+	Tick         time.Duration
+	// SaveBatch is how many messages are stored per transaction.
+	SaveBatch int
+	// MaxMessageSize is the largest message read whole; larger ones are tracked
+	// from their first MaxMessageSize bytes, with a parse error saying so.
+	MaxMessageSize int64
+	// SendTestMessage makes Test & Enable send a message to the mailbox's own
+	// address when it tests outgoing mail.
+	SendTestMessage bool
+
+	// Track is the host's tracking hook; nil tracks every message that passes the filter.
+	Track TrackFunc
+	// Resolver answers who an address belongs to, for the incoming filters; with
+	// none, no address resolves and those filters keep only correlated mail.
+	Resolver AddressResolver
+	// OnEvent receives events; nil discards them.
+	OnEvent func(Event)
+	// Logger receives structured logs (no secrets); nil means slog.Default().
+	Logger *slog.Logger
+	// MeterProvider records metrics; nil means a no-op provider.
+	MeterProvider metric.MeterProvider
+	// Now is the clock; nil means time.Now. Tests inject one.
+	Now func() time.Time
+}
+
+// Syncer is the server-side synchronization engine (DESIGN §4–§6): it leases due
+// mailboxes from the Store, runs their incoming sync, sends queued email, runs Test
+// & Enable, and raises alerts. Several Syncers (processes) may share one Store.
+//
+// A Syncer is safe for concurrent use. Run it once; Stop ends it.
+type Syncer struct {
+	store Store
+	conns Connectors
+	cfg   Config
+	log   *slog.Logger
+	met   *metrics
+
+	workers  *semaphore.Weighted
+	idle     *semaphore.Weighted
+	connMu   sync.Mutex
+	connSems map[string]*budget
+
+	wakeLeases chan struct{}
+	wakeOutbox chan struct{}
+	stopping   chan struct{}
+	stopOnce   sync.Once
+	running    atomic.Bool
+	done       chan struct{}
+	cancelRun  context.CancelFunc
+}
+
+// NewSyncer returns a Syncer over store using connectors.
+func NewSyncer(store Store, connectors Connectors, cfg *Config) (*Syncer, error) {
+	if store == nil {
+		return nil, errors.New("serversync: NewSyncer needs a Store")
+	}
+	c := Config{}
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Host == "" {
+		name, _ := os.Hostname()
+		c.Host = fmt.Sprintf("%s-%d-%s", cmp.Or(name, "host"), os.Getpid(), NewID()[20:])
+	}
+	c.Workers = cmp.Or(max(c.Workers, 0), WorkersDefault)
+	c.LeaseTTL = cmp.Or(max(c.LeaseTTL, 0), LeaseTTLDefault)
+	c.ActivePoll = cmp.Or(max(c.ActivePoll, 0), ActivePollDefault)
+	c.MaxIdlePoll = max(cmp.Or(c.MaxIdlePoll, MaxIdlePollDefault), c.ActivePoll)
+	c.RetryInterval = cmp.Or(max(c.RetryInterval, 0), RetryIntervalDefault)
+	if c.IdleConnections == 0 {
+		c.IdleConnections = IdleConnectionsDefault
+	}
+	c.IdleWindow = cmp.Or(max(c.IdleWindow, 0), IdleWindowDefault)
+	c.OutboxInterval = cmp.Or(max(c.OutboxInterval, 0), OutboxIntervalDefault)
+	c.OutboxClaimTTL = cmp.Or(max(c.OutboxClaimTTL, 0), OutboxClaimTTLDefault)
+	c.MaxSendAttempts = cmp.Or(max(c.MaxSendAttempts, 0), MaxSendAttemptsDefault)
+	c.ScanInterval = cmp.Or(max(c.ScanInterval, 0), ScanIntervalDefault)
+	c.Tick = cmp.Or(max(c.Tick, 0), TickDefault)
+	c.SaveBatch = cmp.Or(max(c.SaveBatch, 0), SaveBatchDefault)
+	c.MaxMessageSize = cmp.Or(max(c.MaxMessageSize, 0), MaxMessageSizeDefault)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Syncer{
+		store:      store,
+		conns:      connectors,
+		cfg:        c,
+		log:        log.With("syncer", c.Host),
+		met:        newMetrics(c.MeterProvider),
+		workers:    semaphore.NewWeighted(int64(c.Workers)),
+		idle:       semaphore.NewWeighted(int64(max(c.IdleConnections, 0))),
+		connSems:   make(map[string]*budget),
+		wakeLeases: make(chan struct{}, 1),
+		wakeOutbox: make(chan struct{}, 1),
+		stopping:   make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	return s, nil
+}
+
+// Host is the host ID this Syncer records in leases and claims.
+func (s *Syncer) Host() string { return s.cfg.Host }
+
+// ErrSyncerStopped is returned by Run after Stop, and by Run called twice.
+var ErrSyncerStopped = errors.New("serversync: syncer stopped")
+
+// Run processes work until ctx ends or Stop is called. One mailbox failing never
+// stops the others: errors are recorded on the mailbox and raised as alerts. Run
+// returns ctx's error, or ErrSyncerStopped after Stop.
+func (s *Syncer) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return ErrSyncerStopped
+	}
+	defer close(s.done)
+	runCtx, cancel := context.WithCancel(ctx)
+	s.cancelRun = cancel
+	defer cancel()
+
+	var jobs sync.WaitGroup // mailbox and email jobs; they handle their own errors
+	var loops errgroup.Group
+	loops.Go(func() error { s.leaseLoop(runCtx, &jobs); return nil })
+	loops.Go(func() error { s.outboxLoop(runCtx, &jobs); return nil })
+	loops.Go(func() error { s.scanLoop(runCtx); return nil })
+	_ = loops.Wait()
+	jobs.Wait()
+	select {
+	case <-s.stopping:
+		return ErrSyncerStopped
+	default:
+		return ctx.Err()
+	}
+}
+
+// Stop stops taking new work and waits for the work in flight, until ctx ends;
+// then it cancels what is left (leases still held expire or are released). Stop
+// returns when Run has returned or ctx ended.
+func (s *Syncer) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stopping) })
+	if !s.running.Load() {
+		return nil
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		if s.cancelRun != nil {
+			s.cancelRun()
+		}
+		<-s.done
+		return ctx.Err()
+	}
+}
+
+func (s *Syncer) isStopping() bool {
+	select {
+	case <-s.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait blocks for d, a wake-up, Stop or ctx; it reports whether to go on.
+func (s *Syncer) wait(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.stopping:
+		return false
+	case <-wake:
+		return true
+	case <-t.C:
+		return true
+	}
+}
+
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// leaseLoop leases due mailboxes for free workers and runs them.
+func (s *Syncer) leaseLoop(ctx context.Context, jobs *sync.WaitGroup) {
+	for {
+		if s.isStopping() || ctx.Err() != nil {
+			return
+		}
+		free := 0
+		for free < LeaseBatchDefault && s.workers.TryAcquire(1) {
+			free++
+		}
+		got := 0
+		if free > 0 {
+			leases, err := s.store.AcquireLeases(ctx, LeaseRequest{Host: s.cfg.Host, Now: s.cfg.Now(), TTL: s.cfg.LeaseTTL, Limit: free})
+			if err != nil && ctx.Err() == nil {
+				s.log.Error("acquire leases", "err", err)
+			}
+			for _, l := range leases {
+				jobs.Add(1)
+				go func() {
+					defer jobs.Done()
+					defer s.workers.Release(1)
+					s.runMailbox(ctx, l)
+				}()
+			}
+			got = len(leases)
+			s.workers.Release(int64(free - got))
+		}
+		if got == free && free > 0 {
+			continue // there may be more due right away
+		}
+		if !s.wait(ctx, s.cfg.Tick, s.wakeLeases) {
+			return
+		}
+	}
+}
+
+// scanLoop schedules mailboxes that are ready but have no next sync time: new
+// mailboxes after approval and Test & Enable, and mailboxes waiting for Test & Enable.
+func (s *Syncer) scanLoop(ctx context.Context) {
+	for {
+		if n, err := s.ScheduleReady(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("schedule mailboxes", "err", err)
+		} else if n > 0 {
+			poke(s.wakeLeases)
+		}
+		if !s.wait(ctx, s.cfg.ScanInterval, nil) {
+			return
+		}
+	}
+}
+
+// ScheduleReady makes due now every mailbox that waits for Test & Enable, or is
+// enabled for incoming mail, but has no next sync time. It reports how many it
+// scheduled. The Syncer calls it every ScanInterval; hosts may call it after
+// changes (approval, Apply Default Email Settings) to start work sooner.
+func (s *Syncer) ScheduleReady(ctx context.Context) (int, error) {
+	yes, no := true, false
+	var ids []string
+	for _, filter := range []MailboxFilter{{TestAndEnablePending: &yes, Scheduled: &no}, {Enabled: &yes, Scheduled: &no}} {
+		for m, err := range s.store.ListMailboxes(ctx, filter) {
+			if err != nil {
+				return 0, err
+			}
+			if m.NextSyncAt.IsZero() && m.LeaseHost == "" && (m.TestAndEnablePending || m.IncomingEnabled) {
+				ids = append(ids, m.ID)
+			}
+		}
+	}
+	n := 0
+	for _, id := range ids {
+		now := s.cfg.Now()
+		_, err := s.store.UpdateMailbox(ctx, id, func(m *Mailbox) error {
+			if !m.NextSyncAt.IsZero() {
+				return errChangedMeanwhile
+			}
+			m.NextSyncAt = now
+			return nil
+		})
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, errChangedMeanwhile), errors.Is(err, ErrNotFound):
+		default:
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// runMailbox processes one leased mailbox while a heartbeat renews its lease. A
+// lost lease cancels the work at once: another host now owns the mailbox.
+func (s *Syncer) runMailbox(ctx context.Context, lease Lease) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	log := s.log.With("mailbox", lease.MailboxID)
+	if lease.TakenOver {
+		log.Warn("took over a mailbox whose previous holder stopped renewing its lease")
+	}
+	stopHeartbeat := heartbeat(ctx, s.cfg.LeaseTTL/3, func(ctx context.Context) bool {
+		now := s.cfg.Now()
+		renewed, err := s.store.RenewLease(ctx, lease, now, s.cfg.LeaseTTL)
+		if err == nil {
+			lease = renewed
+		}
+		// Without a renewal (the store unreachable, say) the lease runs out and
+		// another host may take the mailbox: stop before that can happen.
+		expiring := err != nil && !now.Before(lease.ExpiresAt.Add(-s.cfg.LeaseTTL/3))
+		if errors.Is(err, ErrLeaseLost) || expiring {
+			log.Warn("lease lost or about to expire unrenewed: stopping work on the mailbox", "err", err)
+			cancel(ErrLeaseLost)
+			return false
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Error("renew lease", "err", err)
+		}
+		return true
+	})
+
+	next := s.processMailbox(ctx, lease.MailboxID, log)
+
+	stopHeartbeat() // lease is this goroutine's again
+	if errors.Is(context.Cause(ctx), ErrLeaseLost) {
+		return
+	}
+	// Release even when Run's context ended, so another host can go on at once.
+	releaseCtx, cancelRelease := context.WithTimeout(context.WithoutCancel(ctx), ShutdownLeaseGraceDefault)
+	defer cancelRelease()
+	if err := s.store.ReleaseLease(releaseCtx, lease, next); err != nil {
+		log.Warn("release lease", "err", err)
+	}
+}
+
+// heartbeat calls beat every interval until beat returns false or stop is called.
+// stop waits for a beat in progress, so what beat changes is the caller's again
+// once stop returns.
+func heartbeat(ctx context.Context, interval time.Duration, beat func(context.Context) bool) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if !beat(ctx) {
+				return
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// processMailbox runs what is due for one mailbox and returns its next sync time
+// (zero: not scheduled until something changes).
+func (s *Syncer) processMailbox(ctx context.Context, id string, log *slog.Logger) time.Time {
+	m, err := s.store.GetMailbox(ctx, id)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			log.Error("load mailbox", "err", err)
+			return s.cfg.Now().Add(s.cfg.RetryInterval)
+		}
+		return time.Time{}
+	}
+	if m.TestAndEnablePending {
+		if m, err = s.testAndEnable(ctx, m); err != nil {
+			log.Error("test and enable", "err", err)
+			return s.cfg.Now().Add(s.cfg.RetryInterval)
+		}
+	}
+	w, err := s.loadWork(ctx, m)
+	if err != nil {
+		log.Error("load profile and settings", "err", err)
+		return s.cfg.Now().Add(s.cfg.RetryInterval)
+	}
+	if !w.incomingActive() {
+		log.Debug("incoming mail is not active for the mailbox", "approved", w.approved(), "enabled", m.IncomingEnabled, "method", m.IncomingMethod)
+		return time.Time{}
+	}
+	if now := s.cfg.Now(); now.Before(m.Stats.IncomingPostponedUntil) {
+		return m.Stats.IncomingPostponedUntil
+	}
+	return s.syncIncoming(ctx, w, log)
+}
+
+// work is what one job needs about a mailbox.
+type work struct {
+	m        *Mailbox
+	p        *Profile
+	settings *OrgSettings
+}
+
+func (s *Syncer) loadWork(ctx context.Context, m *Mailbox) (*work, error) {
+	settings, err := s.store.GetOrgSettings(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &work{m: m, settings: settings}
+	if m.ProfileID != "" {
+		if w.p, err = s.store.GetProfile(ctx, m.ProfileID); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// approved reports whether the mailbox may be processed at all (DESIGN §4.1).
+func (w *work) approved() bool {
+	return !w.settings.RequiresApproval(w.m) || w.m.Approval == ApprovalApproved
+}
+
+func (w *work) incomingActive() bool {
+	return w.p != nil && w.approved() && w.m.IncomingEnabled &&
+		(w.m.IncomingMethod == IncomingServerSideSync || w.m.IsForwardMailbox)
+}
+
+func (w *work) outgoingActive() bool {
+	return w.p != nil && w.approved() && w.m.OutgoingEnabled && w.m.OutgoingMethod == OutgoingServerSideSync
+}
+
+// connectionKey is what MaxConcurrentConnections counts (DESIGN §2): the profile's
+// service account, or each mailbox's own credentials.
+func (w *work) connectionKey(dir Direction) string {
+	source := w.p.IncomingCredentialSource
+	if dir == Outgoing {
+		source = w.p.OutgoingCredentialSource
+	}
+	if source == CredentialsProfile || source == CredentialsServerToServer {
+		return "profile:" + w.p.ID
+	}
+	return "mailbox:" + w.m.ID
+}
+
+// acquireConnection waits for a connection slot of the mailbox's budget. Budgets
+// are kept only while in use, so memory does not grow with the mailboxes ever seen.
+func (s *Syncer) acquireConnection(ctx context.Context, w *work, dir Direction) (release func(), err error) {
+	b, done := s.connectionBudget(w, dir)
+	if err := b.sem.Acquire(ctx, 1); err != nil {
+		done()
+		return nil, err
+	}
+	return func() { b.sem.Release(1); done() }, nil
+}
+
+// tryAcquireConnection takes a connection slot only if one is free now: for extra
+// connections a fetch can do without.
+func (s *Syncer) tryAcquireConnection(w *work, dir Direction) (release func(), ok bool) {
+	b, done := s.connectionBudget(w, dir)
+	if !b.sem.TryAcquire(1) {
+		done()
+		return nil, false
+	}
+	return func() { b.sem.Release(1); done() }, true
+}
+
+// connectionBudget returns the budget that w's connections in direction dir count
+// against, and done to call when the caller no longer holds or waits for it.
+func (s *Syncer) connectionBudget(w *work, dir Direction) (b *budget, done func()) {
+	limit := int64(cmp.Or(w.p.MaxConcurrentConnections, MaxConcurrentConnectionsDefault))
+	key := fmt.Sprintf("%s/%d", w.connectionKey(dir), limit)
+	s.connMu.Lock()
+	b = s.connSems[key]
+	if b == nil {
+		b = &budget{sem: semaphore.NewWeighted(limit)}
+		s.connSems[key] = b
+	}
+	b.users++
+	s.connMu.Unlock()
+	return b, func() {
+		s.connMu.Lock()
+		if b.users--; b.users == 0 {
+			delete(s.connSems, key)
+		}
+		s.connMu.Unlock()
+	}
+}
+
+// budget is one connection budget and how many callers hold or wait for it.
+type budget struct {
+	sem   *semaphore.Weighted
+	users int
+}
+
+// nextPoll is when a mailbox that synced fine is polled again: soon after new mail,
+// backing off on quiet mailboxes, never more often than the profile allows.
+func (s *Syncer) nextPoll(w *work, now time.Time) time.Time {
+	last := w.m.Stats.LastMailAt
+	if last.IsZero() {
+		last = w.m.CreatedAt
+	}
+	interval := min(max(now.Sub(last)/4, s.cfg.ActivePoll), s.cfg.MaxIdlePoll)
+	if w.p != nil {
+		interval = max(interval, w.p.MinPollingInterval)
+	}
+	return now.Add(interval)
+}
+
+func (s *Syncer) emit(e Event) {
+	if s.cfg.OnEvent == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = s.cfg.Now()
+	}
+	if err := callHook("OnEvent", func() error { s.cfg.OnEvent(e); return nil }); err != nil {
+		s.log.Error("event handler", "err", err)
+	}
+}
