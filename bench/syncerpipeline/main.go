@@ -1,0 +1,258 @@
+// Command syncerpipeline tracks every message of one IMAP inbox into a fresh
+// SQLite store through the whole incoming pipeline of a Syncer (fetch, parse,
+// correlate, filter, store once): the job bench/imap-vs-mbsync times beside mbsync
+// and bench/imapfetch, on the same folder.
+//
+// It creates a profile and one mailbox for the login, runs Test & Enable, runs
+// the Syncer until it has tracked as many messages as the folder holds, and
+// prints the count and bytes like bench/imapfetch, then messages/s and MB/s from
+// Run to the last message tracked, and the peak RSS of the process.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/auth"
+	"github.com/serversync/serversync/connector/imap"
+	"github.com/serversync/serversync/connector/standard"
+	"github.com/serversync/serversync/store/sqlite"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:993", "IMAP server, implicit TLS")
+	user := flag.String("user", "", "login, also the mailbox's email address")
+	password := flag.String("pass", "", "password")
+	caFile := flag.String("ca", "", "PEM file of an extra CA to trust")
+	db := flag.String("db", "", "SQLite file to create (default: in a temporary directory, removed after)")
+	parallel := flag.Int("parallel", 1, "connections for the initial fetch (imap.Options.MaxParallelFetch)")
+	saveBatch := flag.Int("save-batch", 0, "messages stored per transaction (0: serversync.SaveBatchDefault)")
+	stall := flag.Duration("stall", time.Minute, "give up when no message is tracked for this long")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the sync (from Run on) to this file")
+	flag.Parse()
+	if err := run(*addr, *user, *password, *caFile, *db, *cpuProfile, *parallel, *saveBatch, *stall); err != nil {
+		fmt.Fprintln(os.Stderr, "syncerpipeline:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatch int, stall time.Duration) error {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return err
+	}
+	var ca []byte
+	if caFile != "" {
+		if ca, err = os.ReadFile(caFile); err != nil {
+			return err
+		}
+	}
+	ctx := context.Background()
+	want, wantBytes, err := folderSize(addr, host, user, password, ca)
+	if err != nil {
+		return fmt.Errorf("count the inbox: %w", err)
+	}
+
+	dir, err := os.MkdirTemp("", "syncerpipeline-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if db == "" {
+		db = filepath.Join(dir, "serversync.db")
+	}
+	keyFile := filepath.Join(dir, "secret.key")
+	if err := auth.GenerateKeyFile(keyFile); err != nil {
+		return err
+	}
+	keys, err := auth.KeysFromFile(keyFile)
+	if err != nil {
+		return err
+	}
+	store, err := sqlite.Open(ctx, db, &sqlite.Options{Keys: keys})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	quiet := slog.New(slog.DiscardHandler)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	admin := serversync.NewAdmin(store, &serversync.AdminConfig{
+		CanApprove: func(context.Context, string, *serversync.Mailbox) error { return nil }, Logger: quiet,
+	})
+	profile, err := admin.CreateProfile(ctx, &serversync.Profile{
+		Name: "bench", Owner: "bench-admin", ServerType: serversync.ServerTypeIMAPSMTP,
+		IncomingServer: host, IncomingPort: port, IncomingTLS: serversync.TLSImplicit,
+		OutgoingServer: host, ExtraRootCAsPEM: string(ca), ConnectionTimeout: time.Minute,
+	})
+	if err != nil {
+		return err
+	}
+	mailbox, err := admin.CreateMailbox(ctx, &serversync.Mailbox{
+		Name: "bench", EmailAddress: user, ProfileID: profile.ID, Password: auth.NewSecret(password),
+		Regarding:      serversync.Regarding{Type: serversync.RegardingUser, ID: "bench-user"},
+		IncomingFilter: serversync.FilterAll, OutgoingMethod: serversync.OutgoingNone, ACTMethod: serversync.OutgoingNone,
+	})
+	if err != nil {
+		return err
+	}
+	if err := admin.Approve(ctx, "bench-admin", mailbox.ID); err != nil {
+		return err
+	}
+
+	var tracked, failed atomic.Int64
+	progress := make(chan struct{}, 1)
+	syncer, err := serversync.NewSyncer(store, standard.Connectors(&standard.Options{
+		IMAP: &imap.Options{MaxParallelFetch: parallel}, Logger: quiet,
+	}), &serversync.Config{
+		IdleConnections: -1, // the job is the initial sync; IDLE is measured in bench/syncerbench
+		SaveBatch:       saveBatch,
+		Tick:            50 * time.Millisecond,
+		Logger:          logger,
+		OnEvent: func(e serversync.Event) {
+			switch e.Kind {
+			case serversync.EventMailTracked:
+				tracked.Add(1)
+			case serversync.EventItemFailed:
+				failed.Add(1)
+			default:
+				return
+			}
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if mailbox, err = syncer.TestAndEnable(ctx, mailbox.ID); err != nil {
+		return err
+	}
+	if mailbox.Status != serversync.TestSuccess {
+		return fmt.Errorf("test & enable failed: %s", mailbox.Stats.LastError.Message)
+	}
+
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile() // after the figures are taken: it only flushes
+	}
+	started := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- syncer.Run(ctx) }()
+	last := time.Now()
+	for tracked.Load()+failed.Load() < int64(want) {
+		select {
+		case err := <-done:
+			return fmt.Errorf("the syncer stopped: %w", err)
+		case <-progress:
+			last = time.Now()
+		case <-time.After(time.Second):
+			if time.Since(last) > stall {
+				return fmt.Errorf("stalled at %d of %d messages", tracked.Load()+failed.Load(), want)
+			}
+		}
+	}
+	elapsed := time.Since(started)
+	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := syncer.Stop(stopCtx); err != nil {
+		return err
+	}
+	if err := <-done; !errors.Is(err, serversync.ErrSyncerStopped) {
+		return err
+	}
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("%d of %d messages were stored as failed", n, want)
+	}
+
+	peak, err := peakRSS()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d messages, %d bytes\n", tracked.Load(), wantBytes)
+	fmt.Printf("%.0f msgs/s, %.1f MB/s, peak RSS %.1f MB (%.2f s from Run to the last message tracked)\n",
+		float64(want)/elapsed.Seconds(), float64(wantBytes)/1e6/elapsed.Seconds(), float64(peak)/(1<<20), elapsed.Seconds())
+	return nil
+}
+
+// folderSize returns how many messages the inbox holds and their total size
+// (RFC822.SIZE), over a connection of its own, before the Syncer starts.
+func folderSize(addr, host, user, password string, ca []byte) (int, int64, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if len(ca) > 0 && !roots.AppendCertsFromPEM(ca) {
+		return 0, 0, errors.New("no certificate in the CA file")
+	}
+	c, err := imapclient.DialTLS(addr, &imapclient.Options{TLSConfig: &tls.Config{RootCAs: roots, ServerName: host}})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	if err := c.Login(user, password).Wait(); err != nil {
+		return 0, 0, err
+	}
+	data, err := c.Select("INBOX", &goimap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return 0, 0, err
+	}
+	var total int64
+	if data.NumMessages > 0 {
+		var all goimap.SeqSet
+		all.AddRange(1, 0)
+		msgs, err := c.Fetch(all, &goimap.FetchOptions{RFC822Size: true}).Collect()
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, m := range msgs {
+			total += m.RFC822Size
+		}
+	}
+	return int(data.NumMessages), total, c.Logout().Wait()
+}
+
+// peakRSS reads the process's peak resident set size (VmHWM) in bytes.
+func peakRSS() (int64, error) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc/self/status")
+}
