@@ -67,10 +67,39 @@
 // connector/smtp (go-smtp). [ResolveTarget] turns a mailbox, its profile and the org
 // settings into the endpoint and credentials a connector opens a session with; errors
 // come back as a *[ConnectorError] classified transient, permanent or authentication,
-// scoped to the mailbox or the whole profile.
+// scoped to the mailbox or the whole profile. A mailbox on OAuth credentials has its
+// access token refreshed through the profile's TokenURL when it expires; the Syncer
+// stores each refreshed token on the mailbox, sealed, for the next connection.
+//
+// # Synchronizing
+//
+// A [Syncer] is the engine a host embeds. It leases due mailboxes from the Store
+// (so several processes can share one PostgreSQL database without processing a
+// mailbox twice), runs each mailbox's incoming pipeline — approval gate, fetch after
+// the cursor and ProcessEmailFrom, MIME parsing, the mailbox's filter, correlation
+// by headers, tracking token or smart matching, the host's [TrackFunc], then the
+// activities and the cursor stored in one transaction — and sends queued email with
+// each attempt recorded before the message leaves:
+//
+//	syncer, err := serversync.NewSyncer(store, standard.Connectors(nil), &serversync.Config{
+//		Track: func(ctx context.Context, a *serversync.EmailActivity, m *serversync.Mailbox) error {
+//			a.Regarding = lookUpRecord(a) // or return an error to fail the item
+//			return nil
+//		},
+//		OnEvent: func(e serversync.Event) { … },
+//	})
+//	go syncer.Run(ctx)
+//	syncer.TestAndEnable(ctx, mailboxID)            // test the servers, enable what passed
+//	syncer.QueueEmail(ctx, &serversync.EmailActivity{…}) // sent by whichever host claims it
+//	syncer.Stop(shutdownCtx)
+//
+// Errors are classified (DESIGN §6): permanent ones (bad credentials, 5xx) disable
+// the workload at once, transient ones are retried [MaxTransientFailures] times about
+// five minutes apart; each raises an [Alert] for the mailbox owner and, when the
+// whole profile is concerned, the profile owner.
 //
 // # Concurrency
 //
-// Admin, the stores and the connectors are safe for concurrent use. Records (Profile,
+// Admin, the Syncer, the stores and the connectors are safe for concurrent use. Records (Profile,
 // Mailbox, EmailActivity…) are plain values: stores copy them in and out.
 package serversync
