@@ -1,0 +1,82 @@
+package netfault_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/serversync/serversync/internal/netfault"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// greeter writes a fixed greeting to each connection and closes it.
+func greeter(t *testing.T, greeting string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, greeting)
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
+func read(t *testing.T, p *netfault.Proxy) string {
+	t.Helper()
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.Port()))
+	require.NoError(t, err)
+	defer c.Close()
+	got, err := io.ReadAll(c)
+	require.NoError(t, err)
+	return string(got)
+}
+
+func TestDropsConnectionsPartWay(t *testing.T) {
+	greeting := strings.Repeat("0123456789", 1000)
+	p, err := netfault.Start(greeter(t, greeting))
+	require.NoError(t, err)
+	defer p.Close()
+
+	assert.Equal(t, greeting, read(t, p), "relayed whole")
+	p.DropAfter(25)
+	assert.Equal(t, greeting[:25], read(t, p), "dropped after 25 bytes")
+	assert.Equal(t, greeting[:25], read(t, p), "and so is the next one")
+	assert.Equal(t, 2, p.Drops())
+	p.DropAfter(0)
+	assert.Equal(t, greeting, read(t, p), "whole again")
+	assert.Equal(t, 2, p.Drops())
+}
+
+func TestCloseEndsOpenConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	p, err := netfault.Start(ln.Addr().String())
+	require.NoError(t, err)
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.Port()))
+	require.NoError(t, err)
+	defer c.Close()
+	server, err := ln.Accept() // a server that never speaks
+	require.NoError(t, err)
+	defer server.Close()
+
+	require.NoError(t, p.Close())
+	_, err = c.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, io.EOF, "the client sees the connection end")
+}
