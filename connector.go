@@ -96,6 +96,8 @@ type FetchResult struct {
 type IncomingSession interface {
 	// Fetch calls fn for each message after req.Cursor, in server order, and returns
 	// the cursor after the last one. An error from fn stops the fetch and is returned.
+	// Reading a message's Body fails, with a classified error, when the connection
+	// breaks: a body cut short is never handed over as a whole message.
 	Fetch(ctx context.Context, req FetchRequest, fn func(*RemoteMessage) error) (FetchResult, error)
 	// Move moves a message to folder, creating the folder if it is missing.
 	Move(ctx context.Context, folder, ref, toFolder string) error

@@ -12,8 +12,9 @@
 //
 // The suite checks the contracts of serversync.IncomingSession and
 // OutgoingSession: messages arrive byte for byte, in server order, exactly once per
-// cursor; cursors resume; a callback error stops a fetch; moved, deleted and appended
-// messages end up where they should; sending delivers the exact message.
+// cursor; cursors resume; a callback error stops a fetch; a connection dropped in
+// the middle of a fetch is a transient error that loses nothing; moved, deleted and
+// appended messages end up where they should; sending delivers the exact message.
 package connectortest
 
 import (
@@ -30,6 +31,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/internal/netfault"
 )
 
 // Mailbox is one fresh, empty mailbox on the server under test.
@@ -143,6 +145,52 @@ func RunIncoming(t *testing.T, h Incoming) {
 		assert.Equal(t, 1, calls)
 		got, _ := fetch(t, s, serversync.FetchRequest{})
 		assert.Len(t, got, 2, "a failed fetch loses nothing")
+	})
+
+	t.Run("DroppedConnection", func(t *testing.T) {
+		mb := h.NewMailbox(t)
+		var sent [][]byte
+		for i := range 10 {
+			raw := Message(i, strings.Repeat("twenty kilobytes of text ", 800))
+			mb.Deliver(t, raw)
+			sent = append(sent, raw)
+		}
+		proxy, err := netfault.Start(mb.Target.Endpoint.Address())
+		require.NoError(t, err)
+		defer proxy.Close()
+		through := *mb.Target
+		through.Endpoint.Port = proxy.Port()
+		mb.Target = &through
+
+		// Every connection drops after 60 KB: enough to log in, not to read the
+		// 200 KB of mail.
+		proxy.DropAfter(60_000)
+		s := open(t, h.Connector, mb)
+		var got []fetched
+		_, err = s.Fetch(context.Background(), serversync.FetchRequest{}, func(m *serversync.RemoteMessage) error {
+			body, err := io.ReadAll(m.Body)
+			if err != nil {
+				return err // as it is: the connector must have classified it
+			}
+			got = append(got, fetched{body: body, cursor: m.Cursor})
+			return nil
+		})
+		require.Error(t, err)
+		require.Positive(t, proxy.Drops())
+		kind, _ := serversync.ClassifyError(err)
+		assert.Equal(t, serversync.ErrorTransient, kind, "a dropped connection is worth retrying: %v", err)
+		require.NotEmpty(t, got, "messages read before the drop are handed over")
+		require.Less(t, len(got), len(sent))
+		for i := range got {
+			assert.Equal(t, string(normalize(sent[i])), string(normalize(got[i].body)), "message %d handed over whole", i)
+		}
+
+		proxy.DropAfter(0)
+		rest, _ := fetch(t, open(t, h.Connector, mb), serversync.FetchRequest{Cursor: got[len(got)-1].cursor})
+		require.Len(t, rest, len(sent)-len(got), "a new session resumes after the last message handed over")
+		for i := range rest {
+			assert.Equal(t, string(normalize(sent[len(got)+i])), string(normalize(rest[i].body)))
+		}
 	})
 
 	t.Run("Delete", func(t *testing.T) {

@@ -83,10 +83,45 @@ func (r *fetchRun) deliver(m *fetchedMessage, body io.Reader) error {
 	return nil
 }
 
+// literal reads one message body off the wire. A body cut short is an error
+// (go-imap's literal reader ends with a plain io.EOF when the connection closes
+// between TLS records), and every read error is marked as the connection's.
+type literal struct {
+	r    io.Reader
+	left int64
+}
+
+func newLiteral(l goimap.LiteralReader) *literal { return &literal{r: l, left: l.Size()} }
+
+func (l *literal) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if err == io.EOF && l.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil && err != io.EOF {
+		err = wireError{err}
+	}
+	return n, err
+}
+
+// wireError is an error reading a response off the connection, even when the
+// caller's callback returns it: run classifies it as the connection failing.
+type wireError struct{ err error }
+
+func (e wireError) Error() string { return e.err.Error() }
+func (e wireError) Unwrap() error { return e.err }
+
+func isWireError(err error) bool {
+	var w wireError
+	return errors.As(err, &w)
+}
+
 // Fetch offers every message of req.Folder after req.Cursor to fn, in UID order.
 // See the package documentation for the cursor, CONDSTORE and parallel fetching.
 // fn must not use the session; an error from it stops the fetch and is returned
-// as is, with the cursor after the last message fn accepted.
+// as is, with the cursor after the last message fn accepted, except an error from
+// reading the message's Body, which is the connection failing and is classified so.
 func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn func(*serversync.RemoteMessage) error) (serversync.FetchResult, error) {
 	if err := s.usable(); err != nil {
 		return serversync.FetchResult{}, err
@@ -249,6 +284,9 @@ func (s *session) fetchStream(ctx context.Context, run *fetchRun, batches []goim
 						pending[ev.batch] = append(pending[ev.batch], m)
 					}
 				}
+				if isWireError(firstErr) {
+					s.dropConnection()
+				}
 			}
 			ev.ack <- struct{}{} // after an error: discard the rest, keeping the connection in step
 		}
@@ -311,14 +349,15 @@ func readMessage(msg *imapclient.FetchMessageData, deliver func(*fetchedMessage,
 				continue
 			}
 			hasBody = true
+			lit := newLiteral(item.Literal)
 			if deliver != nil && m.uid != 0 && m.hasSize && m.hasDate {
 				delivered = true
-				if err := deliver(m, item.Literal); err != nil {
+				if err := deliver(m, lit); err != nil {
 					return nil, err
 				}
 				continue
 			}
-			body, err := io.ReadAll(item.Literal)
+			body, err := io.ReadAll(lit)
 			if err != nil {
 				return nil, err
 			}
@@ -349,6 +388,9 @@ func (s *session) fetchBatch(ctx context.Context, set goimap.UIDSet) ([]*fetched
 		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 			m, err := readMessage(msg, nil)
 			if err != nil {
+				if isWireError(err) {
+					s.dropConnection()
+				}
 				_ = cmd.Close()
 				return err
 			}

@@ -100,8 +100,16 @@ func (s *session) run(ctx context.Context, op string, f func() error) error {
 	var cb callbackError
 	if errors.As(err, &cb) {
 		err = cb.err
-		if fired {
+		var wire wireError
+		switch {
+		case fired:
 			s.broken = s.classify(op, ctxError(ctx), ctxError(ctx))
+			if errors.As(err, &wire) {
+				return s.broken
+			}
+		case errors.As(err, &wire): // the callback could not read the message: the connection failed
+			err = s.classify(op, wire.err, nil)
+			s.broken = err
 		}
 		return err
 	}
@@ -118,6 +126,18 @@ func (s *session) run(ctx context.Context, op string, f func() error) error {
 		s.broken = err
 	}
 	return err
+}
+
+// dropConnection ends a connection that failed in the middle of a response and
+// waits (up to the timeout) for imapclient's reader to stop: imapclient discards
+// the rest of a half-read FETCH response from the caller's goroutine, which must
+// not race its reader on the same buffer.
+func (s *session) dropConnection() {
+	s.conn.abort()
+	select {
+	case <-s.client.Closed():
+	case <-time.After(s.timeout):
+	}
 }
 
 // ctxError is ctx.Err(), joined with the cause when one was given.
