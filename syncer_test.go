@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +27,7 @@ import (
 	imapconn "github.com/serversync/serversync/connector/imap"
 	"github.com/serversync/serversync/connector/standard"
 	"github.com/serversync/serversync/internal/demoserver"
+	"github.com/serversync/serversync/internal/netfault"
 	"github.com/serversync/serversync/internal/testclock"
 	"github.com/serversync/serversync/store/memory"
 	"github.com/serversync/serversync/store/storetest"
@@ -364,6 +367,54 @@ func TestTransientFailuresDisableAfterTenRetries(t *testing.T) {
 	ownerAlerts := e.alerts(t, serversync.AlertFilter{Recipient: "admin-user", Level: serversync.AlertError})
 	require.Len(t, ownerAlerts, 2, "the profile owner hears of the disabling (a profile-level error) and of the mass failure, once")
 	assert.ElementsMatch(t, []string{"network", "mass_failure"}, []string{ownerAlerts[0].Code, ownerAlerts[1].Code})
+}
+
+func TestDroppedConnectionLosesNothing(t *testing.T) {
+	var proxy *netfault.Proxy
+	e := newSyncEnv(t, func(p *serversync.Profile) {
+		var err error
+		proxy, err = netfault.Start(net.JoinHostPort(p.IncomingServer, strconv.Itoa(p.IncomingPort)))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = proxy.Close() })
+		p.IncomingPort = proxy.Port()
+	})
+	ctx := context.Background()
+	alice := e.mailbox(t, "alice", nil)
+	const total = 40
+	for i := range total {
+		require.NoError(t, e.demo.Deliver(alice.EmailAddress, message("bob@partner.test", alice.EmailAddress,
+			fmt.Sprintf("message %d", i), fmt.Sprintf("Message-ID: <drop-%d@partner.test>\r\n", i), strings.Repeat("body text ", 1000))))
+	}
+	s := e.syncer(t, &serversync.Config{SaveBatch: 4})
+	testAndEnable(t, s, alice)
+	proxy.CutNext(150_000) // the first sync's connection drops after about 14 of the 40 messages (10 KB each)
+	run(t, s)
+
+	mailbox := func() *serversync.Mailbox {
+		m, err := e.store.GetMailbox(ctx, alice.ID)
+		require.NoError(t, err)
+		return m
+	}
+	eventually(t, "the dropped sync recorded as a transient failure", func() bool { return mailbox().Stats.TransientFailureCount == 1 })
+	require.Equal(t, 1, proxy.Cuts())
+	m := mailbox()
+	assert.True(t, m.IncomingEnabled, "one dropped connection does not disable the mailbox")
+	assert.NotEmpty(t, m.Stats.LastError.Code)
+	kept := len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID}))
+	assert.Positive(t, kept, "what was read before the drop is kept")
+	assert.Less(t, kept, total)
+
+	e.clock.Advance(serversync.RetryIntervalDefault)
+	eventually(t, "every message after the retry", func() bool {
+		return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID})) >= total
+	})
+	seen := map[string]bool{}
+	for _, a := range e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID}) {
+		assert.False(t, seen[a.MessageID], "%s tracked twice", a.MessageID)
+		seen[a.MessageID] = true
+	}
+	assert.Len(t, seen, total)
+	eventually(t, "the failure count cleared by the successful sync", func() bool { return mailbox().Stats.TransientFailureCount == 0 })
 }
 
 func TestOutgoingRetriesFailuresAndCrashReconciliation(t *testing.T) {
