@@ -18,12 +18,12 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu       sync.Mutex
+	mu        sync.Mutex
 	dropAfter int64 // server-to-client bytes after which new connections drop; 0: never
 	drops     int
-	closed   bool
-	conns    map[net.Conn]struct{}
-	relays   sync.WaitGroup
+	closed    bool
+	conns     map[net.Conn]struct{}
+	relays    sync.WaitGroup
 }
 
 // Start listens on a free loopback port and relays connections to target (host:port).
