@@ -38,7 +38,7 @@ func TestHostileFetchReplies(t *testing.T) {
 		{"tagged NO", "{tag} NO [SERVERBUG] it broke\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			port := scriptedServer(t, goodResponse+tc.reply)
+			port := scriptedServer(t, "", goodResponse+tc.reply)
 			target := &serversync.Target{
 				Endpoint: serversync.Endpoint{Host: "127.0.0.1", Port: port, TLS: serversync.TLSNone,
 					AllowPlaintextAuth: true, Timeout: 5 * time.Second},
@@ -71,10 +71,12 @@ func TestHostileFetchReplies(t *testing.T) {
 	}
 }
 
-// scriptedServer accepts one connection on loopback, lets it log in and select
-// a two-message INBOX, and answers the first UID FETCH with fetchReply as it is
-// ("{tag}" in it becomes the command's tag), then closes the connection.
-func scriptedServer(t *testing.T, fetchReply string) int {
+// scriptedServer accepts one connection on loopback, lets it log in (or answers
+// the login with loginReply and closes the connection) and select a two-message
+// INBOX, and answers the first UID FETCH with fetchReply as it is, then closes the
+// connection.
+// "{tag}" in a reply becomes the command's tag.
+func scriptedServer(t *testing.T, loginReply, fetchReply string) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -107,6 +109,11 @@ func scriptedServer(t *testing.T, fetchReply string) int {
 			case "CAPABILITY":
 				fmt.Fprintf(w, "* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR\r\n%s OK done\r\n", tag)
 			case "AUTHENTICATE", "LOGIN":
+				if loginReply != "" {
+					fmt.Fprint(w, strings.ReplaceAll(loginReply, "{tag}", tag))
+					_ = w.Flush()
+					return
+				}
 				fmt.Fprintf(w, "%s OK logged in\r\n", tag)
 			case "SELECT", "EXAMINE":
 				fmt.Fprintf(w, "* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 3] ok\r\n%s OK [READ-WRITE] selected\r\n", tag)
@@ -124,4 +131,36 @@ func scriptedServer(t *testing.T, fetchReply string) int {
 		}
 	}()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// A refused login is classified by its response code (RFC 5530), so the Syncer
+// knows whether to disable the mailbox, retry later, or alert the profile owner.
+func TestLoginRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		reply string
+		kind  serversync.ErrorKind
+		scope serversync.AlertScope
+		code  string
+	}{
+		{"{tag} NO [EXPIRED] password expired\r\n", serversync.ErrorAuth, serversync.ScopeMailbox, imapconn.CodeAuthExpired},
+		{"{tag} NO [CONTACTADMIN] call us\r\n", serversync.ErrorAuth, serversync.ScopeMailbox, imapconn.CodeAuthExpired},
+		{"{tag} NO [AUTHENTICATIONFAILED] wrong\r\n", serversync.ErrorAuth, serversync.ScopeMailbox, imapconn.CodeAuthFailed},
+		{"{tag} NO login refused\r\n", serversync.ErrorAuth, serversync.ScopeMailbox, imapconn.CodeAuthFailed},
+		{"{tag} NO [UNAVAILABLE] try later\r\n", serversync.ErrorTransient, serversync.ScopeMailbox, imapconn.CodeServerUnavailable},
+		{"{tag} NO [PRIVACYREQUIRED] use TLS\r\n", serversync.ErrorPermanent, serversync.ScopeProfile, imapconn.CodeTLSUnavailable},
+		{"{tag} BAD what?\r\n", serversync.ErrorPermanent, serversync.ScopeMailbox, imapconn.CodeProtocol},
+		{"* BYE too many connections\r\n", serversync.ErrorTransient, serversync.ScopeProfile, "network"},
+	} {
+		t.Run(strings.TrimPrefix(strings.TrimSpace(tc.reply), "{tag} "), func(t *testing.T) {
+			target := &serversync.Target{
+				Endpoint: serversync.Endpoint{Host: "127.0.0.1", Port: scriptedServer(t, tc.reply, ""), TLS: serversync.TLSNone,
+					AllowPlaintextAuth: true, Timeout: 5 * time.Second},
+				Credentials: auth.Credentials{Kind: auth.KindPassword, Username: "alice", Password: auth.NewSecret("alice-pass")},
+			}
+			_, err := imapconn.New(nil).OpenIncoming(context.Background(), target)
+			ce := requireConnectorError(t, err, tc.kind, tc.code)
+			assert.Equal(t, tc.scope, ce.Scope)
+			assert.NotContains(t, err.Error(), "alice-pass")
+		})
+	}
 }
