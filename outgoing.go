@@ -362,10 +362,10 @@ func (s *Syncer) disableOutgoing(ctx context.Context, w *work, cause error, scop
 }
 
 // saveSentCopy appends the sent message to the Sent folder through the incoming
-// connector, where the protocol has folders (IMAP); POP3 has none.
+// connector, where the protocol has folders.
 func (s *Syncer) saveSentCopy(ctx context.Context, w *work, raw []byte, log *slog.Logger) {
 	in := s.conns.Incoming[w.p.ServerType]
-	if in == nil || !w.incomingActive() || w.p.ServerType == ServerTypePOP3SMTP { // POP3 has no folders
+	if in == nil || !w.incomingActive() || !w.p.ServerType.HasFolders() {
 		return
 	}
 	target, err := s.resolveTarget(ctx, w, Incoming)
