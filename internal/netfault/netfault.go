@@ -21,6 +21,7 @@ type Proxy struct {
 	mu        sync.Mutex
 	dropAfter int64 // server-to-client bytes after which new connections drop; 0: never
 	drops     int
+	relaying  int // connections relayed now
 	closed    bool
 	conns     map[net.Conn]struct{}
 	relays    sync.WaitGroup
@@ -47,6 +48,17 @@ func (p *Proxy) DropAfter(afterBytes int64) {
 	p.mu.Lock()
 	p.dropAfter = afterBytes
 	p.mu.Unlock()
+}
+
+// DropAll drops every connection open now, as a server restart or a network
+// failure would; new connections are relayed as before.
+func (p *Proxy) DropAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	p.drops += p.relaying
 }
 
 // Drops reports how many connections the proxy has dropped.
@@ -113,6 +125,14 @@ func (p *Proxy) relay(client net.Conn, dropAfter int64) {
 		return
 	}
 	defer p.untrack(server)
+	p.mu.Lock()
+	p.relaying++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.relaying--
+		p.mu.Unlock()
+	}()
 
 	var toServer sync.WaitGroup
 	toServer.Go(func() {

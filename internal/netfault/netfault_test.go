@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -79,4 +80,25 @@ func TestCloseEndsOpenConnections(t *testing.T) {
 	require.NoError(t, p.Close())
 	_, err = c.Read(make([]byte, 1))
 	assert.ErrorIs(t, err, io.EOF, "the client sees the connection end")
+}
+
+func TestDropAllEndsOpenConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	p, err := netfault.Start(ln.Addr().String())
+	require.NoError(t, err)
+	defer p.Close()
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.Port()))
+	require.NoError(t, err)
+	defer c.Close()
+	server, err := ln.Accept() // a server that never speaks
+	require.NoError(t, err)
+	defer server.Close()
+
+	require.Eventually(t, func() bool { p.DropAll(); return p.Drops() == 1 }, 5*time.Second, 10*time.Millisecond)
+	_, err = c.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, io.EOF, "the client sees the connection end")
+	_, err = server.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, io.EOF, "so does the server")
 }
