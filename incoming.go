@@ -59,26 +59,52 @@ func (s *Syncer) syncIncoming(ctx context.Context, w *work, log *slog.Logger) ti
 			log.Error("record sync", "err", err)
 			return s.cfg.Now().Add(s.cfg.RetryInterval)
 		}
-		if !s.waitForMail(ctx, w, session, log) {
-			return s.nextPoll(w, s.cfg.Now())
+		switch outcome, idled := s.waitForMail(ctx, w, session, log); {
+		case outcome == idleChanged:
+			started = s.cfg.Now()
+			continue
+		case outcome == idleBroken && idled >= idleRedialAfter:
+			// A connection that stayed up a while and then broke (a restarted
+			// server, a NAT that forgot it): reconnect now rather than after
+			// ActivePoll, so new mail still arrives within seconds.
+			due := s.cfg.Now()
+			if earliest := started.Add(w.p.MinPollingInterval); earliest.After(due) {
+				due = earliest
+			}
+			return due
 		}
-		started = s.cfg.Now()
+		return s.nextPoll(w, s.cfg.Now())
 	}
 }
 
+// idleRedialAfter is how long an IDLE connection must have lasted for its
+// breaking to bring an immediate reconnect; one that breaks sooner waits for
+// the next poll, so a server that drops every IDLE is not redialed in a loop.
+const idleRedialAfter = time.Minute
+
+// idleOutcome is how waiting for new mail ended.
+type idleOutcome int
+
+const (
+	idleNotUsed idleOutcome = iota // no IDLE, or the wait timed out or was stopped: poll on schedule
+	idleChanged                    // the server reported a change: sync again on the same connection
+	idleBroken                     // the connection failed while waiting
+)
+
 // waitForMail keeps a recently active mailbox's connection open with IDLE until
-// the server reports a change (true) or the wait ends (false). The worker slot is
-// given back while waiting: only the connection and an idle slot are held.
-func (s *Syncer) waitForMail(ctx context.Context, w *work, session IncomingSession, log *slog.Logger) bool {
+// the server reports a change or the wait ends, and says how long it waited. The
+// worker slot is given back while waiting: only the connection and an idle slot
+// are held.
+func (s *Syncer) waitForMail(ctx context.Context, w *work, session IncomingSession, log *slog.Logger) (idleOutcome, time.Duration) {
 	idler, ok := session.(IdleSession)
 	if !ok || s.cfg.IdleConnections < 0 || s.isStopping() || ctx.Err() != nil {
-		return false
+		return idleNotUsed, 0
 	}
 	if w.m.Stats.LastMailAt.IsZero() || s.cfg.Now().Sub(w.m.Stats.LastMailAt) > s.cfg.IdleWindow {
-		return false
+		return idleNotUsed, 0
 	}
 	if !s.idle.TryAcquire(1) {
-		return false
+		return idleNotUsed, 0
 	}
 	defer s.idle.Release(1)
 
@@ -92,18 +118,23 @@ func (s *Syncer) waitForMail(ctx context.Context, w *work, session IncomingSessi
 		}
 	}()
 	s.workers.Release(1)
+	since := s.cfg.Now()
 	err := idler.WaitForChange(waitCtx, InboxFolder)
+	idled := s.cfg.Now().Sub(since)
 	// Take a worker slot back before doing work (the caller releases one when done).
 	if acqErr := s.workers.Acquire(context.WithoutCancel(ctx), 1); acqErr != nil {
-		return false
+		return idleNotUsed, idled
 	}
-	if err != nil {
-		if !errors.Is(err, errors.ErrUnsupported) && waitCtx.Err() == nil {
-			log.Debug("idle ended", "err", err)
-		}
-		return false
+	switch {
+	case ctx.Err() != nil || s.isStopping():
+		return idleNotUsed, idled
+	case err == nil:
+		return idleChanged, idled
+	case errors.Is(err, errors.ErrUnsupported) || waitCtx.Err() != nil:
+		return idleNotUsed, idled
 	}
-	return ctx.Err() == nil && !s.isStopping()
+	log.Debug("idle connection broke", "err", err, "after", idled)
+	return idleBroken, idled
 }
 
 // syncStats is what one incoming sync did.

@@ -806,6 +806,35 @@ func TestIdleTracksNewMailWithinSeconds(t *testing.T) {
 	eventually(t, "second message through IDLE", func() bool { return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID})) == 2 })
 }
 
+// An IDLE connection that breaks after a while (a restarted server, a NAT that
+// forgot it) is redialed at once, so new mail still comes in within seconds.
+func TestBrokenIdleConnectionIsRedialed(t *testing.T) {
+	var proxy *netfault.Proxy
+	e := newSyncEnv(t, func(p *serversync.Profile) {
+		var err error
+		proxy, err = netfault.Start(net.JoinHostPort(p.IncomingServer, strconv.Itoa(p.IncomingPort)))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = proxy.Close() })
+		p.IncomingPort = proxy.Port()
+	})
+	alice := e.mailbox(t, "alice", nil)
+	count := func() int { return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID})) }
+	require.NoError(t, e.demo.Deliver(alice.EmailAddress, message("x@p.test", alice.EmailAddress, "first", "", "b")))
+	s := e.syncer(t, &serversync.Config{IdleConnections: 10})
+	testAndEnable(t, s, alice)
+	run(t, s)
+	eventually(t, "first message", func() bool { return count() == 1 })
+	time.Sleep(200 * time.Millisecond) // the connection is now waiting in IDLE
+
+	// Two minutes on the Syncer's clock pass in IDLE, then the connection breaks.
+	// The clock stands still after that: only a redial brings the next message in.
+	e.clock.Advance(2 * time.Minute)
+	proxy.DropAll()
+	require.Positive(t, proxy.Drops())
+	require.NoError(t, e.demo.Deliver(alice.EmailAddress, message("x@p.test", alice.EmailAddress, "second", "", "b")))
+	eventually(t, "second message after the redial", func() bool { return count() == 2 })
+}
+
 type resolver map[string]serversync.PartyKind
 
 func (r resolver) ResolveAddress(_ context.Context, email string) (serversync.Party, error) {
