@@ -4,7 +4,8 @@
 // check that a dropped connection is a transient error and loses nothing.
 //
 // It relays bytes as they are, so TLS runs end to end through it and a cut shows
-// up the way a real one does: as a read error in the middle of a TLS record.
+// up the way a real one does: the connection just ends, in the middle of a TLS
+// record or between two.
 package netfault
 
 import (
