@@ -155,6 +155,12 @@ type incomingRun struct {
 	stats      syncStats
 	// Server-side follow-ups, run after the fetch (a session does one thing at a time).
 	moves, deletes []string // refs
+	// held is the cursor before the first message with a follow-up still to do
+	// (holding says there is one). Saves write it instead of a later position, so
+	// a run that ends before its follow-ups are done offers those messages again:
+	// the next run finds them stored and does only the follow-ups.
+	held    []byte
+	holding bool
 }
 
 func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
@@ -172,7 +178,7 @@ func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
 	queue := make(chan fetchedMessage, readAhead)
 	workerCtx, stopFetch := context.WithCancelCause(ctx)
 	defer stopFetch(nil)
-	var position []byte // the cursor of the last message processed; the worker's until it ends
+	position := req.Cursor // after the last message processed; the worker's until it ends
 	workerDone := make(chan error, 1)
 	go func() {
 		var err error
@@ -180,7 +186,7 @@ func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
 			if err != nil {
 				continue // drain what the fetch already read
 			}
-			if err = r.process(workerCtx, f); err == nil {
+			if err = r.process(workerCtx, f, position); err == nil {
 				position = f.msg.Cursor
 				if r.sinceFlush++; r.sinceFlush >= r.s.cfg.SaveBatch {
 					// ctx, not workerCtx: what was processed is kept even when the
@@ -230,7 +236,17 @@ func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
 	if fetchErr != nil {
 		return r.stats, fetchErr
 	}
-	return r.stats, r.followUps(ctx)
+	if err := r.followUps(ctx); err != nil {
+		return r.stats, err
+	}
+	if r.holding { // the follow-ups are done: the cursor may pass those messages now
+		r.holding = false
+		cursor := &Cursor{MailboxID: r.w.m.ID, Folder: InboxFolder, Data: position, UpdatedAt: r.s.cfg.Now()}
+		if _, err := r.s.store.SaveTracked(ctx, cursor, nil); err != nil {
+			return r.stats, err
+		}
+	}
+	return r.stats, nil
 }
 
 // readAhead is how many messages the fetch may read ahead of processing.
@@ -258,7 +274,8 @@ func (r *incomingRun) read(msg *RemoteMessage) (fetchedMessage, error) {
 }
 
 // process turns one server message into an activity in the batch, or skips it.
-func (r *incomingRun) process(ctx context.Context, f fetchedMessage) error {
+// before is the cursor before the message.
+func (r *incomingRun) process(ctx context.Context, f fetchedMessage, before []byte) error {
 	msg, raw, truncated := &f.msg, f.raw, f.truncated
 	now := r.s.cfg.Now()
 	a := &EmailActivity{
@@ -290,7 +307,8 @@ func (r *incomingRun) process(ctx context.Context, f fetchedMessage) error {
 	if existing != nil || r.inBatch(a.MailboxID, a.MessageKey) {
 		// Already tracked (a retry, a reset cursor, a copy): only finish what the
 		// first pass may not have done on the server.
-		if existing != nil {
+		if existing != nil && r.needsFollowUp(existing, msg.Ref) {
+			r.hold(before)
 			r.followUp(existing, msg.Ref)
 		}
 		return nil
@@ -317,8 +335,19 @@ func (r *incomingRun) process(ctx context.Context, f fetchedMessage) error {
 			a.LastError = hookErr.Error()
 		}
 	}
+	if r.needsFollowUp(a, a.ServerRef) {
+		r.hold(before)
+	}
 	r.batch = append(r.batch, a)
 	return nil
+}
+
+// hold keeps saved cursors at before until the follow-ups are done, unless an
+// earlier message holds them already.
+func (r *incomingRun) hold(before []byte) {
+	if !r.holding {
+		r.held, r.holding = before, true
+	}
 }
 
 // unsaved lists the activities processed but perhaps not stored yet: the batch
@@ -363,7 +392,7 @@ func (r *incomingRun) pending(messageID string) *EmailActivity {
 
 // followUp records what to do on the server for a stored activity.
 func (r *incomingRun) followUp(a *EmailActivity, ref string) {
-	if ref == "" {
+	if !r.needsFollowUp(a, ref) {
 		return
 	}
 	switch {
@@ -372,6 +401,12 @@ func (r *incomingRun) followUp(a *EmailActivity, ref string) {
 	case r.w.m.DeleteAfterProcessing:
 		r.deletes = append(r.deletes, ref)
 	}
+}
+
+// needsFollowUp reports whether a stored message needs something done on the
+// server: moved to Undeliverable, or deleted.
+func (r *incomingRun) needsFollowUp(a *EmailActivity, ref string) bool {
+	return ref != "" && ((a.Status == StatusFailed && r.w.p.MoveFailedToUndeliverable) || r.w.m.DeleteAfterProcessing)
 }
 
 // pendingSave is a batch being stored in the background.
@@ -393,6 +428,9 @@ type saveOutcome struct {
 func (r *incomingRun) flush(ctx context.Context, position []byte) error {
 	if err := r.waitSaved(ctx); err != nil {
 		return err
+	}
+	if r.holding {
+		position = r.held
 	}
 	var cursor *Cursor
 	if position != nil {

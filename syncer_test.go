@@ -418,6 +418,49 @@ func TestDroppedConnectionLosesNothing(t *testing.T) {
 	eventually(t, "the failure count cleared by the successful sync", func() bool { return mailbox().Stats.TransientFailureCount == 0 })
 }
 
+// What a sync must still do on the server for messages it stored (delete them from
+// a queue mailbox, move refused ones to Undeliverable) is not lost when the
+// connection drops before it is done: the cursor stays before those messages, and
+// the retry finds them stored and does only the rest.
+func TestServerFollowUpsSurviveADroppedConnection(t *testing.T) {
+	var proxy *netfault.Proxy
+	e := newSyncEnv(t, func(p *serversync.Profile) {
+		var err error
+		proxy, err = netfault.Start(net.JoinHostPort(p.IncomingServer, strconv.Itoa(p.IncomingPort)))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = proxy.Close() })
+		p.IncomingPort = proxy.Port()
+	})
+	support := e.mailbox(t, "support", func(m *serversync.Mailbox) {
+		m.Regarding = serversync.Regarding{Type: serversync.RegardingQueue, ID: "queue-support"}
+		m.DeleteAfterProcessing = true
+	})
+	const total = 40
+	for i := range total {
+		require.NoError(t, e.demo.Deliver(support.EmailAddress, message("customer@partner.test", support.EmailAddress,
+			fmt.Sprintf("request %d", i), fmt.Sprintf("Message-ID: <req-%d@partner.test>\r\n", i), strings.Repeat("please help ", 850))))
+	}
+	s := e.syncer(t, &serversync.Config{SaveBatch: 4})
+	testAndEnable(t, s, support)
+	proxy.DropAfter(150_000) // the sync's connection drops after about 14 of the 40 messages (10 KB each)
+	run(t, s)
+	tracked := func() int { return len(e.activities(t, serversync.ActivityFilter{MailboxID: support.ID})) }
+	eventually(t, "the dropped sync", func() bool {
+		m, err := e.store.GetMailbox(context.Background(), support.ID)
+		return err == nil && m.Stats.TransientFailureCount == 1
+	})
+	require.Positive(t, tracked(), "what was read before the drop is kept")
+
+	proxy.DropAfter(0)
+	e.clock.Advance(serversync.RetryIntervalDefault)
+	eventually(t, "every message tracked", func() bool { return tracked() == total })
+	eventually(t, "every message deleted from the server, the first ones too", func() bool {
+		left, err := e.demo.Messages(support.EmailAddress, "INBOX")
+		return err == nil && len(left) == 0
+	})
+	assert.Equal(t, total, tracked(), "each tracked once")
+}
+
 func TestOutgoingRetriesFailuresAndCrashReconciliation(t *testing.T) {
 	e := newSyncEnv(t, nil)
 	alice := e.mailbox(t, "alice", nil)
