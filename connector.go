@@ -92,7 +92,8 @@ type FetchResult struct {
 }
 
 // IncomingSession is an open, authenticated connection to one mailbox. It is not
-// safe for concurrent use. Optional abilities are separate interfaces ([IdleSession]).
+// safe for concurrent use. Optional abilities are separate interfaces ([IdleSession],
+// [CommitSession]).
 type IncomingSession interface {
 	// Fetch calls fn for each message after req.Cursor, in server order, and returns
 	// the cursor after the last one. An error from fn stops the fetch and is returned.
@@ -115,6 +116,15 @@ type IdleSession interface {
 	// When the server cannot wait (no IDLE), it returns an error matching
 	// errors.ErrUnsupported, so callers fall back to polling.
 	WaitForChange(ctx context.Context, folder string) error
+}
+
+// CommitSession is implemented by incoming sessions whose server applies changes
+// only when the session ends, as POP3 applies deletions at QUIT. The Syncer
+// commits before it counts the changes as done, so a crash cannot undo them
+// unnoticed.
+type CommitSession interface {
+	// Commit makes the server apply the changes made so far; the session stays usable.
+	Commit(ctx context.Context) error
 }
 
 // Envelope is the SMTP envelope of one message.

@@ -500,6 +500,11 @@ func (r *incomingRun) followUps(ctx context.Context) error {
 			return err
 		}
 	}
+	if c, ok := r.session.(CommitSession); ok && len(r.deletes) > 0 {
+		if err := c.Commit(ctx); err != nil {
+			return err
+		}
+	}
 	r.moves, r.deletes = nil, nil
 	return nil
 }

@@ -12,7 +12,8 @@
 //
 // The suite checks the contracts of serversync.IncomingSession and
 // OutgoingSession: messages arrive byte for byte, in server order, exactly once per
-// cursor; cursors resume; a callback error stops a fetch; a connection dropped in
+// cursor; cursors resume; a callback error stops a fetch; a deletion is seen by
+// other sessions once committed (CommitSession); a connection dropped in
 // the middle of a fetch is a transient error that loses nothing; moved, deleted and
 // appended messages end up where they should; sending delivers the exact message.
 package connectortest
@@ -201,11 +202,16 @@ func RunIncoming(t *testing.T, h Incoming) {
 		got, _ := fetch(t, s, serversync.FetchRequest{})
 		require.Len(t, got, 2)
 		require.NoError(t, s.Delete(context.Background(), got[1].folder, got[1].ref))
-		require.NoError(t, s.Close())
-		s = open(t, h.Connector, mb)
-		left, _ := fetch(t, s, serversync.FetchRequest{})
+		if c, ok := s.(serversync.CommitSession); ok {
+			require.NoError(t, c.Commit(context.Background()))
+		}
+		// Seen from another session while this one is still open, so a crash now
+		// would not undo it.
+		left, _ := fetch(t, open(t, h.Connector, mb), serversync.FetchRequest{})
 		require.Len(t, left, 1)
 		assert.Contains(t, string(left[0].body), "keep")
+		again, _ := fetch(t, s, serversync.FetchRequest{})
+		require.Len(t, again, 1, "the session is still usable")
 	})
 
 	if !h.Folders {

@@ -11,7 +11,7 @@
 //   - each Fetch after the first logs in again, so new mail is seen and pending
 //     deletions are committed;
 //   - Delete marks a message (DELE); the server removes it when the session ends
-//     with QUIT (Close, or the next Fetch);
+//     with QUIT (Commit, Close, or the next Fetch);
 //   - Move and Append fail with a permanent error matching errors.ErrUnsupported;
 //   - delegation (opening another user's mailbox) does not exist in POP3 and is
 //     refused; impersonation works with SASL PLAIN's authorization identity or the
@@ -77,6 +77,7 @@ type Connector struct {
 var (
 	_ serversync.IncomingConnector = (*Connector)(nil)
 	_ serversync.Prober            = (*Connector)(nil)
+	_ serversync.CommitSession     = (*session)(nil)
 )
 
 // New returns a POP3 connector.
@@ -502,6 +503,17 @@ func (s *session) Delete(ctx context.Context, folder, ref string) error {
 	}
 	s.deleted[ref] = true
 	return nil
+}
+
+// Commit ends the POP3 transaction with QUIT, so the server applies the
+// deletions made so far; the next Fetch logs in again.
+func (s *session) Commit(ctx context.Context) error {
+	if err := s.usable(); err != nil || len(s.deleted) == 0 {
+		return err
+	}
+	c := s.client
+	s.client, s.numbers, s.deleted = nil, nil, make(map[string]bool) // s.open stays: Fetch reconnects
+	return s.classify("quit", c.Quit(ctx), ctx.Err())
 }
 
 // Move is not possible in POP3.
