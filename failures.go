@@ -21,8 +21,14 @@ func failureKind(err error) (ErrorKind, AlertScope, string) {
 	if errors.As(err, &panicked) {
 		return ErrorTransient, ScopeMailbox, "hook_panic"
 	}
-	return ErrorTransient, ScopeMailbox, "internal"
+	return ErrorTransient, ScopeMailbox, codeInternal
 }
+
+// codeInternal marks a failure that is neither the mail server's nor the
+// mailbox's, such as the store being unreachable: retried, but never counted
+// towards disabling the mailbox, so an outage of the host's database does not
+// leave every mailbox to be Test & Enabled again.
+const codeInternal = "internal"
 
 // noteError makes cause the mailbox's last error, counting repeats of its code.
 func (s *Syncer) noteError(m *Mailbox, code string, cause error, now time.Time) {
@@ -35,8 +41,9 @@ func (s *Syncer) noteError(m *Mailbox, code string, cause error, now time.Time) 
 
 // incomingFailed records a failed incoming sync: a permanent error disables the
 // incoming workload at once; a transient one is retried RetryInterval later, up to
-// MaxTransientFailures times in a row, then disables it too. It returns when the
-// mailbox is due next (zero when disabled).
+// MaxTransientFailures times in a row, then disables it too (internal failures,
+// such as the store's, are retried without counting). It returns when the mailbox
+// is due next (zero when disabled).
 func (s *Syncer) incomingFailed(ctx context.Context, w *work, started time.Time, cause error, log *slog.Logger) time.Time {
 	if ctx.Err() != nil {
 		// Stopping or the lease was lost: not the mailbox's fault. Try again soon.
@@ -53,7 +60,9 @@ func (s *Syncer) incomingFailed(ctx context.Context, w *work, started time.Time,
 		s.noteError(m, code, cause, now)
 		disabled, next = false, time.Time{}
 		if kind == ErrorTransient {
-			m.Stats.TransientFailureCount++
+			if code != codeInternal {
+				m.Stats.TransientFailureCount++
+			}
 			if m.Stats.TransientFailureCount < MaxTransientFailures {
 				next = now.Add(s.cfg.RetryInterval)
 				m.Stats.IncomingPostponedUntil = next
@@ -72,7 +81,7 @@ func (s *Syncer) incomingFailed(ctx context.Context, w *work, started time.Time,
 	s.emit(Event{Kind: EventSyncFinished, MailboxID: m.ID, ProfileID: w.p.ID, Err: cause})
 	if !disabled {
 		log.Warn("incoming sync failed; will retry", "code", code, "attempt", m.Stats.TransientFailureCount, "err", cause)
-		if m.Stats.TransientFailureCount == 1 {
+		if m.Stats.TransientFailureCount == 1 && code != codeInternal {
 			s.raise(ctx, w, AlertWarning, scope, code, "",
 				fmt.Sprintf("Incoming email for %s could not be synchronised and will be retried: %v", m.EmailAddress, cause))
 		}

@@ -767,17 +767,19 @@ func TestRevokedOAuthGrantFailsTestAndEnable(t *testing.T) {
 }
 
 // flakySaves fails one SaveTracked call, the failOn-th, as a database would.
+// flakySaves fails the store's SaveTracked calls number failOn and 1 to failFirst.
 type flakySaves struct {
 	serversync.Store
-	mu     sync.Mutex
-	calls  int
-	failOn int
+	mu        sync.Mutex
+	calls     int
+	failOn    int
+	failFirst int
 }
 
 func (f *flakySaves) SaveTracked(ctx context.Context, c *serversync.Cursor, a []*serversync.EmailActivity) (serversync.SaveResult, error) {
 	f.mu.Lock()
 	f.calls++
-	fail := f.calls == f.failOn
+	fail := f.calls == f.failOn || f.calls <= f.failFirst
 	f.mu.Unlock()
 	if fail {
 		return serversync.SaveResult{}, errors.New("database is locked")
@@ -806,6 +808,33 @@ func TestFailedSaveLosesNothing(t *testing.T) {
 	store.mu.Lock()
 	defer store.mu.Unlock()
 	assert.Greater(t, store.calls, 2, "the failed save happened")
+}
+
+// A store that keeps failing (the host's database is down) is not the mailbox's
+// fault: the sync is retried for as long as it takes, and the mailbox is neither
+// disabled nor its owner alerted.
+func TestStoreOutageDoesNotDisableMailboxes(t *testing.T) {
+	e := newSyncEnv(t, nil)
+	alice := e.mailbox(t, "alice", nil)
+	require.NoError(t, e.demo.Deliver(alice.EmailAddress, message("x@p.test", alice.EmailAddress, "during the outage", "", "b")))
+	store := &flakySaves{Store: e.store, failFirst: 2 * serversync.MaxTransientFailures}
+	e.store = store
+	s := e.syncer(t, nil)
+	testAndEnable(t, s, alice)
+	run(t, s)
+	eventually(t, "the message tracked once the store is back", func() bool {
+		e.clock.Advance(serversync.RetryIntervalDefault)
+		return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID})) == 1
+	})
+	store.mu.Lock()
+	assert.Greater(t, store.calls, 2*serversync.MaxTransientFailures, "every failed save was a retried sync")
+	store.mu.Unlock()
+	m, err := e.store.GetMailbox(context.Background(), alice.ID)
+	require.NoError(t, err)
+	assert.True(t, m.IncomingEnabled)
+	assert.Zero(t, m.Stats.TransientFailureCount)
+	assert.Empty(t, e.alerts(t, serversync.AlertFilter{Recipient: "owner-alice", Level: serversync.AlertWarning}))
+	assert.Empty(t, e.alerts(t, serversync.AlertFilter{Recipient: "owner-alice", Level: serversync.AlertError}))
 }
 
 func TestForwardMailboxAttributesAndDeletes(t *testing.T) {
