@@ -392,8 +392,24 @@ func (s *Syncer) runMailbox(ctx context.Context, lease Lease) {
 	// Release even when Run's context ended, so another host can go on at once.
 	releaseCtx, cancelRelease := context.WithTimeout(context.WithoutCancel(ctx), ShutdownLeaseGraceDefault)
 	defer cancelRelease()
-	if err := s.store.ReleaseLease(releaseCtx, lease, next); err != nil {
-		log.Warn("release lease", "err", err)
+	s.releaseLease(releaseCtx, lease, next, log)
+}
+
+// releaseLease releases a lease, retrying a store that fails for a moment (a
+// connection dropped, a database restarting) until ctx ends: an unreleased lease
+// parks the mailbox until it expires, LeaseTTL later.
+func (s *Syncer) releaseLease(ctx context.Context, lease Lease, next time.Time, log *slog.Logger) {
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		err := s.store.ReleaseLease(ctx, lease, next)
+		if err == nil || errors.Is(err, ErrLeaseLost) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			log.Warn("release lease: the mailbox waits for its lease to expire", "err", err)
+			return
+		case <-time.After(wait):
+		}
 	}
 }
 
