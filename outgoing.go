@@ -268,28 +268,35 @@ func (s *Syncer) finishSend(ctx context.Context, w *work, a *EmailActivity, send
 	if sendErr != nil && errors.Is(sendErr, context.Canceled) && code != CodeSendOutcomeUnknown {
 		kind = ErrorTransient
 	}
+	// Only this call knows the outcome: a store failing for a moment is retried, or
+	// a delivered email would end as "may have been delivered" once its claim ran out.
+	recordCtx, cancel := context.WithTimeout(ctx, ShutdownLeaseGraceDefault)
+	defer cancel()
 	var final bool
-	_, err := s.store.UpdateActivity(ctx, a.ID, func(x *EmailActivity) error {
-		// A delivered email is recorded as sent even when its claim ran out during the
-		// send: the attempt is still the last one made, and whoever claimed it since
-		// has not sent it again (it found the attempt and reported the outcome unknown).
-		delivered := sendErr == nil && !a.SendStartedAt.IsZero() && x.SendStartedAt.Equal(a.SendStartedAt)
-		if !delivered && !s.holdsClaim(x, a) {
-			return ErrLeaseLost
-		}
-		x.UpdatedAt, x.ClaimedBy, x.ClaimExpiresAt = now, "", time.Time{}
-		final = false
-		switch {
-		case sendErr == nil:
-			x.Status, x.LastError, x.SentAt = StatusSent, "", cmpTime(a.SentAt, now)
-		case kind == ErrorTransient && x.Attempts < s.cfg.MaxSendAttempts:
-			backoff := time.Minute << min(max(x.Attempts-1, 0), 6)
-			x.Status, x.LastError, x.NextAttemptAt, x.SendStartedAt = StatusPendingSend, sendErr.Error(), now.Add(backoff), time.Time{}
-		default:
-			x.Status, x.LastError = StatusFailed, sendErr.Error()
-			final = true
-		}
-		return nil
+	err := retryStore(recordCtx, func(ctx context.Context) error {
+		_, err := s.store.UpdateActivity(ctx, a.ID, func(x *EmailActivity) error {
+			// A delivered email is recorded as sent even when its claim ran out during the
+			// send: the attempt is still the last one made, and whoever claimed it since
+			// has not sent it again (it found the attempt and reported the outcome unknown).
+			delivered := sendErr == nil && !a.SendStartedAt.IsZero() && x.SendStartedAt.Equal(a.SendStartedAt)
+			if !delivered && !s.holdsClaim(x, a) {
+				return ErrLeaseLost
+			}
+			x.UpdatedAt, x.ClaimedBy, x.ClaimExpiresAt = now, "", time.Time{}
+			final = false
+			switch {
+			case sendErr == nil:
+				x.Status, x.LastError, x.SentAt = StatusSent, "", cmpTime(a.SentAt, now)
+			case kind == ErrorTransient && x.Attempts < s.cfg.MaxSendAttempts:
+				backoff := time.Minute << min(max(x.Attempts-1, 0), 6)
+				x.Status, x.LastError, x.NextAttemptAt, x.SendStartedAt = StatusPendingSend, sendErr.Error(), now.Add(backoff), time.Time{}
+			default:
+				x.Status, x.LastError = StatusFailed, sendErr.Error()
+				final = true
+			}
+			return nil
+		})
+		return err
 	})
 	if errors.Is(err, ErrLeaseLost) {
 		log.Warn("the claim on the email ran out before this outcome was recorded; its new holder decides", "send_err", sendErr)

@@ -395,19 +395,28 @@ func (s *Syncer) runMailbox(ctx context.Context, lease Lease) {
 	s.releaseLease(releaseCtx, lease, next, log)
 }
 
-// releaseLease releases a lease, retrying a store that fails for a moment (a
-// connection dropped, a database restarting) until ctx ends: an unreleased lease
-// parks the mailbox until it expires, LeaseTTL later.
+// releaseLease releases a lease, retrying a store that fails for a moment: an
+// unreleased lease parks the mailbox until it expires, LeaseTTL later.
 func (s *Syncer) releaseLease(ctx context.Context, lease Lease, next time.Time, log *slog.Logger) {
+	err := retryStore(ctx, func(ctx context.Context) error { return s.store.ReleaseLease(ctx, lease, next) })
+	if err != nil && !errors.Is(err, ErrLeaseLost) {
+		log.Warn("release lease: the mailbox waits for its lease to expire", "err", err)
+	}
+}
+
+// retryStore calls write until it succeeds, fails with ErrLeaseLost or
+// ErrNotFound, or ctx ends, waiting a little longer after each failure: a store
+// that fails for a moment (a dropped connection, a database restarting) must not
+// lose what only this call records.
+func retryStore(ctx context.Context, write func(context.Context) error) error {
 	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		err := s.store.ReleaseLease(ctx, lease, next)
-		if err == nil || errors.Is(err, ErrLeaseLost) {
-			return
+		err := write(ctx)
+		if err == nil || errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrNotFound) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			log.Warn("release lease: the mailbox waits for its lease to expire", "err", err)
-			return
+			return err
 		case <-time.After(wait):
 		}
 	}

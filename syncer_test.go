@@ -1057,6 +1057,45 @@ func TestMalformedMailIsTracked(t *testing.T) {
 
 // Sending and saving the Sent copy share the mailbox's connection budget: with a
 // budget of one, emails are still sent, copied, and the mailbox still syncs.
+// failingAfterSend fails the store's next few UpdateActivity calls once the demo
+// server has accepted a message, as a database blip just after a send would.
+type failingAfterSend struct {
+	serversync.Store
+	demo     *demoserver.Server
+	failures atomic.Int32
+}
+
+func (f *failingAfterSend) UpdateActivity(ctx context.Context, id string, fn func(*serversync.EmailActivity) error) (*serversync.EmailActivity, error) {
+	if f.demo.Sent() > 0 && f.failures.Add(-1) >= 0 {
+		return nil, errors.New("connection reset by peer")
+	}
+	return f.Store.UpdateActivity(ctx, id, fn)
+}
+
+// The store failing for a moment just after the server accepted an email must not
+// turn a delivered email into a failed "may have been delivered" one.
+func TestSendOutcomeSurvivesAStoreBlip(t *testing.T) {
+	e := newSyncEnv(t, nil)
+	alice := e.mailbox(t, "alice", nil)
+	bob := e.mailbox(t, "bob", nil)
+	store := &failingAfterSend{Store: e.store, demo: e.demo}
+	store.failures.Store(3)
+	e.store = store
+	s := e.syncer(t, nil)
+	testAndEnable(t, s, alice)
+	queued, err := s.QueueEmail(context.Background(), &serversync.EmailActivity{
+		MailboxID: alice.ID, To: []serversync.Address{{Email: bob.EmailAddress}}, Subject: "through the blip",
+	})
+	require.NoError(t, err)
+	run(t, s)
+	eventually(t, "recorded as sent", func() bool {
+		a, err := e.store.GetActivity(context.Background(), queued.ID)
+		return err == nil && a.Status == serversync.StatusSent
+	})
+	assert.Negative(t, store.failures.Load(), "the blip happened")
+	assert.Equal(t, 1, e.demo.Sent())
+}
+
 func TestSendingWithinAConnectionBudgetOfOne(t *testing.T) {
 	e := newSyncEnv(t, func(p *serversync.Profile) { p.MaxConcurrentConnections = 1 })
 	alice := e.mailbox(t, "alice", nil)
