@@ -198,17 +198,24 @@ func (s *Syncer) transmit(ctx context.Context, w *work, a *EmailActivity, out Ou
 
 	// Record the attempt: from here on the server may get the message.
 	started := s.cfg.Now()
-	stored, err := s.store.UpdateActivity(ctx, a.ID, func(x *EmailActivity) error {
-		if !s.holdsClaim(x, a) {
-			return ErrLeaseLost
-		}
-		x.Subject, x.TrackingToken, x.SentAt, x.SendStartedAt = a.Subject, a.TrackingToken, a.SentAt, started
-		x.ClaimExpiresAt = started.Add(s.cfg.OutboxClaimTTL)
-		x.ConversationHash = conversationHash(x.Subject, participants(x))
-		x.UpdatedAt = started
-		return nil
+	recordCtx, cancel := context.WithTimeout(ctx, ShutdownLeaseGraceDefault)
+	defer cancel()
+	var stored *EmailActivity
+	err = retryStore(recordCtx, func(ctx context.Context) (err error) {
+		stored, err = s.store.UpdateActivity(ctx, a.ID, func(x *EmailActivity) error {
+			if !s.holdsClaim(x, a) {
+				return ErrLeaseLost
+			}
+			x.Subject, x.TrackingToken, x.SentAt, x.SendStartedAt = a.Subject, a.TrackingToken, a.SentAt, started
+			x.ClaimExpiresAt = started.Add(s.cfg.OutboxClaimTTL)
+			x.ConversationHash = conversationHash(x.Subject, participants(x))
+			x.UpdatedAt = started
+			return nil
+		})
+		return err
 	})
 	if err != nil {
+		// The claim runs out and the email is sent later, by this host or another.
 		log.Warn("could not record the send attempt; not sending", "err", err)
 		return nil, false
 	}

@@ -1057,43 +1057,50 @@ func TestMalformedMailIsTracked(t *testing.T) {
 
 // Sending and saving the Sent copy share the mailbox's connection budget: with a
 // budget of one, emails are still sent, copied, and the mailbox still syncs.
-// failingAfterSend fails the store's next few UpdateActivity calls once the demo
-// server has accepted a message, as a database blip just after a send would.
-type failingAfterSend struct {
+// flakyUpdates fails the store's next few UpdateActivity calls once when() holds,
+// as a database blip would.
+type flakyUpdates struct {
 	serversync.Store
-	demo     *demoserver.Server
+	when     func() bool
 	failures atomic.Int32
 }
 
-func (f *failingAfterSend) UpdateActivity(ctx context.Context, id string, fn func(*serversync.EmailActivity) error) (*serversync.EmailActivity, error) {
-	if f.demo.Sent() > 0 && f.failures.Add(-1) >= 0 {
+func (f *flakyUpdates) UpdateActivity(ctx context.Context, id string, fn func(*serversync.EmailActivity) error) (*serversync.EmailActivity, error) {
+	if f.when() && f.failures.Add(-1) >= 0 {
 		return nil, errors.New("connection reset by peer")
 	}
 	return f.Store.UpdateActivity(ctx, id, fn)
 }
 
-// The store failing for a moment just after the server accepted an email must not
-// turn a delivered email into a failed "may have been delivered" one.
-func TestSendOutcomeSurvivesAStoreBlip(t *testing.T) {
-	e := newSyncEnv(t, nil)
-	alice := e.mailbox(t, "alice", nil)
-	bob := e.mailbox(t, "bob", nil)
-	store := &failingAfterSend{Store: e.store, demo: e.demo}
-	store.failures.Store(3)
-	e.store = store
-	s := e.syncer(t, nil)
-	testAndEnable(t, s, alice)
-	queued, err := s.QueueEmail(context.Background(), &serversync.EmailActivity{
-		MailboxID: alice.ID, To: []serversync.Address{{Email: bob.EmailAddress}}, Subject: "through the blip",
-	})
-	require.NoError(t, err)
-	run(t, s)
-	eventually(t, "recorded as sent", func() bool {
-		a, err := e.store.GetActivity(context.Background(), queued.ID)
-		return err == nil && a.Status == serversync.StatusSent
-	})
-	assert.Negative(t, store.failures.Load(), "the blip happened")
-	assert.Equal(t, 1, e.demo.Sent())
+// The store failing for a moment just before a send (recording the attempt) must
+// not hold the email back until its claim runs out, and just after the server
+// accepted it (recording the outcome) must not turn a delivered email into a
+// failed "may have been delivered" one.
+func TestSendSurvivesAStoreBlip(t *testing.T) {
+	for name, after := range map[string]bool{"before the send": false, "after the send": true} {
+		t.Run(name, func(t *testing.T) {
+			e := newSyncEnv(t, nil)
+			alice := e.mailbox(t, "alice", nil)
+			bob := e.mailbox(t, "bob", nil)
+			s := e.syncer(t, nil)
+			testAndEnable(t, s, alice)
+			queued, err := s.QueueEmail(context.Background(), &serversync.EmailActivity{
+				MailboxID: alice.ID, To: []serversync.Address{{Email: bob.EmailAddress}}, Subject: "through the blip",
+			})
+			require.NoError(t, err)
+			store := &flakyUpdates{Store: e.store, when: func() bool { return !after || e.demo.Sent() > 0 }}
+			store.failures.Store(3)
+			e.store = store
+			s = e.syncer(t, nil)
+			run(t, s)
+			eventually(t, "recorded as sent", func() bool {
+				a, err := e.store.GetActivity(context.Background(), queued.ID)
+				return err == nil && a.Status == serversync.StatusSent
+			})
+			assert.Negative(t, store.failures.Load(), "the blip happened")
+			assert.Equal(t, 1, e.demo.Sent())
+		})
+	}
 }
 
 func TestSendingWithinAConnectionBudgetOfOne(t *testing.T) {
