@@ -70,6 +70,18 @@ func newSyncEnv(t *testing.T, configure func(*serversync.Profile)) *syncEnv {
 	return e
 }
 
+// throughProxy makes the profile's incoming connections go through a netfault
+// proxy, which it stores in *proxy, so that a test can drop them.
+func throughProxy(t *testing.T, proxy **netfault.Proxy) func(*serversync.Profile) {
+	return func(p *serversync.Profile) {
+		px, err := netfault.Start(net.JoinHostPort(p.IncomingServer, strconv.Itoa(p.IncomingPort)))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = px.Close() })
+		p.IncomingPort = px.Port()
+		*proxy = px
+	}
+}
+
 // mailbox creates a user mailbox on the demo server and in the store, approved.
 func (e *syncEnv) mailbox(t *testing.T, name string, configure func(*serversync.Mailbox)) *serversync.Mailbox {
 	t.Helper()
@@ -371,13 +383,7 @@ func TestTransientFailuresDisableAfterTenRetries(t *testing.T) {
 
 func TestDroppedConnectionLosesNothing(t *testing.T) {
 	var proxy *netfault.Proxy
-	e := newSyncEnv(t, func(p *serversync.Profile) {
-		var err error
-		proxy, err = netfault.Start(net.JoinHostPort(p.IncomingServer, strconv.Itoa(p.IncomingPort)))
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = proxy.Close() })
-		p.IncomingPort = proxy.Port()
-	})
+	e := newSyncEnv(t, throughProxy(t, &proxy))
 	ctx := context.Background()
 	alice := e.mailbox(t, "alice", nil)
 	const total = 40
@@ -424,13 +430,7 @@ func TestDroppedConnectionLosesNothing(t *testing.T) {
 // the retry finds them stored and does only the rest.
 func TestServerFollowUpsSurviveADroppedConnection(t *testing.T) {
 	var proxy *netfault.Proxy
-	e := newSyncEnv(t, func(p *serversync.Profile) {
-		var err error
-		proxy, err = netfault.Start(net.JoinHostPort(p.IncomingServer, strconv.Itoa(p.IncomingPort)))
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = proxy.Close() })
-		p.IncomingPort = proxy.Port()
-	})
+	e := newSyncEnv(t, throughProxy(t, &proxy))
 	support := e.mailbox(t, "support", func(m *serversync.Mailbox) {
 		m.Regarding = serversync.Regarding{Type: serversync.RegardingQueue, ID: "queue-support"}
 		m.DeleteAfterProcessing = true
@@ -882,13 +882,7 @@ func TestIdleTracksNewMailWithinSeconds(t *testing.T) {
 // forgot it) is redialed at once, so new mail still comes in within seconds.
 func TestBrokenIdleConnectionIsRedialed(t *testing.T) {
 	var proxy *netfault.Proxy
-	e := newSyncEnv(t, func(p *serversync.Profile) {
-		var err error
-		proxy, err = netfault.Start(net.JoinHostPort(p.IncomingServer, strconv.Itoa(p.IncomingPort)))
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = proxy.Close() })
-		p.IncomingPort = proxy.Port()
-	})
+	e := newSyncEnv(t, throughProxy(t, &proxy))
 	alice := e.mailbox(t, "alice", nil)
 	count := func() int { return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID})) }
 	require.NoError(t, e.demo.Deliver(alice.EmailAddress, message("x@p.test", alice.EmailAddress, "first", "", "b")))

@@ -51,8 +51,9 @@ func (p *Proxy) DropAfter(afterBytes int64) {
 	p.mu.Unlock()
 }
 
-// DropAll drops every connection open now, as a server restart or a network
-// failure would; new connections are relayed as before.
+// DropAll drops every connection relayed now, as a server restart or a network
+// failure would; new connections are relayed as before. (A connection still being
+// set up may be dropped without being counted in Drops.)
 func (p *Proxy) DropAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -6,7 +6,6 @@ import (
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,40 +63,41 @@ func TestDropsConnectionsPartWay(t *testing.T) {
 	assert.Equal(t, 2, p.Drops())
 }
 
-func TestCloseEndsOpenConnections(t *testing.T) {
+// relayed opens one connection through a proxy and returns the proxy (closed when
+// t ends) and both ends of the connection, once bytes flow through it.
+func relayed(t *testing.T) (p *netfault.Proxy, client, server net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer ln.Close()
-	p, err := netfault.Start(ln.Addr().String())
+	t.Cleanup(func() { _ = ln.Close() })
+	p, err = netfault.Start(ln.Addr().String())
 	require.NoError(t, err)
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.Port()))
+	t.Cleanup(func() { _ = p.Close() })
+	client, err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.Port()))
 	require.NoError(t, err)
-	defer c.Close()
-	server, err := ln.Accept() // a server that never speaks
+	t.Cleanup(func() { _ = client.Close() })
+	server, err = ln.Accept()
 	require.NoError(t, err)
-	defer server.Close()
+	t.Cleanup(func() { _ = server.Close() })
+	_, err = server.Write([]byte("x"))
+	require.NoError(t, err)
+	_, err = io.ReadFull(client, make([]byte, 1))
+	require.NoError(t, err)
+	return p, client, server
+}
 
+func TestCloseEndsOpenConnections(t *testing.T) {
+	p, client, _ := relayed(t)
 	require.NoError(t, p.Close())
-	_, err = c.Read(make([]byte, 1))
+	_, err := client.Read(make([]byte, 1))
 	assert.ErrorIs(t, err, io.EOF, "the client sees the connection end")
 }
 
 func TestDropAllEndsOpenConnections(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	p, err := netfault.Start(ln.Addr().String())
-	require.NoError(t, err)
-	defer p.Close()
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.Port()))
-	require.NoError(t, err)
-	defer c.Close()
-	server, err := ln.Accept() // a server that never speaks
-	require.NoError(t, err)
-	defer server.Close()
-
-	require.Eventually(t, func() bool { p.DropAll(); return p.Drops() == 1 }, 5*time.Second, 10*time.Millisecond)
-	_, err = c.Read(make([]byte, 1))
+	p, client, server := relayed(t)
+	p.DropAll()
+	assert.Equal(t, 1, p.Drops())
+	_, err := client.Read(make([]byte, 1))
 	assert.ErrorIs(t, err, io.EOF, "the client sees the connection end")
 	_, err = server.Read(make([]byte, 1))
 	assert.ErrorIs(t, err, io.EOF, "so does the server")
