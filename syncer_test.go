@@ -347,6 +347,10 @@ func TestBadPasswordDisablesOnlyThatMailbox(t *testing.T) {
 	assert.Equal(t, serversync.TestFailure, m.IncomingStatus)
 	assert.Equal(t, "auth_failed", m.Stats.LastError.Code)
 	assert.NotContains(t, m.Stats.LastError.Message, "expired-password")
+	// The alert is raised just after the mailbox is disabled.
+	eventually(t, "the alert", func() bool {
+		return len(e.alerts(t, serversync.AlertFilter{MailboxID: carol.ID, Level: serversync.AlertError})) > 0
+	})
 	alerts := e.alerts(t, serversync.AlertFilter{MailboxID: carol.ID, Level: serversync.AlertError})
 	require.Len(t, alerts, 1)
 	assert.Equal(t, "owner-carol", alerts[0].Recipient)
@@ -373,6 +377,11 @@ func TestTransientFailuresDisableAfterTenRetries(t *testing.T) {
 	eventually(t, "disabled after the tenth", func() bool {
 		m, err := e.store.GetMailbox(context.Background(), alice.ID)
 		return err == nil && !m.IncomingEnabled
+	})
+	// The alerts are raised just after the mailbox is disabled.
+	eventually(t, "the alerts of the disabling", func() bool {
+		return len(e.alerts(t, serversync.AlertFilter{Recipient: "owner-alice", Level: serversync.AlertError})) > 0 &&
+			len(e.alerts(t, serversync.AlertFilter{Recipient: "admin-user", Level: serversync.AlertError})) > 1
 	})
 	assert.Len(t, e.alerts(t, serversync.AlertFilter{Recipient: "owner-alice", Level: serversync.AlertWarning}), 1, "one warning when retries start")
 	assert.Len(t, e.alerts(t, serversync.AlertFilter{Recipient: "owner-alice", Level: serversync.AlertError}), 1, "one error when disabled")
