@@ -975,6 +975,11 @@ func TestApplyDefaultSettingsTestsAndEnablesInTheBackground(t *testing.T) {
 	u := tested(unapproved.ID)
 	assert.Equal(t, serversync.TestFailure, u.Status)
 
+	// The alerts are raised just after the results are stored.
+	eventually(t, "the alerts", func() bool {
+		return len(e.alerts(t, serversync.AlertFilter{MailboxID: alice.ID, Level: serversync.AlertInformation})) > 0 &&
+			len(e.alerts(t, serversync.AlertFilter{MailboxID: wrong.ID, Level: serversync.AlertError})) > 0
+	})
 	info := e.alerts(t, serversync.AlertFilter{MailboxID: alice.ID, Level: serversync.AlertInformation})
 	require.Len(t, info, 1)
 	assert.Equal(t, "test_and_enable_succeeded", info[0].Code)
