@@ -15,7 +15,7 @@ import (
 type Kind string
 
 // Credential kinds. Which one a mailbox uses follows from its profile's credential
-// source (see serversync.Admin.Target).
+// source (see serversync.ResolveTarget).
 const (
 	// KindPassword: log in as the mailbox's own user with its password.
 	KindPassword Kind = "Password"

@@ -1,0 +1,16 @@
+// Package auth holds what serversync knows about credentials, apart from where they
+// are configured (profiles and mailboxes, in the root package):
+//
+//   - [Secret]: a password, token, client secret or private key that never prints its
+//     value (fmt, slog and JSON show [Redacted]); [Secret.Reveal] is the one way in.
+//   - [Credentials]: what a connector logs in with for one mailbox — its [Kind]
+//     (password, impersonation, delegation, OAuth, anonymous) and the SASL client
+//     that kind needs ([Credentials.SASLClient]).
+//   - [Sealer] with a [KeyProvider]: AES-256-GCM sealing of secrets at rest, each
+//     sealed value naming its key so keys can be rotated. [KeysFromEnv] reads
+//     SERVERSYNC_SECRET_KEY (or SERVERSYNC_SECRET_KEY_FILE) and
+//     SERVERSYNC_PREVIOUS_SECRET_KEYS; [GenerateKeyFile] writes a new key file.
+//
+// Stores seal every Secret with a Sealer before it touches disk; connectors receive
+// revealed credentials only inside a [Credentials] value built for one connection.
+package auth
