@@ -35,8 +35,11 @@
 //
 // Where the message is ambiguous the parser chooses what loses least:
 //
-//   - The first text/plain and the first text/html part that are not attachments
-//     become TextBody and HTMLBody; every other leaf part, including a
+//   - The first text/plain and the first text/html part that are not marked
+//     "Content-Disposition: attachment" become TextBody and HTMLBody, as mail
+//     clients show them; a filename does not make a text part an attachment,
+//     unless it comes after the body (outside a multipart/alternative): then it
+//     is a file attached inline. Every other leaf part, including a
 //     message/rfc822 one, becomes an attachment (see [Embedded]).
 //   - A header that stops without the blank line ends where the first line that is
 //     not a header field starts; that line begins the body.

@@ -256,7 +256,7 @@ func (p *parser) run(br *bufio.Reader) {
 	if rest != nil {
 		body = io.MultiReader(bytes.NewReader(rest), br)
 	}
-	p.entity(h, body, nil, "text/plain")
+	p.entity(h, body, nil, "text/plain", false)
 }
 
 // envelope fills the fields that come from the top-level header.
@@ -297,13 +297,14 @@ func (p *parser) envelope(h header) {
 // entity handles one part (or the whole message): a multipart is split, a leaf
 // becomes a body or an attachment. path numbers the part as in "part 1.2";
 // defaultType is the type a part without Content-Type has (RFC 2046 §5.1.5: in a
-// multipart/digest it is message/rfc822).
-func (p *parser) entity(h header, body io.Reader, path []int, defaultType string) {
+// multipart/digest it is message/rfc822); inAlternative says that the part is
+// inside a multipart/alternative, whose parts are renderings of one body.
+func (p *parser) entity(h header, body io.Reader, path []int, defaultType string, inAlternative bool) {
 	where := partName(path)
 	mediaType, params := p.mediaType(where, h.get("Content-Type"), defaultType)
 
 	if strings.HasPrefix(mediaType, "multipart/") {
-		p.multipart(body, path, mediaType, params)
+		p.multipart(body, path, mediaType, params, inAlternative || mediaType == "multipart/alternative")
 		return
 	}
 
@@ -316,8 +317,7 @@ func (p *parser) entity(h header, body io.Reader, path []int, defaultType string
 	// control characters or bytes of an unknown charset.
 	filename = baseName(p.cleanLine(where, filename))
 
-	isBody := disposition != "attachment" && filename == "" &&
-		(mediaType == "text/plain" && !p.textDone || mediaType == "text/html" && !p.htmlDone)
+	isBody := p.isBody(mediaType, disposition, filename != "", inAlternative)
 	decoded := p.transferDecoder(where, h.get("Content-Transfer-Encoding"), body)
 
 	if isBody {
@@ -350,8 +350,34 @@ func (p *parser) entity(h header, body io.Reader, path []int, defaultType string
 	}
 }
 
+// isBody decides, as mail clients do, whether a leaf part is the message's text or
+// HTML body rather than an attachment. Thunderbird, Apple Mail and go-message's
+// mail.Reader show a text part inline unless its Content-Disposition says
+// "attachment"; a filename (Content-Disposition's or Content-Type's name) does not
+// make it an attachment: scripts, gateways and Apple Mail name the text part that
+// is the whole message. So:
+//
+//   - a text/plain or text/html part marked "attachment" is an attachment;
+//   - otherwise the first text/plain and the first text/html part are the bodies;
+//   - but a part with a filename is the body only when no body has been found yet,
+//     or when it is one of the renderings of a multipart/alternative. A named text
+//     part after the body (Apple Mail's "inline" attachments, a log after an
+//     HTML-only body) is a file the sender attached: mail clients list it as an
+//     attachment too, and an activity keeps it as one, with its name, rather than
+//     mixing a file into the text the user reads and searches.
+func (p *parser) isBody(mediaType, disposition string, named, inAlternative bool) bool {
+	if disposition == "attachment" {
+		return false
+	}
+	free := mediaType == "text/plain" && !p.textDone || mediaType == "text/html" && !p.htmlDone
+	if !free {
+		return false
+	}
+	return !named || inAlternative || !p.textDone && !p.htmlDone
+}
+
 // multipart parses the parts of a multipart body.
-func (p *parser) multipart(body io.Reader, path []int, mediaType string, params map[string]string) {
+func (p *parser) multipart(body io.Reader, path []int, mediaType string, params map[string]string, inAlternative bool) {
 	where := partName(path)
 	if len(path) >= maxDepth {
 		p.problemf("%s: multipart nested more than %d levels deep; skipped", where, maxDepth)
@@ -376,7 +402,7 @@ func (p *parser) multipart(body io.Reader, path []int, mediaType string, params 
 			continue // next drains it
 		}
 		p.parts++
-		p.entity(h, partBody, append(path[:len(path):len(path)], n), defaultType)
+		p.entity(h, partBody, append(path[:len(path):len(path)], n), defaultType, inAlternative)
 	}
 	if mr.guessed {
 		p.problemf("%s: multipart without boundary parameter; guessed %q", where, mr.dash[2:])

@@ -945,3 +945,147 @@ func TestTruncateUTF8(t *testing.T) {
 	assert.Equal(t, "a日", truncateUTF8("a日本", 4))
 	assert.Equal(t, "a", truncateUTF8("a😀", 4))
 }
+
+// Which text part is the body, as mail clients (Thunderbird, Apple Mail, go-message's
+// mail.Reader) decide: a filename alone does not make an inline text part an
+// attachment, "Content-Disposition: attachment" does, and a named text part after
+// the body is a file the sender attached inline.
+func TestBodyChoice(t *testing.T) {
+	t.Parallel()
+	const head = "From: a@example.com\nDate: Tue, 3 Jan 2006 10:00:00 +0100\nMessage-ID: <b@example.com>\n"
+	tests := []struct {
+		name        string
+		msg         string
+		text, html  string
+		attachments []string // filenames
+	}{{
+		name: "single part inline with filename",
+		msg: head + `Content-Type: text/plain; charset=utf-8
+Content-Disposition: inline; filename="x.txt"
+
+the body
+`,
+		text: "the body\r\n",
+	}, {
+		name: "single part with name parameter only",
+		msg: head + `Content-Type: text/plain; name="x.txt"
+
+the body
+`,
+		text: "the body\r\n",
+	}, {
+		name: "single html part inline with filename",
+		msg: head + `Content-Type: text/html; name="page.html"
+Content-Disposition: inline; filename="page.html"
+
+<p>the body</p>
+`,
+		html: "<p>the body</p>\r\n",
+	}, {
+		name: "first part of mixed, inline with filename",
+		msg: head + `Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain; name="report.txt"
+Content-Disposition: inline; filename="report.txt"
+
+the body
+--b
+Content-Type: application/pdf; name="a.pdf"
+Content-Disposition: attachment; filename="a.pdf"
+
+%PDF-
+--b--
+`,
+		text:        "the body",
+		attachments: []string{"a.pdf"},
+	}, {
+		name: "text part marked attachment stays an attachment, even first",
+		msg: head + `Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain
+Content-Disposition: attachment; filename="log.txt"
+
+a log
+--b--
+`,
+		attachments: []string{"log.txt"},
+	}, {
+		name: "single part marked attachment",
+		msg: head + `Content-Type: text/plain
+Content-Disposition: attachment; filename="log.txt"
+
+a log
+`,
+		attachments: []string{"log.txt"},
+	}, {
+		name: "named inline text after the body is an attachment",
+		msg: head + `Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain
+
+the body
+--b
+Content-Type: text/plain; name="notes.txt"
+Content-Disposition: inline; filename="notes.txt"
+
+notes
+--b--
+`,
+		text:        "the body",
+		attachments: []string{"notes.txt"},
+	}, {
+		name: "named inline text after an HTML-only body is an attachment, not the text body",
+		msg: head + `Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/html
+
+<p>the body</p>
+--b
+Content-Type: text/plain; name="notes.txt"
+Content-Disposition: inline; filename="notes.txt"
+
+notes
+--b--
+`,
+		html:        "<p>the body</p>",
+		attachments: []string{"notes.txt"},
+	}, {
+		name: "named alternatives are both bodies",
+		msg: head + `Content-Type: multipart/alternative; boundary=b
+
+--b
+Content-Type: text/plain; name="body.txt"
+
+plain
+--b
+Content-Type: multipart/related; boundary=r
+
+--r
+Content-Type: text/html; name="body.html"
+
+<p>html</p>
+--r--
+--b--
+`,
+		text: "plain",
+		html: "<p>html</p>",
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m, err := parse(t, crlf(tc.msg), nil)
+			require.NoError(t, err)
+			assert.Equal(t, tc.text, m.TextBody)
+			assert.Equal(t, tc.html, m.HTMLBody)
+			var names []string
+			for _, att := range m.Attachments {
+				names = append(names, att.Filename)
+			}
+			assert.Equal(t, tc.attachments, names)
+		})
+	}
+}
