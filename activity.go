@@ -88,9 +88,17 @@ type EmailActivity struct {
 	ReceivedAt  time.Time
 	SentAt      time.Time
 
-	// Raw keeps the original message when it could not be fully parsed, so nothing is lost.
-	Raw        []byte
+	// Raw keeps the original message when part of it could not be read or was read
+	// by a guess (an unknown charset…), so nothing is lost.
+	Raw []byte
+	// ParseError says why the message is broken: part of it could not be read (not
+	// MIME, a multipart cut short, bad base64…) or it was cut at MaxMessageSize.
+	// Find truly broken mail with ParseError != "".
 	ParseError string
+	// ParseWarnings list what was odd in a message that was still read whole, as
+	// mail clients read it: no Date or Message-ID, an unknown charset, a bad encoded
+	// word, an address list that is not RFC 5322… Ordinary mail often has some.
+	ParseWarnings []string
 
 	// Where the message sits on the server, for moving or deleting it later.
 	ServerFolder string
@@ -120,6 +128,7 @@ func (a *EmailActivity) Clone() *EmailActivity {
 	c.ReplyTo = append([]Address(nil), a.ReplyTo...)
 	c.InReplyTo = append([]string(nil), a.InReplyTo...)
 	c.References = append([]string(nil), a.References...)
+	c.ParseWarnings = append([]string(nil), a.ParseWarnings...)
 	c.Attachments = append([]Attachment(nil), a.Attachments...)
 	return &c
 }

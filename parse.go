@@ -7,8 +7,9 @@ import (
 )
 
 // parseMessage fills a's message fields from raw. A message that cannot be fully
-// parsed is still tracked: what could be read is filled in, a.ParseError says what
-// went wrong, and a.Raw keeps the original bytes.
+// read is still tracked: what could be read is filled in, a.ParseError says what
+// went wrong, and a.Raw keeps the original bytes. What was odd but read whole, as
+// mail clients read it, is in a.ParseWarnings.
 func parseMessage(raw []byte, a *EmailActivity, maxAttachment int64) {
 	if maxAttachment <= 0 {
 		maxAttachment = -1 // OrgSettings: 0 stores no attachment content
@@ -27,7 +28,7 @@ func fillActivity(a *EmailActivity, msg *mailparse.Message) {
 		a.Attachments = append(a.Attachments, Attachment(att))
 	}
 	a.Size, a.SentAt = msg.Size, msg.SentAt
-	a.Raw, a.ParseError = msg.Raw, msg.ParseError
+	a.Raw, a.ParseError, a.ParseWarnings = msg.Raw, msg.ParseError, msg.ParseWarnings
 }
 
 func addresses(in []mailparse.Address) []Address {

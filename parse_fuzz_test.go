@@ -15,6 +15,10 @@ func FuzzParseMessage(f *testing.F) {
 		"Subject: =?UTF-8?B?w6k=?=\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9=\r\n",
 		"\x00\xff\r\n\r\n",
 		"",
+		"From: cron@b.test\r\nContent-Type: text/plain; name=\"r.txt\"\r\nContent-Disposition: inline; filename=r.txt\r\n\r\nreport\r\n",
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n--b\r\n" +
+			"Content-Type: text/plain; name=n.txt\r\nContent-Disposition: inline; filename=n.txt\r\n\r\nnotes\r\n--b--\r\n",
+		"From: a@b.test\r\nDate: someday\r\nSubject: =?x-nope?q?caf=E9?=\r\nTo: a <a@b>; c@d\r\n\r\nbody\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -23,6 +27,9 @@ func FuzzParseMessage(f *testing.F) {
 		parseMessage(raw, a, 1024)
 		if a.ParseError != "" && !bytes.Equal(a.Raw, raw) {
 			t.Fatalf("parse error %q but Raw is not the message", a.ParseError)
+		}
+		if a.Raw != nil && a.ParseError == "" && len(a.ParseWarnings) == 0 {
+			t.Fatal("Raw kept for a message without error or warning")
 		}
 		if a.MessageKey = messageKey(a, raw); a.MessageKey == "" {
 			t.Fatal("no message key")

@@ -17,6 +17,9 @@ import (
 type decoder interface {
 	io.Reader
 	problem() error
+	// lossy reports whether a problem lost content (input skipped or cut short),
+	// which makes the message broken, or only kept odd input as it was.
+	lossy() bool
 }
 
 // transferDecoder decodes a leaf part's Content-Transfer-Encoding. The standard
@@ -31,7 +34,7 @@ func (p *parser) transferDecoder(where, encoding string, r io.Reader) io.Reader 
 	case "quoted-printable":
 		return &qpReader{br: bufio.NewReader(r)}
 	default:
-		p.problemf("%s: unknown Content-Transfer-Encoding %q; content kept as is", where, truncateUTF8(encoding, 64))
+		p.warnf("%s: unknown Content-Transfer-Encoding %q; content kept as is", where, truncateUTF8(encoding, 64))
 		return r
 	}
 }
@@ -57,7 +60,7 @@ func (p *parser) charsetReader(where, name string, in io.Reader) io.Reader {
 		if err == nil {
 			err = errors.New("no decoder")
 		}
-		p.problem(fmt.Errorf("%s: unknown charset %q: %w; bytes kept", where, truncateUTF8(name, 64), err))
+		p.warn(fmt.Errorf("%s: unknown charset %q: %w; bytes kept", where, truncateUTF8(name, 64), err))
 		return in
 	}
 	return r
@@ -180,6 +183,10 @@ func (b *base64Reader) flush(out []byte) []byte {
 	return out
 }
 
+// lossy: bad characters are skipped and a cut quantum dropped, so the decoded
+// content may be missing bytes or shifted.
+func (b *base64Reader) lossy() bool { return true }
+
 func (b *base64Reader) problem() error {
 	switch {
 	case b.invalid > 0:
@@ -283,6 +290,9 @@ func (q *qpReader) softBreak() bool {
 	}
 	return false
 }
+
+// lossy: a stray "=" is kept as it was, as mail clients show it.
+func (q *qpReader) lossy() bool { return false }
 
 func (q *qpReader) problem() error {
 	if q.bad > 0 {

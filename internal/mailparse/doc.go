@@ -23,20 +23,32 @@
 // UTF-8.
 //
 // Mail in the wild is often malformed, and an activity must be tracked whatever the
-// sender's software did. So Parse never gives up on a message: a truncated
-// multipart, a missing boundary, bad base64 or quoted-printable, an unknown
-// charset, 8-bit bytes or NULs in the header, a header line of megabytes, missing
-// From, Date or Message-ID fields — each is recorded as a problem, the rest of the
-// message is still parsed, and Parse returns a *[ParseError] listing the problems.
-// The Message then carries the same description in ParseError and the complete
-// original bytes in Raw, so nothing is lost; the caller tracks it as usual. A
-// message without problems is not kept twice: Raw stays empty. Any other error
-// from Parse means the reader failed: the message is incomplete, read it again.
+// sender's software did. So Parse never gives up on a message, and it tells two
+// kinds of trouble apart, so that a host can find the truly broken mail:
+//
+//   - Broken: part of the message could not be read. A truncated multipart, a
+//     missing closing boundary, a header without its blank line, bad base64, a
+//     header line of megabytes, a body over the cap. The rest is still parsed and
+//     Parse returns a *[ParseError] listing the problems; the Message carries the
+//     same description in ParseError and the complete original bytes in Raw.
+//   - Odd but read whole, as mail clients read it: missing From, Date or
+//     Message-ID fields, an unreadable Date, an unknown charset, 8-bit bytes or
+//     NULs in the header, a bad encoded word, an address list that is not RFC 5322,
+//     a stray "=" in quoted-printable, a guessed boundary. Each is a warning in
+//     ParseWarnings and Parse returns no error. Raw keeps the original when a
+//     warning says something was read by a guess; a message that only lacks
+//     header fields is not kept twice.
+//
+// The caller tracks both as usual. Any other error from Parse means the reader
+// failed: the message is incomplete, read it again.
 //
 // Where the message is ambiguous the parser chooses what loses least:
 //
-//   - The first text/plain and the first text/html part that are not attachments
-//     become TextBody and HTMLBody; every other leaf part, including a
+//   - The first text/plain and the first text/html part that are not marked
+//     "Content-Disposition: attachment" become TextBody and HTMLBody, as mail
+//     clients show them; a filename does not make a text part an attachment,
+//     unless it comes after the body (outside a multipart/alternative): then it
+//     is a file attached inline. Every other leaf part, including a
 //     message/rfc822 one, becomes an attachment (see [Embedded]).
 //   - A header that stops without the blank line ends where the first line that is
 //     not a header field starts; that line begins the body.

@@ -24,26 +24,28 @@ func ExampleParse() {
 		fmt.Println("incomplete message, read it again later:", err)
 		return
 	}
-	// A *ParseError still leaves a message to track; Raw keeps the original.
+	// A *ParseError still leaves a message to track; Raw keeps the original. A
+	// message that was only odd (here: no Message-ID) has no error, only warnings.
 	a := &serversync.EmailActivity{
-		From:       serversync.Address(m.From),
-		Subject:    m.Subject,
-		TextBody:   m.TextBody,
-		Raw:        m.Raw,
-		ParseError: m.ParseError,
+		From:          serversync.Address(m.From),
+		Subject:       m.Subject,
+		TextBody:      m.TextBody,
+		Raw:           m.Raw,
+		ParseError:    m.ParseError,
+		ParseWarnings: m.ParseWarnings,
 	}
 	for _, to := range m.To {
 		a.To = append(a.To, serversync.Address(to))
 	}
 	fmt.Println(a.From.Email, "|", a.To[0].Email, "|", a.Subject, "|", strings.TrimSpace(a.TextBody))
-	fmt.Println("problem:", a.ParseError, "| raw kept:", len(a.Raw) == len(raw))
+	fmt.Printf("broken: %t | warnings: %q | raw kept: %t\n", a.ParseError != "", a.ParseWarnings, a.Raw != nil)
 
 	format := serversync.DefaultOrgSettings().TrackingToken
 	format.DeploymentNumber = 1
 	fmt.Println(mailparse.FindToken(mailparse.TokenFormat(format), a.Subject))
 	// Output:
 	// alice@example.com | crm@contoso.com | Grüße CRM:0001001002 | Hello!
-	// problem: header: no Message-ID | raw kept: true
+	// broken: false | warnings: ["header: no Message-ID"] | raw kept: false
 	// CRM:0001001002 true
 }
 

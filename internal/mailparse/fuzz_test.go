@@ -22,6 +22,16 @@ func FuzzParse(f *testing.F) {
 		"",
 		"\r\n\r\n",
 		"just text",
+		// The body choice: named inline text parts, before and after the body,
+		// inside an alternative, and an explicit attachment.
+		crlf("Content-Type: text/plain; name=x.txt\nContent-Disposition: inline; filename=x.txt\n\nbody\n"),
+		crlf("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/html\n\n<p>x</p>\n--b\n" +
+			"Content-Type: text/plain; name=n.txt\nContent-Disposition: inline; filename=n.txt\n\nnotes\n--b\n" +
+			"Content-Type: multipart/alternative; boundary=a\n\n--a\nContent-Type: text/plain; name=p.txt\n\np\n--a--\n" +
+			"--b\nContent-Type: text/plain\nContent-Disposition: attachment; filename=l.txt\n\nlog\n--b--\n"),
+		// Warnings only: missing fields, a bad Date, an unknown charset, a stray "=".
+		crlf("From: cron@example.com\nDate: sometime\nContent-Type: text/plain; charset=x-nope\n" +
+			"Content-Transfer-Encoding: quoted-printable\n\n100% =ZZ\n"),
 	} {
 		f.Add([]byte(seed))
 	}

@@ -82,7 +82,7 @@ func (p *parser) readHeader(br *bufio.Reader, where string, top bool) (h header,
 			return h, nil, false
 		case content[0] == ' ' || content[0] == '\t':
 			if cur == nil {
-				p.problemf("%s: header starts with a continuation line; ignored", where)
+				p.warnf("%s: header starts with a continuation line; ignored", where)
 				break
 			}
 			if room := maxFieldSize - len(cur) - 1; room < len(content) {
@@ -174,13 +174,13 @@ func unfold(v []byte) []byte {
 func (p *parser) headerValue(where string, v []byte) string {
 	if bytes.IndexByte(v, 0) >= 0 {
 		v = bytes.ReplaceAll(v, []byte{0}, nil)
-		p.problemf("%s: NUL bytes removed", where)
+		p.warnf("%s: NUL bytes removed", where)
 	}
 	if !utf8.Valid(v) {
 		// Raw 8-bit header bytes (RFC 5322 wants ASCII, RFC 6532 UTF-8): almost
 		// always a windows-1252 mailer.
 		v = windows1252(v)
-		p.problemf("%s: 8-bit bytes read as windows-1252", where)
+		p.warnf("%s: 8-bit bytes read as windows-1252", where)
 	}
 	return string(v)
 }
@@ -211,11 +211,11 @@ func (p *parser) text(where, v string) string {
 func (p *parser) cleanLine(where, s string) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
-		p.problemf("%s: invalid characters in encoded text replaced", where)
+		p.warnf("%s: invalid characters in encoded text replaced", where)
 	}
 	if strings.IndexByte(s, 0) >= 0 {
 		s = strings.ReplaceAll(s, "\x00", "")
-		p.problemf("%s: NUL bytes removed", where)
+		p.warnf("%s: NUL bytes removed", where)
 	}
 	s = strings.Map(func(r rune) rune {
 		if r < ' ' && r != '\t' || r == 0x7f {
@@ -236,7 +236,7 @@ func (p *parser) addresses(h header, key string) []Address {
 	ap := mail.AddressParser{WordDecoder: p.wordDecoder("header")}
 	list, err := ap.ParseList(v)
 	if err != nil {
-		p.problem(fmt.Errorf("header: %s: %w; parsed leniently", key, err))
+		p.warn(fmt.Errorf("header: %s: %w; parsed leniently", key, err))
 		return p.lenientAddresses(v)
 	}
 	out := make([]Address, 0, len(list))

@@ -24,7 +24,7 @@ func (p *parser) mediaType(where, v, defaultType string) (string, map[string]str
 		if mt == "text" {
 			return "text/plain", params // seen from old mailers
 		}
-		p.problemf("%s: Content-Type %q is not a media type; read as %s", where, truncateUTF8(mt, 64), defaultType)
+		p.warnf("%s: Content-Type %q is not a media type; read as %s", where, truncateUTF8(mt, 64), defaultType)
 		return defaultType, params
 	}
 	return mt, params
@@ -63,7 +63,7 @@ func (p *parser) parseParams(where, key, v string) (string, map[string]string) {
 		// and harmless (an unquoted "=" in a boundary), so not a problem.
 		params = lenientParams(p, where, v)
 	default:
-		p.problem(fmt.Errorf("%s: %s %q: %w; parsed leniently", where, key, truncateUTF8(v, 64), err))
+		p.warn(fmt.Errorf("%s: %s %q: %w; parsed leniently", where, key, truncateUTF8(v, 64), err))
 		mt, _, _ = strings.Cut(v, ";")
 		mt = strings.ToLower(strings.TrimSpace(mt))
 		params = lenientParams(p, where, v)

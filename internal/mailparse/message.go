@@ -28,10 +28,17 @@ type Message struct {
 	Size        int64     // bytes read, the whole message
 	SentAt      time.Time // the Date field; zero when missing or unreadable
 
-	// Raw is the original message, kept only when it could not be fully parsed, so
-	// that nothing is lost; ParseError then says what went wrong.
-	Raw        []byte
+	// Raw is the original message, kept when part of it could not be read
+	// (ParseError) or was read by a guess (a warning other than a missing header
+	// field), so that nothing is lost.
+	Raw []byte
+	// ParseError says why the message is broken: part of it could not be read.
+	// Empty for a message that was read whole, however odd (see Parse).
 	ParseError string
+	// ParseWarnings list the oddities of a message that was still read whole, as
+	// mail clients read it: a missing Date or Message-ID, an unknown charset, a bad
+	// encoded word… At most a few dozen, each short.
+	ParseWarnings []string
 }
 
 // Address is one mailbox address, as serversync.Address. The display name is

@@ -37,10 +37,12 @@ const (
 	// maxParts bounds the parts of one message, each of which costs a little memory
 	// even when empty.
 	maxParts = 10000
-	// maxProblems bounds the problems listed in a ParseError.
+	// maxProblems bounds the problems listed in a ParseError, and the warnings.
 	maxProblems = 32
 	// maxParseErrorLen bounds Message.ParseError, a short description.
 	maxParseErrorLen = 1024
+	// maxWarningLen bounds each of Message.ParseWarnings.
+	maxWarningLen = 256
 )
 
 // Options tune [Parse]. A nil *Options is equivalent to a zero Options, which means
@@ -63,12 +65,14 @@ type Options struct {
 	MaxRawSize int64
 }
 
-// ParseError lists what could not be parsed in a message. Parse returns it with a
-// Message that has everything else filled in, ParseError set to the same
-// description and Raw set to the original: the message is still to be tracked.
+// ParseError lists what makes a message broken: parts of it could not be read
+// (see [Parse]). Parse returns it with a Message that has everything else filled
+// in, ParseError set to the same description and Raw set to the original: the
+// message is still to be tracked. Oddities that were read as mail clients read
+// them are not in it but in Message.ParseWarnings.
 type ParseError struct {
 	// Problems are in the order found, the first few dozen only. Each wraps its
-	// cause where there is one (a mime or net/mail error, a charset error).
+	// cause where there is one.
 	Problems []error
 	// Dropped counts the problems found after the list was full.
 	Dropped int
@@ -105,11 +109,20 @@ func (e *panicError) Error() string { return fmt.Sprintf("internal error: %v", e
 // original bytes (up to Options.MaxRawSize, dropped again when parsing went well)
 // and bounded buffers. It reads r to the end.
 //
-// When something in the message cannot be parsed, Parse fills in what it could,
-// sets ParseError, keeps the original bytes in Raw and returns the Message with a
-// *ParseError: the message is still good to track. Any other error is a failure to
-// read r: the message is incomplete (the Message holds what was read) and should
-// not be tracked; reading it again may succeed.
+// What Parse finds wrong falls in two kinds. A message is broken when part of it
+// could not be read: its structure is not MIME (no header, a header running into
+// the body, a multipart whose parts or closing boundary are missing), or content
+// was cut or skipped (a truncated field, header or body, bad base64, parts past
+// the limits). Parse then fills in what it could, sets ParseError, keeps the
+// original bytes in Raw and returns the Message with a *ParseError: the message is
+// still good to track. Anything else is a warning, in ParseWarnings: a missing
+// From, Date or Message-ID, an unreadable Date, an unknown charset, a bad encoded
+// word, an address list that is not RFC 5322… The message was read whole, as mail
+// clients read it, and Parse returns no error; Raw keeps the original unless the
+// only warnings are missing header fields, where nothing was read by a guess.
+//
+// Any other error is a failure to read r: the message is incomplete (the Message
+// holds what was read) and should not be tracked; reading it again may succeed.
 //
 // Parse never panics and always returns a Message. It is safe for concurrent use.
 func Parse(r io.Reader, opts *Options) (*Message, error) {
@@ -133,13 +146,22 @@ func Parse(r io.Reader, opts *Options) (*Message, error) {
 	if src.err != nil {
 		return m, fmt.Errorf("mailparse: reading message: %w", src.err)
 	}
-	if len(p.problems) == 0 {
+	broken := len(p.problems) > 0
+	if broken || p.keepRaw {
+		if src.n > int64(len(src.raw)) {
+			note := fmt.Errorf("message of %d bytes is larger than %d: Raw keeps only the beginning", src.n, p.maxRaw)
+			if broken {
+				p.problem(note)
+			} else {
+				p.warn(note)
+			}
+		}
+		m.Raw = src.raw
+	}
+	m.ParseWarnings = warningTexts(p.warnings, p.droppedWarnings)
+	if !broken {
 		return m, nil
 	}
-	if src.n > int64(len(src.raw)) {
-		p.problemf("message of %d bytes is larger than %d: Raw keeps only the beginning", src.n, p.maxRaw)
-	}
-	m.Raw = src.raw
 	perr := &ParseError{Problems: p.problems, Dropped: p.dropped}
 	m.ParseError = truncateUTF8(strings.TrimPrefix(perr.Error(), "mailparse: "), maxParseErrorLen)
 	return m, perr
@@ -188,9 +210,15 @@ type parser struct {
 	maxAtt   int64 // < 0: keep no content; 0: no cap
 	maxBody  int64
 	maxRaw   int64
-	problems []error
-	seen     map[string]bool // problem texts already listed
+	problems []error         // what makes the message broken: ParseError
+	warnings []error         // what was read leniently: ParseWarnings
+	seen     map[string]bool // problem and warning texts already listed
 	dropped  int
+	// droppedWarnings counts the warnings found after their list was full.
+	droppedWarnings int
+	// keepRaw: a warning says part of the message was read by a guess, so Raw
+	// keeps the original for the host to read again.
+	keepRaw  bool
 	parts    int
 	textDone bool
 	htmlDone bool
@@ -218,11 +246,39 @@ func newParser(m *Message, opts *Options) *parser {
 	return p
 }
 
-// problem records something that could not be parsed as it should. The same text
-// is listed once: a thousand bad parts are one problem to a reader.
+// problem records something that makes the message broken: part of it could not
+// be read (see Parse). The same text is listed once: a thousand bad parts are one
+// problem to a reader.
 func (p *parser) problem(err error) {
-	if len(p.problems) >= maxProblems {
-		p.dropped++ // not deduplicated: remembering every text would cost unbounded memory
+	p.note(&p.problems, &p.dropped, err)
+}
+
+func (p *parser) problemf(format string, args ...any) {
+	p.problem(fmt.Errorf(format, args...))
+}
+
+// warn records an oddity that was read as mail clients read it, by a guess (a
+// charset, a lenient address list…): a warning, with Raw kept.
+func (p *parser) warn(err error) {
+	p.keepRaw = true
+	p.note(&p.warnings, &p.droppedWarnings, err)
+}
+
+func (p *parser) warnf(format string, args ...any) {
+	p.warn(fmt.Errorf(format, args...))
+}
+
+// missingField records a header field the message lacks: a warning that needs no
+// Raw, since nothing was read by a guess. Most real-world mail that lacks one is
+// otherwise fine (cron, scripts, web forms, mail delivered without an MTA adding
+// Date and Message-ID).
+func (p *parser) missingField(name string) {
+	p.note(&p.warnings, &p.droppedWarnings, fmt.Errorf("header: no %s", name))
+}
+
+func (p *parser) note(list *[]error, dropped *int, err error) {
+	if len(*list) >= maxProblems {
+		*dropped++ // not deduplicated: remembering every text would cost unbounded memory
 		return
 	}
 	msg := err.Error()
@@ -233,11 +289,19 @@ func (p *parser) problem(err error) {
 		p.seen = make(map[string]bool)
 	}
 	p.seen[msg] = true
-	p.problems = append(p.problems, err)
+	*list = append(*list, err)
 }
 
-func (p *parser) problemf(format string, args ...any) {
-	p.problem(fmt.Errorf(format, args...))
+// warningTexts turns the warnings into Message.ParseWarnings, each bounded.
+func warningTexts(warnings []error, dropped int) []string {
+	var out []string
+	for _, w := range warnings {
+		out = append(out, truncateUTF8(w.Error(), maxWarningLen))
+	}
+	if dropped > 0 {
+		out = append(out, fmt.Sprintf("and %d more", dropped))
+	}
+	return out
 }
 
 // run parses the message from br, turning a panic into a problem so that one
@@ -251,12 +315,17 @@ func (p *parser) run(br *bufio.Reader) {
 		}
 	}()
 	h, rest, _ := p.readHeader(br, "header", true)
+	if len(h) == 0 && rest == nil {
+		// Nothing at all, or a body alone after a blank line: not a mail message.
+		// (A first line that is not a field was already noted as "no header".)
+		p.problemf("header: no header fields")
+	}
 	p.envelope(h)
 	var body io.Reader = br
 	if rest != nil {
 		body = io.MultiReader(bytes.NewReader(rest), br)
 	}
-	p.entity(h, body, nil, "text/plain")
+	p.entity(h, body, nil, "text/plain", false)
 }
 
 // envelope fills the fields that come from the top-level header.
@@ -266,7 +335,7 @@ func (p *parser) envelope(h header) {
 	if len(from) == 0 {
 		// Sender names who sent the message for the author; better than nothing.
 		from = p.addresses(h, "Sender")
-		p.problemf("header: no From address")
+		p.missingField("From address")
 	}
 	if len(from) > 0 {
 		m.From = from[0]
@@ -280,15 +349,15 @@ func (p *parser) envelope(h header) {
 	if ids := msgIDs(h.get("Message-Id")); len(ids) > 0 {
 		m.MessageID = ids[0]
 	} else {
-		p.problemf("header: no Message-ID")
+		p.missingField("Message-ID")
 	}
 	m.InReplyTo = msgIDs(h.get("In-Reply-To"))
 	m.References = msgIDs(h.get("References"))
 
 	if v, ok := h.lookup("Date"); !ok || strings.TrimSpace(v) == "" {
-		p.problemf("header: no Date")
+		p.missingField("Date")
 	} else if t, err := parseDate(v); err != nil {
-		p.problem(fmt.Errorf("header: Date %q: %w", truncateUTF8(v, 64), err))
+		p.warn(fmt.Errorf("header: Date %q: %w", truncateUTF8(v, 64), err))
 	} else {
 		m.SentAt = t
 	}
@@ -297,13 +366,14 @@ func (p *parser) envelope(h header) {
 // entity handles one part (or the whole message): a multipart is split, a leaf
 // becomes a body or an attachment. path numbers the part as in "part 1.2";
 // defaultType is the type a part without Content-Type has (RFC 2046 §5.1.5: in a
-// multipart/digest it is message/rfc822).
-func (p *parser) entity(h header, body io.Reader, path []int, defaultType string) {
+// multipart/digest it is message/rfc822); inAlternative says that the part is
+// inside a multipart/alternative, whose parts are renderings of one body.
+func (p *parser) entity(h header, body io.Reader, path []int, defaultType string, inAlternative bool) {
 	where := partName(path)
 	mediaType, params := p.mediaType(where, h.get("Content-Type"), defaultType)
 
 	if strings.HasPrefix(mediaType, "multipart/") {
-		p.multipart(body, path, mediaType, params)
+		p.multipart(body, path, mediaType, params, inAlternative || mediaType == "multipart/alternative")
 		return
 	}
 
@@ -316,8 +386,7 @@ func (p *parser) entity(h header, body io.Reader, path []int, defaultType string
 	// control characters or bytes of an unknown charset.
 	filename = baseName(p.cleanLine(where, filename))
 
-	isBody := disposition != "attachment" && filename == "" &&
-		(mediaType == "text/plain" && !p.textDone || mediaType == "text/html" && !p.htmlDone)
+	isBody := p.isBody(mediaType, disposition, filename != "", inAlternative)
 	decoded := p.transferDecoder(where, h.get("Content-Transfer-Encoding"), body)
 
 	if isBody {
@@ -344,14 +413,44 @@ func (p *parser) entity(h header, body io.Reader, path []int, defaultType string
 	}
 	// A decoder may have met bad input only at the end of the part.
 	if d, ok := decoded.(decoder); ok {
-		if err := d.problem(); err != nil {
+		switch err := d.problem(); {
+		case err == nil:
+		case d.lossy():
 			p.problem(fmt.Errorf("%s: %w", where, err))
+		default:
+			p.warn(fmt.Errorf("%s: %w", where, err))
 		}
 	}
 }
 
+// isBody decides, as mail clients do, whether a leaf part is the message's text or
+// HTML body rather than an attachment. Thunderbird, Apple Mail and go-message's
+// mail.Reader show a text part inline unless its Content-Disposition says
+// "attachment"; a filename (Content-Disposition's or Content-Type's name) does not
+// make it an attachment: scripts, gateways and Apple Mail name the text part that
+// is the whole message. So:
+//
+//   - a text/plain or text/html part marked "attachment" is an attachment;
+//   - otherwise the first text/plain and the first text/html part are the bodies;
+//   - but a part with a filename is the body only when no body has been found yet,
+//     or when it is one of the renderings of a multipart/alternative. A named text
+//     part after the body (Apple Mail's "inline" attachments, a log after an
+//     HTML-only body) is a file the sender attached: mail clients list it as an
+//     attachment too, and an activity keeps it as one, with its name, rather than
+//     mixing a file into the text the user reads and searches.
+func (p *parser) isBody(mediaType, disposition string, named, inAlternative bool) bool {
+	if disposition == "attachment" {
+		return false
+	}
+	free := mediaType == "text/plain" && !p.textDone || mediaType == "text/html" && !p.htmlDone
+	if !free {
+		return false
+	}
+	return !named || inAlternative || !p.textDone && !p.htmlDone
+}
+
 // multipart parses the parts of a multipart body.
-func (p *parser) multipart(body io.Reader, path []int, mediaType string, params map[string]string) {
+func (p *parser) multipart(body io.Reader, path []int, mediaType string, params map[string]string, inAlternative bool) {
 	where := partName(path)
 	if len(path) >= maxDepth {
 		p.problemf("%s: multipart nested more than %d levels deep; skipped", where, maxDepth)
@@ -376,10 +475,10 @@ func (p *parser) multipart(body io.Reader, path []int, mediaType string, params 
 			continue // next drains it
 		}
 		p.parts++
-		p.entity(h, partBody, append(path[:len(path):len(path)], n), defaultType)
+		p.entity(h, partBody, append(path[:len(path):len(path)], n), defaultType, inAlternative)
 	}
 	if mr.guessed {
-		p.problemf("%s: multipart without boundary parameter; guessed %q", where, mr.dash[2:])
+		p.warnf("%s: multipart without boundary parameter; guessed %q", where, mr.dash[2:])
 	}
 	if mr.parts == 0 {
 		p.problemf("%s: no part found in %s", where, mediaType)
@@ -436,17 +535,17 @@ func (p *parser) readText(where string, r io.Reader, charsetName string) string 
 func (p *parser) cleanBody(where string, data []byte, charsetName string) string {
 	if bytes.IndexByte(data, 0) >= 0 {
 		data = bytes.ReplaceAll(data, []byte{0}, nil)
-		p.problemf("%s: NUL bytes removed from text", where)
+		p.warnf("%s: NUL bytes removed from text", where)
 	}
 	if !utf8.Valid(data) {
 		if declaresASCII(charsetName) {
 			// Undeclared (or falsely "us-ascii") 8-bit text: the sender's
 			// software almost always meant windows-1252.
 			data = windows1252(data)
-			p.problemf("%s: undeclared 8-bit text read as windows-1252", where)
+			p.warnf("%s: undeclared 8-bit text read as windows-1252", where)
 		} else {
 			data = bytes.ToValidUTF8(data, []byte("\uFFFD"))
-			p.problemf("%s: invalid %s text; bad bytes replaced", where, charsetName)
+			p.warnf("%s: invalid %s text; bad bytes replaced", where, charsetName)
 		}
 	}
 	return string(data)

@@ -29,8 +29,9 @@ func parse(t *testing.T, msg string, opts *Options) (*Message, error) {
 }
 
 // checkInvariants holds for any input: no panic, Size counts every byte, an error
-// comes with ParseError and the complete Raw, success with neither, and every
-// string is valid UTF-8 without NULs (storable in any database).
+// comes with ParseError and the complete Raw, success without ParseError and with
+// Raw only beside warnings, warnings are bounded, and every string is valid UTF-8
+// without NULs (storable in any database).
 func checkInvariants(t testing.TB, input []byte, a *Message, err error) {
 	t.Helper()
 	var pe *panicError
@@ -51,10 +52,21 @@ func checkInvariants(t testing.TB, input []byte, a *Message, err error) {
 		if len(a.ParseError) > maxParseErrorLen {
 			t.Fatalf("ParseError of %d bytes", len(a.ParseError))
 		}
-	} else if a.Raw != nil || a.ParseError != "" {
-		t.Fatalf("no error but Raw (%d bytes) or ParseError %q", len(a.Raw), a.ParseError)
+	} else if a.ParseError != "" {
+		t.Fatalf("no error but ParseError %q", a.ParseError)
+	} else if a.Raw != nil && (len(a.ParseWarnings) == 0 || !bytes.Equal(a.Raw, input)) {
+		t.Fatalf("no error, warnings %q, but Raw of %d bytes (input %d)", a.ParseWarnings, len(a.Raw), len(input))
+	}
+	if len(a.ParseWarnings) > maxProblems+1 {
+		t.Fatalf("%d warnings", len(a.ParseWarnings))
+	}
+	for _, w := range a.ParseWarnings {
+		if w == "" || len(w) > maxWarningLen {
+			t.Fatalf("warning of %d bytes: %q", len(w), w)
+		}
 	}
 	strs := []string{a.Subject, a.TextBody, a.HTMLBody, a.MessageID, a.ParseError, a.From.Name, a.From.Email}
+	strs = append(strs, a.ParseWarnings...)
 	for _, l := range [][]Address{a.To, a.Cc, a.Bcc, a.ReplyTo} {
 		for _, addr := range l {
 			strs = append(strs, addr.Name, addr.Email)
@@ -469,8 +481,10 @@ JVBERi0=
 	}
 }
 
-// Malformed messages: the problem is reported, everything else is still parsed,
-// and Raw keeps the original.
+// Malformed messages: a broken one (part of it could not be read) has the problem
+// in ParseError, an odd one that was read whole has it in ParseWarnings, and
+// everything else is still parsed. Raw keeps the original unless the only trouble
+// is a missing header field.
 func TestParseMalformed(t *testing.T) {
 	t.Parallel()
 	const head = "From: alice@example.com\r\nDate: Tue, 3 Jan 2006 10:00:00 +0100\r\nMessage-ID: <m@example.com>\r\n"
@@ -479,7 +493,9 @@ func TestParseMalformed(t *testing.T) {
 		name     string
 		msg      string
 		opts     *Options
-		problems []string // each must appear in ParseError
+		problems []string // each must appear in ParseError; none: the message is not broken
+		warnings []string // each must appear among ParseWarnings
+		noRaw    bool     // only header fields are missing: Raw stays empty
 		check    func(t *testing.T, a *Message)
 	}{{
 		name: "multipart truncated in the middle of a part",
@@ -551,14 +567,15 @@ bGQ=
 		name: "bad quoted-printable keeps stray equals signs and control bytes",
 		msg: head + crlf("Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n"+
 			"100% =ZZ sure, a=3Db\x01 "+strings.Repeat("y", 5000)+"=\nend   \n"),
-		problems: []string{`invalid quoted-printable: 1 stray "=" kept`},
+		warnings: []string{`invalid quoted-printable: 1 stray "=" kept`},
 		check: func(t *testing.T, a *Message) {
 			assert.Equal(t, "100% =ZZ sure, a=b\x01 "+strings.Repeat("y", 5000)+"end\r\n", a.TextBody)
 		},
 	}, {
 		name:     "no From: Sender used",
 		msg:      crlf("Sender: list@example.com\nDate: Tue, 3 Jan 2006 10:00:00 +0100\nMessage-ID: <x@y>\n\nhi\n"),
-		problems: []string{"header: no From address"},
+		noRaw:    true,
+		warnings: []string{"header: no From address"},
 		check: func(t *testing.T, a *Message) {
 			assert.Equal(t, "list@example.com", a.From.Email)
 			assert.Equal(t, "hi\r\n", a.TextBody)
@@ -566,7 +583,8 @@ bGQ=
 	}, {
 		name:     "no Date",
 		msg:      crlf("From: a@b.c\nMessage-ID: <x@y>\n\nhi\n"),
-		problems: []string{"header: no Date"},
+		noRaw:    true,
+		warnings: []string{"header: no Date"},
 		check: func(t *testing.T, a *Message) {
 			assert.True(t, a.SentAt.IsZero())
 			assert.Equal(t, "hi\r\n", a.TextBody)
@@ -574,11 +592,12 @@ bGQ=
 	}, {
 		name:     "bad Date",
 		msg:      crlf("From: a@b.c\nDate: sometime last week\nMessage-ID: <x@y>\n\nhi\n"),
-		problems: []string{`header: Date "sometime last week"`},
+		warnings: []string{`header: Date "sometime last week"`},
 	}, {
 		name:     "no Message-ID",
 		msg:      crlf("From: a@b.c\nDate: Tue, 3 Jan 2006 10:00:00 +0100\nSubject: s\n\nhi\n"),
-		problems: []string{"header: no Message-ID"},
+		noRaw:    true,
+		warnings: []string{"header: no Message-ID"},
 		check: func(t *testing.T, a *Message) {
 			assert.Empty(t, a.MessageID)
 			assert.Equal(t, "s", a.Subject)
@@ -606,7 +625,7 @@ bGQ=
 		msg: crlf("From: J\xf6rg M\xfcller <joerg@example.de>\nSubject: Caf\xe9 \x80 \xff\xfe\n" +
 			"X-Gar\xbfage: \x81\x8d\n" +
 			"Date: Tue, 3 Jan 2006 10:00:00 +0100\nMessage-ID: <x@y>\n\nhi\n"),
-		problems: []string{"header: 8-bit bytes read as windows-1252"},
+		warnings: []string{"header: 8-bit bytes read as windows-1252"},
 		check: func(t *testing.T, a *Message) {
 			assert.Equal(t, Address{Name: "Jörg Müller", Email: "joerg@example.de"}, a.From)
 			assert.Equal(t, "Café € ÿþ", a.Subject)
@@ -615,7 +634,7 @@ bGQ=
 		name: "NUL bytes in header, encoded word and body",
 		msg: "From: a@b.c\r\nSubject: nu\x00ll =?utf-8?q?x=00y?=\r\nDate: Tue, 3 Jan 2006 10:00:00 +0100\r\nMessage-ID: <x@y>\r\n" +
 			"Content-Type: text/plain; charset=utf-8\r\n\r\nbo\x00dy\r\n",
-		problems: []string{"header: NUL bytes removed", "body: NUL bytes removed from text"},
+		warnings: []string{"header: NUL bytes removed", "body: NUL bytes removed from text"},
 		check: func(t *testing.T, a *Message) {
 			assert.Equal(t, "null xy", a.Subject)
 			assert.Equal(t, "body\r\n", a.TextBody)
@@ -627,7 +646,7 @@ Content-Type: text/plain; charset=x-klingon
 
 Qapla' batlh
 `) + "\xff\r\n",
-		problems: []string{`unknown charset "x-klingon"`, "body: invalid x-klingon text; bad bytes replaced"},
+		warnings: []string{`unknown charset "x-klingon"`, "body: invalid x-klingon text; bad bytes replaced"},
 		check: func(t *testing.T, a *Message) {
 			assert.Equal(t, "qapla' ok", a.Subject)
 			assert.Equal(t, "Qapla' batlh\r\n\uFFFD\r\n", a.TextBody)
@@ -635,14 +654,14 @@ Qapla' batlh
 	}, {
 		name:     "undeclared 8-bit body read as windows-1252",
 		msg:      head + "Content-Type: text/plain\r\n\r\nna\xefve \x93quotes\x94\r\n",
-		problems: []string{"body: undeclared 8-bit text read as windows-1252"},
+		warnings: []string{"body: undeclared 8-bit text read as windows-1252"},
 		check: func(t *testing.T, a *Message) {
 			assert.Equal(t, "naïve “quotes”\r\n", a.TextBody)
 		},
 	}, {
 		name:     "invalid UTF-8 in a UTF-8 body",
 		msg:      head + "Content-Type: text/html; charset=utf-8\r\n\r\n<p>a\xc3</p>",
-		problems: []string{"body: invalid utf-8 text"},
+		warnings: []string{"body: invalid utf-8 text"},
 		check: func(t *testing.T, a *Message) {
 			assert.Equal(t, "<p>a\uFFFD</p>", a.HTMLBody)
 		},
@@ -656,7 +675,7 @@ Content-Type: text/plain
 found
 --guess--
 `),
-		problems: []string{`multipart without boundary parameter; guessed "guess"`},
+		warnings: []string{`multipart without boundary parameter; guessed "guess"`},
 		check: func(t *testing.T, a *Message) {
 			assert.Equal(t, "found", a.TextBody)
 		},
@@ -685,14 +704,23 @@ hello
 	}, {
 		name:     "no header at all",
 		msg:      "just some text\nand more\n",
-		problems: []string{"header: no header", "no From address", "no Message-ID", "no Date"},
+		problems: []string{"header: no header"},
+		warnings: []string{"no From address", "no Message-ID", "no Date"},
 		check: func(t *testing.T, a *Message) {
 			assert.Equal(t, "just some text\nand more\n", a.TextBody)
 		},
 	}, {
 		name:     "empty input",
 		msg:      "",
-		problems: []string{"no From address"},
+		problems: []string{"header: no header fields"},
+		warnings: []string{"no From address"},
+	}, {
+		name:     "body without any header field",
+		msg:      "\r\njust a body\r\n",
+		problems: []string{"header: no header fields"},
+		check: func(t *testing.T, a *Message) {
+			assert.Equal(t, "just a body\r\n", a.TextBody)
+		},
 	}, {
 		name: "garbage part header and unknown transfer encoding",
 		msg: head + crlf(`Content-Type: multipart/mixed; boundary=b
@@ -710,8 +738,8 @@ Content-Type: text/plain; charset=utf-8; charset=latin1
 dup
 --b--
 `),
-		problems: []string{"part 1: no header", `part 2: unknown Content-Transfer-Encoding "x-uuencode"`,
-			"part 3: Content-Type"},
+		problems: []string{"part 1: no header"},
+		warnings: []string{`part 2: unknown Content-Transfer-Encoding "x-uuencode"`, "part 3: Content-Type"},
 		check: func(t *testing.T, a *Message) {
 			assert.Equal(t, "this is not a header", a.TextBody)
 			require.Len(t, a.Attachments, 2)
@@ -728,7 +756,7 @@ Message-ID: <x@y>
 
 hi
 `),
-		problems: []string{"header: To: mail: expected comma; parsed leniently", "header: Cc:"},
+		warnings: []string{"header: To: mail: expected comma; parsed leniently", "header: Cc:"},
 		check: func(t *testing.T, a *Message) {
 			assert.Equal(t, Address{Name: "Alice", Email: "alice@example.com"}, a.From)
 			assert.Equal(t, addrs("Bob", "bob@example.com", "", "carol@example.com", "Jörg", "j@x.de"), a.To)
@@ -759,7 +787,7 @@ Message-ID: <x@y>
 
 hi
 `),
-		problems: []string{"header: header starts with a continuation line; ignored"},
+		warnings: []string{"header: header starts with a continuation line; ignored"},
 		check: func(t *testing.T, a *Message) {
 			assert.Equal(t, "a@b.c", a.From.Email)
 		},
@@ -768,11 +796,24 @@ hi
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			a, err := parse(t, tc.msg, tc.opts)
-			var perr *ParseError
-			require.ErrorAs(t, err, &perr)
-			assert.True(t, bytes.Equal([]byte(tc.msg), a.Raw), "Raw is not the original")
+			if len(tc.problems) > 0 {
+				var perr *ParseError
+				require.ErrorAs(t, err, &perr)
+			} else {
+				require.NoError(t, err, "read whole: not broken")
+				assert.Empty(t, a.ParseError)
+			}
+			if tc.noRaw {
+				assert.Nil(t, a.Raw, "nothing was read by a guess")
+			} else {
+				assert.True(t, bytes.Equal([]byte(tc.msg), a.Raw), "Raw is not the original")
+			}
 			for _, p := range tc.problems {
 				assert.Contains(t, a.ParseError, p)
+			}
+			warnings := strings.Join(a.ParseWarnings, "\n")
+			for _, w := range tc.warnings {
+				assert.Contains(t, warnings, w)
 			}
 			if tc.check != nil {
 				tc.check(t, a)
@@ -806,19 +847,43 @@ func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
 
 func TestParseErrorIsTyped(t *testing.T) {
 	t.Parallel()
-	a, err := Parse(strings.NewReader("From: a@b.c\r\nContent-Type: text/plain; charset=x-nope\r\n\r\nhi"), nil)
+	a, err := Parse(strings.NewReader("From: a@b.c\r\nContent-Transfer-Encoding: base64\r\n\r\naGk*"), nil)
 
 	var perr *ParseError
 	require.ErrorAs(t, err, &perr)
 	assert.NotEmpty(t, perr.Problems)
 	assert.True(t, strings.HasPrefix(err.Error(), "mailparse: "), err.Error())
 	assert.Equal(t, strings.TrimPrefix(err.Error(), "mailparse: "), a.ParseError)
-	// The cause is reachable: net/mail's date error, the charset lookup error…
-	var found bool
-	for _, p := range perr.Problems {
-		found = found || errors.Unwrap(p) != nil
+	assert.Equal(t, []string{"header: no Message-ID", "header: no Date"}, a.ParseWarnings,
+		"warnings are not problems")
+}
+
+// Only broken mail is a ParseError: the oddities of ordinary mail are warnings, and
+// the message comes back without an error.
+func TestWarningsAreNotErrors(t *testing.T) {
+	t.Parallel()
+	a, err := parse(t, crlf("From: cron@example.com\nSubject: =?x-unknown?q?caf=E9?=\n\nbackup done\n"), nil)
+	require.NoError(t, err)
+	assert.Empty(t, a.ParseError)
+	assert.Equal(t, []string{`header: unknown charset "x-unknown": charset "x-unknown": htmlindex: invalid encoding name; bytes kept`,
+		"header: invalid characters in encoded text replaced", "header: no Message-ID", "header: no Date"}, a.ParseWarnings)
+	assert.Equal(t, "backup done\r\n", a.TextBody)
+	assert.NotNil(t, a.Raw, "a charset was guessed: the original is kept")
+}
+
+func TestWarningsAreBounded(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("From: a@b.c\r\nDate: Tue, 3 Jan 2006 10:00:00 +0100\r\nMessage-ID: <x@y>\r\n")
+	b.WriteString("Content-Type: multipart/mixed; boundary=b\r\n\r\n")
+	for i := range 100 {
+		b.WriteString("--b\r\nContent-Transfer-Encoding: x-unknown-" + strings.Repeat("y", 300) + itoa(i) + "\r\n\r\nx\r\n")
 	}
-	assert.True(t, found, "no problem wraps its cause")
+	b.WriteString("--b--\r\n")
+	a, err := parse(t, b.String(), nil)
+	require.NoError(t, err)
+	require.Len(t, a.ParseWarnings, maxProblems+1)
+	assert.Equal(t, "and 68 more", a.ParseWarnings[maxProblems])
 }
 
 func TestParseErrorIsShortAndBounded(t *testing.T) {
@@ -826,7 +891,7 @@ func TestParseErrorIsShortAndBounded(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("Content-Type: multipart/mixed; boundary=b\r\n\r\n")
 	for i := range 100 {
-		b.WriteString("--b\r\nContent-Transfer-Encoding: x-unknown-" + itoa(i) + "\r\n\r\nx\r\n")
+		b.WriteString("--b\r\nContent-Transfer-Encoding: base64\r\nX-Part: " + itoa(i) + "\r\n\r\naGk*\r\n")
 	}
 	b.WriteString("--b--\r\n")
 	a, err := parse(t, b.String(), nil)
@@ -840,7 +905,7 @@ func TestParseErrorIsShortAndBounded(t *testing.T) {
 
 func TestParseRawCap(t *testing.T) {
 	t.Parallel()
-	msg := "Subject: no from\r\n\r\n" + strings.Repeat("x", 1000)
+	msg := "Subject: no blank line\r\n" + strings.Repeat("x", 1000)
 	a, err := Parse(strings.NewReader(msg), &Options{MaxRawSize: 100})
 	var perr *ParseError
 	require.ErrorAs(t, err, &perr)
@@ -865,7 +930,7 @@ func TestParseNilReader(t *testing.T) {
 	t.Parallel()
 	m, err := Parse(nil, nil)
 	var perr *ParseError
-	require.ErrorAs(t, err, &perr, "an empty message has no From")
+	require.ErrorAs(t, err, &perr, "an empty message is not a mail message")
 	assert.Zero(t, m.Size)
 }
 
@@ -944,4 +1009,148 @@ func TestTruncateUTF8(t *testing.T) {
 	assert.Equal(t, "a", truncateUTF8("a日本", 3))
 	assert.Equal(t, "a日", truncateUTF8("a日本", 4))
 	assert.Equal(t, "a", truncateUTF8("a😀", 4))
+}
+
+// Which text part is the body, as mail clients (Thunderbird, Apple Mail, go-message's
+// mail.Reader) decide: a filename alone does not make an inline text part an
+// attachment, "Content-Disposition: attachment" does, and a named text part after
+// the body is a file the sender attached inline.
+func TestBodyChoice(t *testing.T) {
+	t.Parallel()
+	const head = "From: a@example.com\nDate: Tue, 3 Jan 2006 10:00:00 +0100\nMessage-ID: <b@example.com>\n"
+	tests := []struct {
+		name        string
+		msg         string
+		text, html  string
+		attachments []string // filenames
+	}{{
+		name: "single part inline with filename",
+		msg: head + `Content-Type: text/plain; charset=utf-8
+Content-Disposition: inline; filename="x.txt"
+
+the body
+`,
+		text: "the body\r\n",
+	}, {
+		name: "single part with name parameter only",
+		msg: head + `Content-Type: text/plain; name="x.txt"
+
+the body
+`,
+		text: "the body\r\n",
+	}, {
+		name: "single html part inline with filename",
+		msg: head + `Content-Type: text/html; name="page.html"
+Content-Disposition: inline; filename="page.html"
+
+<p>the body</p>
+`,
+		html: "<p>the body</p>\r\n",
+	}, {
+		name: "first part of mixed, inline with filename",
+		msg: head + `Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain; name="report.txt"
+Content-Disposition: inline; filename="report.txt"
+
+the body
+--b
+Content-Type: application/pdf; name="a.pdf"
+Content-Disposition: attachment; filename="a.pdf"
+
+%PDF-
+--b--
+`,
+		text:        "the body",
+		attachments: []string{"a.pdf"},
+	}, {
+		name: "text part marked attachment stays an attachment, even first",
+		msg: head + `Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain
+Content-Disposition: attachment; filename="log.txt"
+
+a log
+--b--
+`,
+		attachments: []string{"log.txt"},
+	}, {
+		name: "single part marked attachment",
+		msg: head + `Content-Type: text/plain
+Content-Disposition: attachment; filename="log.txt"
+
+a log
+`,
+		attachments: []string{"log.txt"},
+	}, {
+		name: "named inline text after the body is an attachment",
+		msg: head + `Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain
+
+the body
+--b
+Content-Type: text/plain; name="notes.txt"
+Content-Disposition: inline; filename="notes.txt"
+
+notes
+--b--
+`,
+		text:        "the body",
+		attachments: []string{"notes.txt"},
+	}, {
+		name: "named inline text after an HTML-only body is an attachment, not the text body",
+		msg: head + `Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/html
+
+<p>the body</p>
+--b
+Content-Type: text/plain; name="notes.txt"
+Content-Disposition: inline; filename="notes.txt"
+
+notes
+--b--
+`,
+		html:        "<p>the body</p>",
+		attachments: []string{"notes.txt"},
+	}, {
+		name: "named alternatives are both bodies",
+		msg: head + `Content-Type: multipart/alternative; boundary=b
+
+--b
+Content-Type: text/plain; name="body.txt"
+
+plain
+--b
+Content-Type: multipart/related; boundary=r
+
+--r
+Content-Type: text/html; name="body.html"
+
+<p>html</p>
+--r--
+--b--
+`,
+		text: "plain",
+		html: "<p>html</p>",
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m, err := parse(t, crlf(tc.msg), nil)
+			require.NoError(t, err)
+			assert.Equal(t, tc.text, m.TextBody)
+			assert.Equal(t, tc.html, m.HTMLBody)
+			var names []string
+			for _, att := range m.Attachments {
+				names = append(names, att.Filename)
+			}
+			assert.Equal(t, tc.attachments, names)
+		})
+	}
 }

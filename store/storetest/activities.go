@@ -71,6 +71,17 @@ func testActivities(t *testing.T, h harness) {
 		assertSameRecord(t, a, got)
 	})
 
+	h.run(t, "ParseWarningsRoundTrip", func(t *testing.T, s serversync.Store) {
+		// Warnings quote what was odd in a message: quotes, backslashes, non-ASCII.
+		warned := NewActivity("mb-1", "uid-1")
+		warned.ParseWarnings = []string{"header: no Date", `header: Date "sometime \\ last week"`, "part 2: invalid x-klingon text; bad bytes replaced: «\uFFFD»"}
+		plain := NewActivity("mb-1", "uid-2")
+		saveTracked(t, s, nil, warned, plain)
+		assert.Equal(t, warned.ParseWarnings, mustGetActivity(t, s, warned.ID).ParseWarnings)
+		assert.Empty(t, mustGetActivity(t, s, plain.ID).ParseWarnings)
+		assert.Empty(t, mustGetActivity(t, s, warned.ID).ParseError, "warnings are not an error")
+	})
+
 	h.run(t, "ZeroTimesStayZero", func(t *testing.T, s serversync.Store) {
 		a := NewActivity("mb-1", "uid-1")
 		saveTracked(t, s, nil, a)
@@ -250,6 +261,7 @@ func testActivities(t *testing.T, h harness) {
 		a.Attachments[0].Content[0] = 'X'
 		a.Attachments[0].Filename = "changed"
 		a.Raw[0] = 'X'
+		a.ParseWarnings[0] = "changed"
 		c.Data[0] = 'X'
 
 		assertSameRecord(t, want, mustGetActivity(t, s, want.ID))
@@ -278,6 +290,7 @@ func testActivities(t *testing.T, h harness) {
 			a.Attachments[0].Content[0] = 'X'
 			a.Attachments[1].Filename = "changed"
 			a.Raw[0] = 'X'
+			a.ParseWarnings[0] = "changed"
 		}
 		mutate(mustGetActivity(t, s, want.ID))
 		listed := Collect(t, s.ListActivities(ctx, serversync.ActivityFilter{}))
@@ -521,12 +534,14 @@ func testActivityList(t *testing.T, h harness) {
 }
 
 // deepCopyActivity copies a down to its byte slices (EmailActivity.Clone shares
-// attachment contents and Raw).
+// attachment contents and Raw). ParseWarnings are copied here too, so that the
+// suite does not trust the Clone it checks stores with.
 func deepCopyActivity(a *serversync.EmailActivity) *serversync.EmailActivity {
 	c := a.Clone()
 	for i := range c.Attachments {
 		c.Attachments[i].Content = slices.Clone(c.Attachments[i].Content)
 	}
 	c.Raw = slices.Clone(a.Raw)
+	c.ParseWarnings = slices.Clone(a.ParseWarnings)
 	return c
 }

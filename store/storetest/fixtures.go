@@ -232,6 +232,7 @@ func FullActivity(mailboxID, messageKey string) *serversync.EmailActivity {
 	a.SentAt = BaseTime.Add(-time.Minute).In(otherZone)
 	a.Raw = []byte("Subject: broken\r\n\r\n\x00\xff")
 	a.ParseError = "malformed MIME boundary"
+	a.ParseWarnings = []string{"header: no Date", `body: unknown charset "x-klingon"; bytes kept`}
 	a.Attempts = 2
 	a.NextAttemptAt = BaseTime.Add(time.Hour)
 	a.ClaimedBy = "host-a"
