@@ -2,8 +2,11 @@ package imap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/connector"
@@ -38,6 +41,18 @@ func (c *Connector) Probe(ctx context.Context, target *serversync.Target) []serv
 		return err
 	})
 	done(err, fmt.Sprintf("opened %s read-only: %d messages", name, messages))
+	var ce *serversync.ConnectorError
+	if errors.As(err, &ce) && ce.Code == CodeCommandFailed {
+		// A plain NO: Dovecot, for one, answers a mailbox the account may not see
+		// without [NONEXISTENT], so as not to tell whether it exists.
+		var imapErr *goimap.Error
+		reply := err.Error()
+		if errors.As(err, &imapErr) {
+			reply = imapErr.Text
+		}
+		rec.list[len(rec.list)-1].Detail = fmt.Sprintf("the server would not open %s (%q): check that the mailbox exists on the server "+
+			"and, with Profile credentials, that the service account was granted access to it", name, reply)
+	}
 	return rec.list
 }
 
