@@ -61,11 +61,28 @@ func (a *Admin) OrgSettings(ctx context.Context) (*OrgSettings, error) {
 	return a.store.GetOrgSettings(ctx)
 }
 
+// OrgSettingsUpdate is the outcome of [Admin.UpdateOrgSettings].
+type OrgSettingsUpdate struct {
+	// Settings are the settings as stored.
+	Settings *OrgSettings
+	// AffectedProfiles are the saved profiles that the stored settings forbid to
+	// connect, one entry per profile and direction, ordered by profile name: each
+	// says which profile field or org setting to change. Their mailboxes fail to
+	// sync, send and Test & Enable (permanently, with the entry's Code) until then.
+	// Empty when every profile can connect.
+	AffectedProfiles []ProfileConflict
+}
+
 // UpdateOrgSettings changes the organisation settings through update and validates
 // the result; nothing is saved when validation fails. update may be called more than
 // once and must only change the settings it is given.
-func (a *Admin) UpdateOrgSettings(ctx context.Context, update func(*OrgSettings)) (*OrgSettings, error) {
-	return retryOnChange(func() (*OrgSettings, error) {
+//
+// A change that forbids what saved profiles rely on (turning AllowNonSSLEmail or
+// AllowCredentialsOverNonSecureChannels off while a profile has TLS off) is saved,
+// as an administrator tightening security expects, and the profiles it now stops
+// from connecting are listed in AffectedProfiles.
+func (a *Admin) UpdateOrgSettings(ctx context.Context, update func(*OrgSettings)) (*OrgSettingsUpdate, error) {
+	settings, err := retryOnChange(func() (*OrgSettings, error) {
 		// Look up what validation needs before the store's update, which must not call the store.
 		current, err := a.store.GetOrgSettings(ctx)
 		if err != nil {
@@ -83,6 +100,39 @@ func (a *Admin) UpdateOrgSettings(ctx context.Context, update func(*OrgSettings)
 			return validateOrgSettings(s)
 		})
 	})
+	if err != nil {
+		return nil, err
+	}
+	affected, err := a.profileConflicts(ctx, settings)
+	if err != nil {
+		// The settings are saved: report them with the error, so a caller can tell.
+		return &OrgSettingsUpdate{Settings: settings}, fmt.Errorf("serversync: org settings saved, but listing the profiles they affect failed: %w", err)
+	}
+	if len(affected) > 0 {
+		a.log.Warn("org settings forbid saved profiles to connect", "profiles", len(affected))
+	}
+	return &OrgSettingsUpdate{Settings: settings, AffectedProfiles: affected}, nil
+}
+
+// ProfileConflicts lists the saved profiles that the stored org settings forbid to
+// connect (see [OrgSettingsUpdate.AffectedProfiles]).
+func (a *Admin) ProfileConflicts(ctx context.Context) ([]ProfileConflict, error) {
+	settings, err := a.store.GetOrgSettings(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return a.profileConflicts(ctx, settings)
+}
+
+func (a *Admin) profileConflicts(ctx context.Context, settings *OrgSettings) ([]ProfileConflict, error) {
+	var conflicts []ProfileConflict
+	for p, err := range a.store.ListProfiles(ctx) {
+		if err != nil {
+			return nil, err
+		}
+		conflicts = append(conflicts, ProfileConflicts(p, settings)...)
+	}
+	return conflicts, nil
 }
 
 // errChangedMeanwhile makes an update start again when what was looked up for its

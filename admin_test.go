@@ -258,3 +258,58 @@ func TestListMailboxesFilters(t *testing.T) {
 	assert.Equal(t, 1, countMailboxes(t, store, serversync.MailboxFilter{Status: serversync.TestSuccess}))
 	assert.Equal(t, 3, countMailboxes(t, store, serversync.MailboxFilter{Approval: serversync.ApprovalEmpty}))
 }
+
+// UpdateOrgSettings saves a change that forbids saved profiles to connect, and
+// lists them: which profile, which direction, which field or setting to change.
+func TestUpdateOrgSettingsListsAffectedProfiles(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	admin, _ := newAdmin(t)
+	_, err := admin.UpdateOrgSettings(ctx, func(s *serversync.OrgSettings) {
+		s.AllowNonSSLEmail, s.AllowCredentialsOverNonSecureChannels = true, true
+	})
+	require.NoError(t, err)
+	secure, err := admin.CreateProfile(ctx, imapProfile())
+	require.NoError(t, err)
+	plainIn := imapProfile()
+	plainIn.Name, plainIn.IncomingTLS = "B plain incoming", serversync.TLSNone
+	plainIn, err = admin.CreateProfile(ctx, plainIn)
+	require.NoError(t, err)
+	relay := imapProfile() // TLS off both ways, but the outgoing relay needs no credentials
+	relay.Name, relay.IncomingTLS, relay.OutgoingTLS = "A relay", serversync.TLSNone, serversync.TLSNone
+	relay.SeparateOutgoingSettings, relay.OutgoingCredentialSource = true, serversync.CredentialsAnonymous
+	relay, err = admin.CreateProfile(ctx, relay)
+	require.NoError(t, err)
+
+	update, err := admin.UpdateOrgSettings(ctx, func(s *serversync.OrgSettings) { s.AlertInformation = false })
+	require.NoError(t, err)
+	assert.Empty(t, update.AffectedProfiles, "a change unrelated to security affects nothing")
+	assert.False(t, update.Settings.AlertInformation)
+
+	update, err = admin.UpdateOrgSettings(ctx, func(s *serversync.OrgSettings) { s.AllowCredentialsOverNonSecureChannels = false })
+	require.NoError(t, err)
+	assert.Equal(t, []serversync.ProfileConflict{
+		{ProfileID: relay.ID, Name: relay.Name, Direction: serversync.Incoming, Field: "IncomingTLS",
+			Setting: "AllowCredentialsOverNonSecureChannels", Code: serversync.CodePlaintextAuthRefused,
+			Reason: update.AffectedProfiles[0].Reason},
+		{ProfileID: plainIn.ID, Name: plainIn.Name, Direction: serversync.Incoming, Field: "IncomingTLS",
+			Setting: "AllowCredentialsOverNonSecureChannels", Code: serversync.CodePlaintextAuthRefused,
+			Reason: update.AffectedProfiles[1].Reason},
+	}, update.AffectedProfiles, "the anonymous relay sends no credentials: not listed")
+	assert.Contains(t, update.AffectedProfiles[0].Reason, "set the profile's IncomingTLS to Implicit or STARTTLS")
+
+	update, err = admin.UpdateOrgSettings(ctx, func(s *serversync.OrgSettings) { s.AllowNonSSLEmail = false })
+	require.NoError(t, err)
+	var got []string
+	for _, c := range update.AffectedProfiles {
+		assert.Equal(t, serversync.CodeTLSRequiredByOrg, c.Code)
+		assert.Equal(t, "AllowNonSSLEmail", c.Setting)
+		assert.NotEqual(t, secure.ID, c.ProfileID)
+		got = append(got, c.Name+" "+c.Field)
+	}
+	assert.Equal(t, []string{"A relay IncomingTLS", "A relay OutgoingTLS", "B plain incoming IncomingTLS"}, got)
+
+	now, err := admin.ProfileConflicts(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, update.AffectedProfiles, now, "the same list, asked again later")
+}

@@ -67,7 +67,14 @@
 // connector/smtp (go-smtp). [ResolveTarget] turns a mailbox, its profile and the org
 // settings into the endpoint and credentials a connector opens a session with; errors
 // come back as a *[ConnectorError] classified transient, permanent or authentication,
-// scoped to the mailbox or the whole profile. A mailbox on OAuth credentials has its
+// scoped to the mailbox or the whole profile. The TLS rules are checked there, against
+// the org settings of the moment, not only when a profile is saved: a profile saved
+// with TLS off is refused (code "tls_required_by_org") once AllowNonSSLEmail is turned
+// off, and no connector sends credentials over an unencrypted connection unless
+// AllowCredentialsOverNonSecureChannels is on. [Admin.UpdateOrgSettings] lists the
+// profiles a change stops from connecting. [TestConnection] reports each step
+// (connect, tls, authenticate, open the inbox / send a test envelope) with advice on
+// the one that failed. A mailbox on OAuth credentials has its
 // access token refreshed through the profile's TokenURL when it expires; the Syncer
 // stores each refreshed token on the mailbox, sealed, for the next connection.
 //

@@ -36,7 +36,7 @@ func (s *Syncer) syncIncoming(ctx context.Context, w *work, log *slog.Logger) ti
 	}
 	target, err := s.resolveTarget(ctx, w, Incoming)
 	if err != nil {
-		return s.incomingFailed(ctx, w, started, &ConnectorError{Op: "credentials", Kind: ErrorPermanent, Scope: ScopeProfile, Code: "unsupported_credentials", Err: err}, log)
+		return s.incomingFailed(ctx, w, started, err, log) // classified by ResolveTarget
 	}
 	release, err := s.acquireConnection(ctx, w, Incoming)
 	if err != nil {

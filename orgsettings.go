@@ -30,10 +30,13 @@ type OrgSettings struct {
 	DefaultOutgoingMethod OutgoingMethod
 	DefaultACTMethod      OutgoingMethod
 
-	// AllowNonSSLEmail lets profiles turn TLS off (never for Exchange Online).
+	// AllowNonSSLEmail lets profiles turn TLS off (never for Exchange Online). It is
+	// checked on every connection too: turned off, it stops the profiles saved with
+	// TLS off from connecting (see [ResolveTarget], [OrgSettingsUpdate]).
 	AllowNonSSLEmail bool
 	// AllowCredentialsOverNonSecureChannels lets connectors send plaintext credentials
-	// over an unencrypted connection. Off by default; independent of AllowNonSSLEmail.
+	// over an unencrypted connection. Off by default; independent of AllowNonSSLEmail,
+	// and checked on every connection like it.
 	AllowCredentialsOverNonSecureChannels bool
 
 	// With these on (the default), nothing is processed for a user or queue mailbox

@@ -166,7 +166,7 @@ func (s *Syncer) send(ctx context.Context, a *EmailActivity) {
 	}
 	target, err := s.resolveTarget(ctx, w, Outgoing)
 	if err != nil {
-		s.finishSend(ctx, w, a, &ConnectorError{Op: "credentials", Kind: ErrorPermanent, Scope: ScopeProfile, Code: "unsupported_credentials", Err: err}, log)
+		s.finishSend(ctx, w, a, err, log) // classified by ResolveTarget
 		return
 	}
 	sendErr, attempted := s.transmit(ctx, w, a, out, target, raw, log)

@@ -19,7 +19,21 @@ var ErrUnsupportedCredentials = errors.New("serversync: credential source not su
 // ResolveTarget turns a mailbox, its profile and the org settings into what a
 // connector needs for one direction: the endpoint and the credentials the profile's
 // credential source says to use. ctx is kept by the OAuth token source for refreshes.
+//
+// The security rules are checked here, against the settings as they are now, and
+// not only when the profile was saved: a profile saved with TLS off while the
+// organisation allowed it is refused once AllowNonSSLEmail is turned off (code
+// [CodeTLSRequiredByOrg]), as are credentials that would travel unencrypted without
+// AllowCredentialsOverNonSecureChannels ([CodePlaintextAuthRefused]). The error is a
+// permanent, profile-scoped *ConnectorError wrapping [ErrConnectionForbidden] that
+// names the profile field and the org setting to change; nothing is sent anywhere.
 func ResolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSettings, dir Direction) (*Target, error) {
+	if settings == nil {
+		settings = DefaultOrgSettings()
+	}
+	if c := connectConflict(p, settings, dir); c != nil {
+		return nil, c.err()
+	}
 	server, port, mode, source := p.IncomingServer, p.IncomingPort, p.IncomingTLS, p.credentialSource(dir)
 	if dir == Outgoing {
 		server, port, mode = p.OutgoingServer, p.OutgoingPort, p.OutgoingTLS
@@ -72,7 +86,8 @@ func ResolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSet
 	case CredentialsAnonymous:
 		creds = auth.Credentials{Kind: auth.KindAnonymous}
 	default:
-		return nil, fmt.Errorf("%w: %s", ErrUnsupportedCredentials, source)
+		return nil, &ConnectorError{Op: "credentials", Kind: ErrorPermanent, Scope: ScopeProfile, Code: "unsupported_credentials",
+			Err: fmt.Errorf("%w: %s", ErrUnsupportedCredentials, source)}
 	}
 	return &Target{
 		ProfileID:    p.ID,
@@ -92,4 +107,88 @@ func hostOf(server string) string {
 		return h
 	}
 	return server
+}
+
+// Codes of the errors that refuse a connection the security settings forbid. They
+// are the Code of the *ConnectorError that ResolveTarget (and, for plaintext
+// credentials, the connectors themselves) return, and of a [ProfileConflict].
+const (
+	// CodeTLSRequiredByOrg: the profile turns TLS off, and OrgSettings.AllowNonSSLEmail is off.
+	CodeTLSRequiredByOrg = "tls_required_by_org"
+	// CodeTLSRequired: the profile turns TLS off for a server type that always needs it (Exchange Online).
+	CodeTLSRequired = "tls_required"
+	// CodePlaintextAuthRefused: credentials would be sent over an unencrypted
+	// connection, and OrgSettings.AllowCredentialsOverNonSecureChannels is off.
+	CodePlaintextAuthRefused = "plaintext_auth_refused"
+)
+
+// ErrConnectionForbidden is wrapped by the error ResolveTarget returns for a
+// profile that the current security settings forbid to connect.
+var ErrConnectionForbidden = errors.New("serversync: connection forbidden by the security settings")
+
+// ProfileConflict is a saved profile that the org settings (or its server type)
+// forbid to connect in one direction, and what to change about it.
+type ProfileConflict struct {
+	ProfileID string
+	Name      string // the profile's name
+	Direction Direction
+	Field     string // the profile field at fault: "IncomingTLS" or "OutgoingTLS"
+	Setting   string // the org setting that would allow it ("AllowNonSSLEmail", …), "" when none can
+	Code      string // CodeTLSRequiredByOrg, CodeTLSRequired or CodePlaintextAuthRefused
+	Reason    string // what is wrong and how to fix it, for a person
+}
+
+// ProfileConflicts returns the rules of settings that p breaks, at most one per
+// direction: a profile listed here cannot connect in that direction until the
+// profile or the settings change. Call NormalizeProfile first.
+func ProfileConflicts(p *Profile, settings *OrgSettings) []ProfileConflict {
+	if settings == nil {
+		settings = DefaultOrgSettings()
+	}
+	var conflicts []ProfileConflict
+	for _, dir := range []Direction{Incoming, Outgoing} {
+		if c := connectConflict(p, settings, dir); c != nil {
+			conflicts = append(conflicts, *c)
+		}
+	}
+	return conflicts
+}
+
+// connectConflict is the one place the TLS and plaintext-credential rules live:
+// saving a profile (ValidateProfile), connecting (ResolveTarget) and changing the
+// org settings (Admin.UpdateOrgSettings) all ask it.
+func connectConflict(p *Profile, settings *OrgSettings, dir Direction) *ProfileConflict {
+	mode, field := p.IncomingTLS, "IncomingTLS"
+	if dir == Outgoing {
+		mode, field = p.OutgoingTLS, "OutgoingTLS"
+	}
+	if mode != TLSNone {
+		return nil
+	}
+	c := &ProfileConflict{ProfileID: p.ID, Name: p.Name, Direction: dir, Field: field}
+	source := p.credentialSource(dir)
+	switch {
+	case p.ServerType.IsExchangeOnline():
+		c.Code = CodeTLSRequired
+		c.Reason = fmt.Sprintf("%s is None, but Exchange Online always needs TLS: set %s to Implicit", field, field)
+	case !settings.AllowNonSSLEmail:
+		c.Code, c.Setting = CodeTLSRequiredByOrg, "AllowNonSSLEmail"
+		c.Reason = fmt.Sprintf("%s is None (no encryption), which the organisation setting AllowNonSSLEmail does not allow: "+
+			"set the profile's %s to Implicit or STARTTLS, or turn AllowNonSSLEmail on", field, field)
+	case source != CredentialsAnonymous && !settings.AllowCredentialsOverNonSecureChannels:
+		c.Code, c.Setting = CodePlaintextAuthRefused, "AllowCredentialsOverNonSecureChannels"
+		c.Reason = fmt.Sprintf("%s is None, so the %s credentials would be sent unencrypted, which the organisation setting "+
+			"AllowCredentialsOverNonSecureChannels does not allow: set the profile's %s to Implicit or STARTTLS, "+
+			"or turn AllowCredentialsOverNonSecureChannels on", field, source, field)
+	default:
+		return nil
+	}
+	return c
+}
+
+// err is the error ResolveTarget returns for c: permanent and profile-scoped, as
+// every mailbox of the profile is refused alike.
+func (c *ProfileConflict) err() error {
+	return &ConnectorError{Op: "connect", Kind: ErrorPermanent, Scope: ScopeProfile, Code: c.Code,
+		Err: fmt.Errorf("%w: profile %q: %s", ErrConnectionForbidden, c.Name, c.Reason)}
 }

@@ -2,6 +2,7 @@ package serversync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -67,7 +68,13 @@ func TestConnection(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSe
 func testDirection(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSettings, dir Direction, probe func(*Target) []TestStep) []TestStep {
 	target, err := ResolveTarget(ctx, p, m, settings, dir)
 	if err != nil {
-		return []TestStep{{Name: "credentials", Err: err, Detail: err.Error()}}
+		// Refused before any connection: the security settings forbid it, or no
+		// connector can use the profile's credentials.
+		name := "credentials"
+		if errors.Is(err, ErrConnectionForbidden) {
+			name = "security"
+		}
+		return []TestStep{{Name: name, Err: err, Detail: err.Error()}}
 	}
 	resolve := timed("resolve", func() error {
 		if net.ParseIP(target.Endpoint.Host) != nil {

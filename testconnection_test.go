@@ -42,3 +42,24 @@ func TestTestConnection(t *testing.T) {
 	assert.False(t, report.Incoming[0].OK)
 	assert.Contains(t, report.Incoming[0].Detail, "does not resolve")
 }
+
+// Test Connection says why a profile saved with TLS off can no longer connect,
+// and tries nothing.
+func TestTestConnectionRefusesWhatTheSettingsForbid(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := imapProfile()
+	p.IncomingServer, p.IncomingTLS = "127.0.0.1:1", serversync.TLSNone
+	serversync.NormalizeProfile(p)
+	m := &serversync.Mailbox{ID: "m", EmailAddress: "alice@contoso.test"}
+	opened := errors.New("must not be opened")
+	report := serversync.TestConnection(ctx, p, m, serversync.DefaultOrgSettings(), openOnly{err: opened}, nil)
+	assert.Len(t, report.Incoming, 1, "nothing is tried")
+	step := report.Incoming[0]
+	assert.Equal(t, "security", step.Name)
+	assert.False(t, step.OK)
+	assert.ErrorIs(t, step.Err, serversync.ErrConnectionForbidden)
+	assert.NotErrorIs(t, step.Err, opened)
+	assert.Contains(t, step.Detail, "IncomingTLS")
+	assert.Contains(t, step.Detail, "AllowNonSSLEmail")
+}

@@ -158,6 +158,11 @@ func ValidateProfile(p *Profile, settings *OrgSettings) error {
 	if err := validateCredentialSource(p, p.OutgoingCredentialSource, Outgoing, "OutgoingCredentialSource"); err != nil {
 		return err
 	}
+	// The rules ResolveTarget applies when connecting, so that a profile that could
+	// never connect is not saved (credentials over a connection left unencrypted).
+	if conflicts := ProfileConflicts(p, settings); len(conflicts) > 0 {
+		return bad(conflicts[0].Field, conflicts[0].Reason)
+	}
 	usesProfile := p.IncomingCredentialSource == CredentialsProfile || p.OutgoingCredentialSource == CredentialsProfile
 	usesS2S := p.IncomingCredentialSource == CredentialsServerToServer || p.OutgoingCredentialSource == CredentialsServerToServer
 	usesOAuth := p.IncomingCredentialSource == CredentialsOAuth || p.OutgoingCredentialSource == CredentialsOAuth

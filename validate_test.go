@@ -183,6 +183,13 @@ func TestTLSOffAllowedByOrgSetting(t *testing.T) {
 
 	p := imapProfile()
 	p.IncomingTLS, p.OutgoingTLS = serversync.TLSNone, serversync.TLSNone
+	// TLS off alone is allowed, but the mailbox passwords would travel in the clear:
+	// that needs its own switch, or the profile could never log in.
+	_, err = admin.CreateProfile(ctx, p)
+	requireValidationError(t, err, "Profile", "IncomingTLS")
+	assert.ErrorContains(t, err, "AllowCredentialsOverNonSecureChannels")
+	_, err = admin.UpdateOrgSettings(ctx, func(s *serversync.OrgSettings) { s.AllowCredentialsOverNonSecureChannels = true })
+	require.NoError(t, err)
 	saved, err := admin.CreateProfile(ctx, p)
 	require.NoError(t, err)
 	assert.Equal(t, 143, saved.IncomingPort)

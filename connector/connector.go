@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/auth"
 )
 
 // TLSConfig returns the client TLS configuration for an endpoint: system roots plus
@@ -81,30 +82,74 @@ func (c *TLSConfigs) For(ep serversync.Endpoint) (*tls.Config, error) {
 
 // Dial connects to the endpoint within ctx and the endpoint's timeout, doing the TLS
 // handshake right away for implicit TLS (with a configuration from configs, which
-// may be nil). STARTTLS is the protocol's job.
+// may be nil). STARTTLS is the protocol's job. Connectors dial with [DialTarget],
+// which checks the target first.
 func Dial(ctx context.Context, ep serversync.Endpoint, configs *TLSConfigs) (net.Conn, error) {
-	if ep.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, ep.Timeout)
-		defer cancel()
+	ctx, cancel := withTimeout(ctx, ep)
+	defer cancel()
+	conn, err := connect(ctx, ep)
+	if err != nil || ep.TLS != serversync.TLSImplicit {
+		return conn, err
 	}
-	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
-	if ep.TLS != serversync.TLSImplicit {
-		conn, err := dialer.DialContext(ctx, "tcp", ep.Address())
-		if err != nil {
-			return nil, NetError("dial", err)
-		}
-		return conn, nil
-	}
-	cfg, err := configs.For(ep)
-	if err != nil {
+	return handshake(ctx, conn, ep, configs)
+}
+
+// DialTarget is Dial for a connector's target, refusing first (see [CheckTarget])
+// a target whose credentials would travel unencrypted: nothing is then sent, not
+// even a TCP connection is opened.
+func DialTarget(ctx context.Context, target *serversync.Target, configs *TLSConfigs) (net.Conn, error) {
+	if err := CheckTarget(target); err != nil {
 		return nil, err
 	}
-	conn, err := (&tls.Dialer{NetDialer: dialer, Config: cfg}).DialContext(ctx, "tcp", ep.Address())
+	return Dial(ctx, target.Endpoint, configs)
+}
+
+// Connect opens the TCP connection to the endpoint, within ctx and the endpoint's
+// timeout, without TLS: the first step of Dial, for Test Connection's step by step
+// report. Call [CheckTarget] first.
+func Connect(ctx context.Context, ep serversync.Endpoint) (net.Conn, error) {
+	ctx, cancel := withTimeout(ctx, ep)
+	defer cancel()
+	return connect(ctx, ep)
+}
+
+// Handshake runs the client side of the TLS handshake on conn, within ctx and the
+// endpoint's timeout, verifying the server's certificate: the second step of Dial
+// for implicit TLS. conn is closed when the handshake fails.
+func Handshake(ctx context.Context, conn net.Conn, ep serversync.Endpoint, configs *TLSConfigs) (net.Conn, error) {
+	ctx, cancel := withTimeout(ctx, ep)
+	defer cancel()
+	return handshake(ctx, conn, ep, configs)
+}
+
+func withTimeout(ctx context.Context, ep serversync.Endpoint) (context.Context, context.CancelFunc) {
+	if ep.Timeout > 0 {
+		return context.WithTimeout(ctx, ep.Timeout)
+	}
+	return ctx, func() {}
+}
+
+func connect(ctx context.Context, ep serversync.Endpoint) (net.Conn, error) {
+	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
+	conn, err := dialer.DialContext(ctx, "tcp", ep.Address())
 	if err != nil {
 		return nil, NetError("dial", err)
 	}
 	return conn, nil
+}
+
+func handshake(ctx context.Context, conn net.Conn, ep serversync.Endpoint, configs *TLSConfigs) (net.Conn, error) {
+	cfg, err := configs.For(ep)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	tlsConn := tls.Client(conn, cfg)
+	if err := tlsConn.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, NetError("dial", err)
+	}
+	return tlsConn, nil
 }
 
 // Error builds a classified connector error.
@@ -153,5 +198,68 @@ func CheckPlaintextAuth(ep serversync.Endpoint, encrypted bool) error {
 	if encrypted || ep.AllowPlaintextAuth {
 		return nil
 	}
-	return Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, "plaintext_auth_refused", ErrPlaintextAuth)
+	return Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodePlaintextAuthRefused, ErrPlaintextAuth)
+}
+
+// CheckTarget refuses, before a connection is made, a target whose credentials
+// would travel unencrypted: TLS off (Endpoint.TLS None) without
+// Endpoint.AllowPlaintextAuth, for any credentials but anonymous ones.
+// serversync.ResolveTarget refuses such targets already; this check keeps a target
+// built another way, or from stale settings, from putting a password on the wire.
+// Connectors still check again when they authenticate ([CheckPlaintextAuth]).
+func CheckTarget(target *serversync.Target) error {
+	if target == nil || target.Endpoint.TLS != serversync.TLSNone || target.Endpoint.AllowPlaintextAuth {
+		return nil
+	}
+	if kind := target.Credentials.Kind; kind == auth.KindAnonymous || kind == "" {
+		return nil // nothing secret to send
+	}
+	return Error("connect", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodePlaintextAuthRefused,
+		fmt.Errorf("%w: the target turns TLS off and has %s credentials: turn TLS on for the profile", ErrPlaintextAuth, target.Credentials.Kind))
+}
+
+// Advice is what a person can do about a failed Test Connection step, from the
+// code of err (a *serversync.ConnectorError); other errors give their own text.
+func Advice(err error, ep serversync.Endpoint) string {
+	var ce *serversync.ConnectorError
+	if !errors.As(err, &ce) {
+		return err.Error()
+	}
+	switch ce.Code {
+	case "network":
+		return fmt.Sprintf("the server could not be reached at %s: check the server name, the port and the firewall", ep.Address())
+	case "host_not_found":
+		return fmt.Sprintf("the host name %q does not resolve: check the profile's server name", ep.Host)
+	case "timeout":
+		return fmt.Sprintf("the server at %s did not answer within %s: check the port (and that it serves this protocol) and that the server is up", ep.Address(), ep.Timeout)
+	case "tls_verify_failed":
+		return fmt.Sprintf("the certificate of %s is not trusted (unknown authority, wrong host name or expired): fix the server's certificate, or add its CA to the profile's ExtraRootCAsPEM if it is your own", ep.Host)
+	case "tls_mismatch":
+		return fmt.Sprintf("the server at %s did not answer with TLS: check the port and the TLS mode (Implicit for 993/995/465, STARTTLS for 143/110/587)", ep.Address())
+	case "tls_bad_root_ca":
+		return "the profile's ExtraRootCAsPEM holds no PEM certificate: paste the CA certificate in PEM form"
+	case "tls_unavailable":
+		return "the server does not offer STARTTLS, which the profile requires: use implicit TLS (its own port) or have STARTTLS enabled on the server"
+	case serversync.CodePlaintextAuthRefused:
+		return "the credentials would travel unencrypted: turn TLS on for this profile (Implicit or STARTTLS), or turn the organisation setting AllowCredentialsOverNonSecureChannels on"
+	case serversync.CodeTLSRequiredByOrg:
+		return "TLS is off for this profile, which the organisation setting AllowNonSSLEmail does not allow: turn TLS on for the profile, or turn AllowNonSSLEmail on"
+	case "auth_failed":
+		return "the server refused the credentials: check the user name and password (or token) of this mailbox, or of the profile's service account"
+	case "auth_expired":
+		return "the server says the password or token has expired: renew it, then test again"
+	case "auth_unavailable":
+		return "the server offers no login mechanism these credentials can use: check the profile's credential source and authentication protocol"
+	case "delegation_unavailable":
+		return "the server has no shared (other users') namespace to open delegated mailboxes in: use impersonation (UseImpersonation) or mailbox credentials"
+	case "folder_not_found":
+		return "the mailbox's inbox could not be opened: check that the mailbox exists on the server and, with Profile credentials, that the service account was granted access to it"
+	case "no_permission":
+		return "the account may not open the inbox: check its rights on the server"
+	case "server_unavailable":
+		return "the server is busy or refusing connections for now: try again later"
+	case "protocol_error":
+		return fmt.Sprintf("the server at %s did not answer as the protocol expects: check the port and the profile's server type", ep.Address())
+	}
+	return ce.Error()
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/auth"
 	"github.com/serversync/serversync/connector"
 	"github.com/serversync/serversync/internal/testcert"
 )
@@ -62,4 +63,53 @@ func TestDialResumesTLSSessions(t *testing.T) {
 	var ce *serversync.ConnectorError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "tls_bad_root_ca", ce.Code)
+}
+
+// DialTarget refuses a target that would send credentials in the clear before it
+// opens a connection; anonymous targets and targets the org allowed are dialed.
+func TestDialTargetRefusesPlaintextCredentials(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	plain := serversync.Endpoint{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, TLS: serversync.TLSNone, Timeout: 5 * time.Second}
+	password := auth.Credentials{Kind: auth.KindPassword, Username: "alice", Password: auth.NewSecret("alice-pw")}
+
+	_, err = connector.DialTarget(context.Background(), &serversync.Target{Endpoint: plain, Credentials: password}, nil)
+	var ce *serversync.ConnectorError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, serversync.CodePlaintextAuthRefused, ce.Code)
+	assert.Equal(t, serversync.ErrorPermanent, ce.Kind)
+	assert.Equal(t, serversync.ScopeProfile, ce.Scope)
+	assert.ErrorIs(t, err, connector.ErrPlaintextAuth)
+	assert.NotContains(t, err.Error(), "alice-pw")
+	assert.Contains(t, connector.Advice(err, plain), "turn TLS on")
+
+	allowed := plain
+	allowed.AllowPlaintextAuth = true
+	for _, target := range []*serversync.Target{
+		{Endpoint: plain, Credentials: auth.Credentials{Kind: auth.KindAnonymous}}, // nothing secret to send
+		{Endpoint: allowed, Credentials: password},                                 // the org allows it
+	} {
+		conn, err := connector.DialTarget(context.Background(), target, nil)
+		require.NoError(t, err)
+		require.NoError(t, conn.Close())
+		(<-accepted).Close()
+	}
+	select {
+	case c := <-accepted:
+		c.Close()
+		t.Fatal("a refused target opened a connection")
+	default:
+	}
 }

@@ -102,28 +102,49 @@ func (c *Connector) OpenIncoming(ctx context.Context, target *serversync.Target)
 
 // open dials, secures and authenticates a session.
 func (c *Connector) open(ctx context.Context, target *serversync.Target) (*session, error) {
+	return c.openSteps(ctx, target, nil)
+}
+
+// openSteps is open, recording each step (connect, tls, greeting, authenticate) in
+// rec for Test Connection when rec is not nil.
+func (c *Connector) openSteps(ctx context.Context, target *serversync.Target, rec *steps) (*session, error) {
 	if target == nil || target.Endpoint.Host == "" || target.Endpoint.Port == 0 {
-		return nil, connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, "bad_target",
-			errors.New("imap: target has no host or port"))
+		return nil, rec.fail("connect", connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, "bad_target",
+			errors.New("imap: target has no host or port")))
 	}
-	switch target.Endpoint.TLS {
+	ep := target.Endpoint
+	switch ep.TLS {
 	case serversync.TLSImplicit, serversync.TLSStartTLS, serversync.TLSNone:
 	default:
-		return nil, connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, "bad_target",
-			fmt.Errorf("imap: unresolved TLS mode %q", target.Endpoint.TLS))
+		return nil, rec.fail("connect", connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, "bad_target",
+			fmt.Errorf("imap: unresolved TLS mode %q", ep.TLS)))
+	}
+	// Refused before connecting: a password must not follow a greeting in the clear.
+	if err := connector.CheckTarget(target); err != nil {
+		return nil, rec.fail("connect", err)
 	}
 	s := &session{
 		c:       c,
 		target:  *target,
-		timeout: cmp.Or(target.Endpoint.Timeout, serversync.ConnectionTimeoutDefault),
+		timeout: cmp.Or(ep.Timeout, serversync.ConnectionTimeoutDefault),
 		changed: make(chan struct{}, 1),
 		folders: make(map[string]folderState),
 		created: make(map[string]bool),
-		log:     c.log.With("host", target.Endpoint.Host, "mailbox", target.MailboxID),
+		log:     c.log.With("host", ep.Host, "mailbox", target.MailboxID),
 	}
-	raw, err := connector.Dial(ctx, target.Endpoint, &c.tls)
-	if err != nil {
+	// Dialing in two steps (TCP, then the TLS handshake) lets Test Connection tell
+	// an unreachable port from an untrusted certificate.
+	done := rec.start("connect")
+	raw, err := connector.Connect(ctx, ep)
+	if done(err, "connected to "+ep.Address()) != nil {
 		return nil, err
+	}
+	if ep.TLS == serversync.TLSImplicit {
+		done = rec.start("tls")
+		raw, err = connector.Handshake(ctx, raw, ep, &c.tls)
+		if done(err, "implicit TLS: the server's certificate for "+ep.Host+" is trusted") != nil {
+			return nil, err
+		}
 	}
 	s.conn = newGuardedConn(raw)
 	options := &imapclient.Options{UnilateralDataHandler: s.unilateralHandler()}
@@ -134,11 +155,12 @@ func (c *Connector) open(ctx context.Context, target *serversync.Target) (*sessi
 			s.closeConn()
 		}
 	}()
-	switch target.Endpoint.TLS {
+	switch ep.TLS {
 	case serversync.TLSStartTLS:
-		tlsConfig, err := c.tls.For(target.Endpoint)
+		done = rec.start("tls")
+		tlsConfig, err := c.tls.For(ep)
 		if err != nil {
-			return nil, err
+			return nil, done(err, "")
 		}
 		options.TLSConfig = tlsConfig
 		err = s.run(ctx, "starttls", func() error {
@@ -154,23 +176,27 @@ func (c *Connector) open(ctx context.Context, target *serversync.Target) (*sessi
 			s.client = client
 			return nil
 		})
-		if err != nil {
+		if done(err, "STARTTLS upgraded the connection: the server's certificate for "+ep.Host+" is trusted") != nil {
 			return nil, err
 		}
-	default: // implicit TLS (already done by Dial) or none
+	default: // implicit TLS (already done) or none
+		done = rec.start("greeting")
 		s.client = imapclient.New(s.conn, options)
-		if err := s.run(ctx, "greeting", s.client.WaitGreeting); err != nil {
+		err = s.run(ctx, "greeting", s.client.WaitGreeting)
+		if done(err, "the server greeted as an IMAP server") != nil {
 			return nil, err
 		}
 	}
-	if err := s.authenticate(ctx); err != nil {
-		return nil, err
+	done = rec.start("authenticate")
+	err = s.authenticate(ctx)
+	if err == nil {
+		err = s.loadNamespace(ctx)
 	}
-	if err := s.loadNamespace(ctx); err != nil {
+	if done(err, "logged in as "+target.Credentials.LoginName()) != nil {
 		return nil, err
 	}
 	ok = true
-	s.log.Debug("imap: session open", "tls", target.Endpoint.TLS, "credentials", target.Credentials.Kind)
+	s.log.Debug("imap: session open", "tls", ep.TLS, "credentials", target.Credentials.Kind)
 	return s, nil
 }
 

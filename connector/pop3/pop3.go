@@ -174,7 +174,7 @@ func (s *session) login(ctx context.Context, report func(name, ok string) func(e
 		report = func(string, string) func(error) { return func(error) {} }
 	}
 	done := report("connect", "connected to "+s.target.Endpoint.Address())
-	conn, err := connector.Dial(ctx, s.target.Endpoint, s.tls)
+	conn, err := connector.DialTarget(ctx, &s.target, s.tls)
 	if err == nil {
 		err = s.call(ctx, "greeting", func(ctx context.Context) error {
 			var err error

@@ -98,7 +98,7 @@ func (c *Connector) open(ctx context.Context, target *serversync.Target, st *ste
 	s := &Session{creds: target.Credentials}
 	var err error
 	if !st.do("connect", func() error {
-		s.conn, err = connector.Dial(ctx, ep, &c.tls)
+		s.conn, err = connector.DialTarget(ctx, target, &c.tls)
 		return err
 	}) {
 		return nil, st.err

@@ -329,7 +329,7 @@ func TestContextCancelWhileServerHangs(t *testing.T) {
 	time.AfterFunc(100*time.Millisecond, cancel)
 	done := make(chan error, 1)
 	go func() {
-		_, err := New(nil).OpenOutgoing(ctx, target(serversync.Endpoint{Host: "127.0.0.1", Port: port, TLS: serversync.TLSNone, Timeout: time.Minute}, password("pw")))
+		_, err := New(nil).OpenOutgoing(ctx, target(serversync.Endpoint{Host: "127.0.0.1", Port: port, TLS: serversync.TLSNone, AllowPlaintextAuth: true, Timeout: time.Minute}, password("pw")))
 		done <- err
 	}()
 	select {
