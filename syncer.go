@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -122,9 +121,13 @@ type Syncer struct {
 	wakeOutbox chan struct{}
 	stopping   chan struct{}
 	stopOnce   sync.Once
-	running    atomic.Bool
-	done       chan struct{}
-	cancelRun  context.CancelFunc
+	done       chan struct{} // closed when Run returns, once started
+
+	// runMu orders Run's start against Stop: Stop either finds Run started, with
+	// its cancellation set up, or makes Run return before it does any work.
+	runMu     sync.Mutex
+	started   bool
+	cancelRun context.CancelFunc
 }
 
 // NewSyncer returns a Syncer over store using connectors.
@@ -190,12 +193,20 @@ var ErrSyncerStopped = errors.New("serversync: syncer stopped")
 // stops the others: errors are recorded on the mailbox and raised as alerts. Run
 // returns ctx's error, or ErrSyncerStopped after Stop.
 func (s *Syncer) Run(ctx context.Context) error {
-	if !s.running.CompareAndSwap(false, true) {
+	s.runMu.Lock()
+	if s.started {
+		s.runMu.Unlock()
 		return ErrSyncerStopped
 	}
+	s.started = true
 	defer close(s.done)
+	if s.isStopping() {
+		s.runMu.Unlock()
+		return ErrSyncerStopped
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	s.cancelRun = cancel
+	s.runMu.Unlock()
 	defer cancel()
 
 	var jobs sync.WaitGroup // mailbox and email jobs; they handle their own errors
@@ -214,19 +225,24 @@ func (s *Syncer) Run(ctx context.Context) error {
 }
 
 // Stop stops taking new work and waits for the work in flight, until ctx ends;
-// then it cancels what is left (leases still held expire or are released). Stop
-// returns when Run has returned or ctx ended.
+// then it cancels what is left (leases still held expire or are released) and
+// waits for Run to return. Stop returns when Run has returned, or when Run has
+// not started: a Run called after Stop returns ErrSyncerStopped at once, doing
+// nothing. Either way the Syncer no longer uses the Store once Stop returns.
 func (s *Syncer) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.stopping) })
-	if !s.running.Load() {
+	s.runMu.Lock()
+	started, cancelRun := s.started, s.cancelRun
+	s.runMu.Unlock()
+	if !started {
 		return nil
 	}
 	select {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
-		if s.cancelRun != nil {
-			s.cancelRun()
+		if cancelRun != nil { // nil: Run found Stop called and returned at once
+			cancelRun()
 		}
 		<-s.done
 		return ctx.Err()
