@@ -35,6 +35,7 @@ const (
 	MaxMessageSizeDefault     = 64 << 20
 	MassFailureWindowDefault  = time.Hour
 	ShutdownLeaseGraceDefault = 10 * time.Second
+	MaxSendWaitDefault        = 24 * time.Hour
 )
 
 // Connectors are the protocol implementations a Syncer uses, by server type
@@ -72,6 +73,13 @@ type Config struct {
 	OutboxClaimTTL time.Duration
 	// MaxSendAttempts is how many transient send failures an email survives.
 	MaxSendAttempts int
+	// MaxSendWait is how long a queued email waits for its mailbox to be approved
+	// and its outgoing email enabled by Test & Enable (not tested yet, or disabled
+	// after a failure) before it fails with the reason; the mailbox's owner gets a
+	// Warning when emails start waiting. A mailbox that can never send (outgoing
+	// method not ServerSideSync, no profile, rejected, no connector for its server
+	// type) fails its emails at once.
+	MaxSendWait time.Duration
 	// ScanInterval is how often mailboxes waiting for their first sync or for Test
 	// & Enable are scheduled; Tick is how often due mailboxes are looked for.
 	ScanInterval time.Duration
@@ -117,6 +125,8 @@ type Syncer struct {
 	connMu   sync.Mutex
 	connSems map[string]*budget
 
+	waitAlertMu sync.Mutex // one "emails are waiting" alert per mailbox, see warnWaiting
+
 	wakeLeases chan struct{}
 	wakeOutbox chan struct{}
 	stopping   chan struct{}
@@ -155,6 +165,7 @@ func NewSyncer(store Store, connectors Connectors, cfg *Config) (*Syncer, error)
 	c.OutboxInterval = cmp.Or(max(c.OutboxInterval, 0), OutboxIntervalDefault)
 	c.OutboxClaimTTL = cmp.Or(max(c.OutboxClaimTTL, 0), OutboxClaimTTLDefault)
 	c.MaxSendAttempts = cmp.Or(max(c.MaxSendAttempts, 0), MaxSendAttemptsDefault)
+	c.MaxSendWait = cmp.Or(max(c.MaxSendWait, 0), MaxSendWaitDefault)
 	c.ScanInterval = cmp.Or(max(c.ScanInterval, 0), ScanIntervalDefault)
 	c.Tick = cmp.Or(max(c.Tick, 0), TickDefault)
 	c.SaveBatch = cmp.Or(max(c.SaveBatch, 0), SaveBatchDefault)
@@ -505,13 +516,17 @@ type work struct {
 }
 
 func (s *Syncer) loadWork(ctx context.Context, m *Mailbox) (*work, error) {
-	settings, err := s.store.GetOrgSettings(ctx)
+	return loadWork(ctx, s.store, m)
+}
+
+func loadWork(ctx context.Context, store Store, m *Mailbox) (*work, error) {
+	settings, err := store.GetOrgSettings(ctx)
 	if err != nil {
 		return nil, err
 	}
 	w := &work{m: m, settings: settings}
 	if m.ProfileID != "" {
-		if w.p, err = s.store.GetProfile(ctx, m.ProfileID); err != nil {
+		if w.p, err = store.GetProfile(ctx, m.ProfileID); err != nil {
 			return nil, err
 		}
 	}
@@ -526,10 +541,6 @@ func (w *work) approved() bool {
 func (w *work) incomingActive() bool {
 	return w.p != nil && w.approved() && w.m.IncomingEnabled &&
 		(w.m.IncomingMethod == IncomingServerSideSync || w.m.IsForwardMailbox)
-}
-
-func (w *work) outgoingActive() bool {
-	return w.p != nil && w.approved() && w.m.OutgoingEnabled && w.m.OutgoingMethod == OutgoingServerSideSync
 }
 
 // connectionKey is what MaxConcurrentConnections counts (DESIGN §2): the profile's
