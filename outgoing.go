@@ -34,7 +34,7 @@ var ErrInvalidEmail = errors.New("serversync: invalid outgoing email")
 // ErrInvalidEmail: an unknown mailbox (also ErrNotFound), an outgoing method other
 // than ServerSideSync, no profile, a rejected address, or a server type none of
 // this Syncer's connectors handles. One whose mailbox is not approved or not enabled
-// yet is queued and waits for that, up to Config.MaxSendWait (see [Syncer]).
+// yet is queued and waits for that, up to [Config].MaxSendWait.
 func (s *Syncer) QueueEmail(ctx context.Context, a *EmailActivity) (*EmailActivity, error) {
 	queued, err := queueEmail(ctx, s.store, a, s.cfg.Now(), &s.conns)
 	if err == nil {
