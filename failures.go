@@ -6,7 +6,29 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+)
+
+// Codes of the failures the Syncer finds before any server is involved: what a
+// person must fix in the mailbox, its profile or the deployment. They appear in
+// Mailbox.Stats.LastError, in alerts and in the *ConnectorError that QueueEmail
+// returns or an email fails with.
+const (
+	// CodeNotApproved: the mailbox's email address is not approved (or was
+	// rejected) while the org settings require approval.
+	CodeNotApproved = "not_approved"
+	// CodeNoProfile: the mailbox has no email server profile.
+	CodeNoProfile = "no_profile"
+	// CodeNoConnector: no connector of this Syncer handles the profile's server
+	// type in that direction (every Exchange type, so far).
+	CodeNoConnector = "no_connector"
+	// CodeNotServerSideSync: the mailbox's outgoing method is not ServerSideSync,
+	// so this library never sends its email.
+	CodeNotServerSideSync = "not_server_side_sync"
+	// CodeOutgoingNotEnabled: outgoing email is not enabled for the mailbox: not
+	// yet tested, or disabled after a failure. Test & Enable turns it on.
+	CodeOutgoingNotEnabled = "outgoing_not_enabled"
 )
 
 // failureKind classifies an error for the retry policy of DESIGN §6. Connector
@@ -21,7 +43,35 @@ func failureKind(err error) (ErrorKind, AlertScope, string) {
 	if errors.As(err, &panicked) {
 		return ErrorTransient, ScopeMailbox, "hook_panic"
 	}
+	if errors.Is(err, ErrUnsupportedCredentials) {
+		// The profile asks for a credential source no connector implements: retrying
+		// changes nothing, and every mailbox of the profile is hit.
+		return ErrorPermanent, ScopeProfile, "unsupported_credentials"
+	}
 	return ErrorTransient, ScopeMailbox, codeInternal
+}
+
+// notApprovedError is the failure of a mailbox whose email address awaits (or was
+// refused) approval. kind says whether to wait for it: an email queued before the
+// approval waits, one from a rejected address fails at once.
+func notApprovedError(op string, kind ErrorKind, m *Mailbox) *ConnectorError {
+	reason := fmt.Errorf("the email address %s is not approved: an administrator must approve it before email is processed", m.EmailAddress)
+	if m.Approval == ApprovalRejected {
+		reason = fmt.Errorf("the email address %s was rejected: an administrator must approve it before email is processed", m.EmailAddress)
+	}
+	return &ConnectorError{Op: op, Kind: kind, Scope: ScopeMailbox, Code: CodeNotApproved, Err: reason}
+}
+
+// noProfileError is the failure of a mailbox that uses server-side sync without a profile.
+func noProfileError(op string, m *Mailbox) *ConnectorError {
+	return &ConnectorError{Op: op, Kind: ErrorPermanent, Scope: ScopeMailbox, Code: CodeNoProfile,
+		Err: fmt.Errorf("the mailbox %s has no email server profile: set one, then run Test & Enable", m.EmailAddress)}
+}
+
+// noConnectorError is the failure of a profile whose server type no connector handles.
+func noConnectorError(op string, dir Direction, t ServerType) *ConnectorError {
+	return &ConnectorError{Op: op, Kind: ErrorPermanent, Scope: ScopeProfile, Code: CodeNoConnector,
+		Err: fmt.Errorf("no %s connector for server type %s: this Syncer cannot reach that kind of server", strings.ToLower(string(dir)), t)}
 }
 
 // codeInternal marks a failure that is neither the mail server's nor the
@@ -30,13 +80,46 @@ func failureKind(err error) (ErrorKind, AlertScope, string) {
 // leave every mailbox to be Test & Enabled again.
 const codeInternal = "internal"
 
-// noteError makes cause the mailbox's last error, counting repeats of its code.
-func (s *Syncer) noteError(m *Mailbox, code string, cause error, now time.Time) {
+// noteError makes cause, met by workload, the mailbox's last error, counting
+// repeats of its code.
+func (s *Syncer) noteError(m *Mailbox, workload Direction, code string, cause error, now time.Time) {
 	count := 1
-	if m.Stats.LastError.Code == code {
+	if m.Stats.LastError.Code == code && m.Stats.LastError.Workload == workload {
 		count = m.Stats.LastError.Count + 1
 	}
-	m.Stats.LastError = LastError{Code: code, Message: cause.Error(), Count: count, Host: s.cfg.Host, At: now}
+	m.Stats.LastError = LastError{Workload: workload, Code: code, Message: cause.Error(), Count: count, Host: s.cfg.Host, At: now}
+}
+
+// clearLastError forgets the mailbox's last error when workload just worked and
+// the error was that workload's: an error of the other workload still stands (an
+// incoming sync that works says nothing about why outgoing email was disabled).
+func clearLastError(m *Mailbox, workload Direction) {
+	if lastErrorOf(m, workload) {
+		m.Stats.LastError = LastError{}
+	}
+}
+
+// lastErrorOf reports whether the mailbox's last error is workload's. One recorded
+// before errors named their workload counts as anyone's.
+func lastErrorOf(m *Mailbox, workload Direction) bool {
+	e := m.Stats.LastError
+	return e.Message != "" && (e.Workload == workload || e.Workload == "")
+}
+
+// noteTestOutcome records what a Test & Enable found: its first failure becomes
+// the last error; when every workload it tested passed, the last error is cleared,
+// whichever workload it was.
+func (s *Syncer) noteTestOutcome(m *Mailbox, incoming, outgoing workloadResult, now time.Time) {
+	switch {
+	case incoming.err != nil:
+		_, _, code := failureKind(incoming.err)
+		s.noteError(m, Incoming, code, incoming.err, now)
+	case outgoing.err != nil:
+		_, _, code := failureKind(outgoing.err)
+		s.noteError(m, Outgoing, code, outgoing.err, now)
+	case incoming.tested || outgoing.tested:
+		m.Stats.LastError = LastError{}
+	}
 }
 
 // incomingFailed records a failed incoming sync: a permanent error disables the
@@ -57,7 +140,7 @@ func (s *Syncer) incomingFailed(ctx context.Context, w *work, started time.Time,
 	m, err := s.store.UpdateMailbox(ctx, w.m.ID, func(m *Mailbox) error {
 		m.Stats.LastSyncStartedAt = started
 		m.Stats.LastSyncDuration = now.Sub(started)
-		s.noteError(m, code, cause, now)
+		s.noteError(m, Incoming, code, cause, now)
 		disabled, next = false, time.Time{}
 		if kind == ErrorTransient {
 			if code != codeInternal {

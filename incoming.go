@@ -574,6 +574,7 @@ func (s *Syncer) incomingSucceeded(ctx context.Context, w *work, started time.Ti
 		m.Stats.ItemsFailedLastSync = st.failed
 		m.Stats.TransientFailureCount = 0
 		m.Stats.IncomingPostponedUntil = time.Time{}
+		clearLastError(m, Incoming)
 		if st.tracked+st.failed > 0 {
 			m.Stats.LastMailAt = now
 		}

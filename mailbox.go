@@ -114,13 +114,16 @@ type OAuthToken struct {
 	Expiry       time.Time
 }
 
-// LastError is the most recent error a mailbox hit, for a monitoring view.
+// LastError is the most recent error a mailbox hit, for a monitoring view. It is
+// cleared once the workload that hit it works again (a sync or a send succeeds) or
+// a Test & Enable passes, so a set LastError always describes a problem still there.
 type LastError struct {
-	Code    string // stable, machine-readable (e.g. "auth_failed", "connect_timeout")
-	Message string // what a person can act on; never contains secrets
-	Count   int    // how many times in a row this error was seen
-	Host    string // the Syncer host that saw it
-	At      time.Time
+	Workload Direction // the workload that hit it: Incoming or Outgoing
+	Code     string    // stable, machine-readable (e.g. "auth_failed", "connect_timeout")
+	Message  string    // what a person can act on; never contains secrets
+	Count    int       // how many times in a row this error was seen
+	Host     string    // the Syncer host that saw it
+	At       time.Time
 }
 
 // MailboxStats are the counters and times a monitoring view shows (DESIGN §3).

@@ -19,15 +19,24 @@ import (
 // SentFolder is where a copy of sent mail is appended when the protocol allows.
 const SentFolder = "Sent"
 
-// ErrInvalidEmail is wrapped by QueueEmail's errors for an email that cannot be sent.
+// ErrInvalidEmail is wrapped by QueueEmail's errors for an email that cannot be
+// sent: one malformed, or one its mailbox can never send as configured. The latter
+// are *ConnectorError values whose Code says what to fix (CodeNoConnector,
+// CodeNotServerSideSync, …).
 var ErrInvalidEmail = errors.New("serversync: invalid outgoing email")
 
 // QueueEmail queues an outgoing email for the mailbox a.MailboxID ("pending send").
 // The Syncer sends it through the mailbox's profile; a Syncer on any host sharing
 // the Store may send it, and only one will. a.From defaults to the mailbox's address;
 // ID, MessageKey and MessageID are set when empty. The stored activity is returned.
+//
+// An email the mailbox can never send is refused with an error wrapping
+// ErrInvalidEmail: an unknown mailbox (also ErrNotFound), an outgoing method other
+// than ServerSideSync, no profile, a rejected address, or a server type none of
+// this Syncer's connectors handles. One whose mailbox is not approved or not enabled
+// yet is queued and waits for that, up to [Config].MaxSendWait.
 func (s *Syncer) QueueEmail(ctx context.Context, a *EmailActivity) (*EmailActivity, error) {
-	queued, err := QueueEmail(ctx, s.store, a, s.cfg.Now())
+	queued, err := queueEmail(ctx, s.store, a, s.cfg.Now(), &s.conns)
 	if err == nil {
 		poke(s.wakeOutbox)
 	}
@@ -35,12 +44,23 @@ func (s *Syncer) QueueEmail(ctx context.Context, a *EmailActivity) (*EmailActivi
 }
 
 // QueueEmail queues an outgoing email in store without a running Syncer (a host's
-// web process, say); Syncers pick it up at their next outbox scan.
+// web process, say); Syncers pick it up at their next outbox scan. It refuses what
+// Syncer.QueueEmail refuses, except a server type without a connector: it does not
+// know the Syncers' connectors, so such an email fails when a Syncer claims it.
 func QueueEmail(ctx context.Context, store Store, a *EmailActivity, now time.Time) (*EmailActivity, error) {
+	return queueEmail(ctx, store, a, now, nil)
+}
+
+// queueEmail checks a against the connectors in conns (nil: not checked) and queues it.
+func queueEmail(ctx context.Context, store Store, a *EmailActivity, now time.Time, conns *Connectors) (*EmailActivity, error) {
 	if a == nil || a.MailboxID == "" {
 		return nil, fmt.Errorf("%w: no mailbox", ErrInvalidEmail)
 	}
 	m, err := store.GetMailbox(ctx, a.MailboxID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, &ConnectorError{Op: "queue", Kind: ErrorPermanent, Scope: ScopeItem, Code: "mailbox_not_found",
+			Err: fmt.Errorf("%w: no mailbox %s: %w", ErrInvalidEmail, a.MailboxID, err)}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -53,6 +73,15 @@ func QueueEmail(ctx context.Context, store Store, a *EmailActivity, now time.Tim
 				return nil, fmt.Errorf("%w: bad recipient address %q", ErrInvalidEmail, ad.Email)
 			}
 		}
+	}
+	w, err := loadWork(ctx, store, m)
+	if err != nil {
+		return nil, err
+	}
+	if blocked := outgoingBlocked(w, conns); blocked != nil && blocked.Kind == ErrorPermanent {
+		refused := *blocked
+		refused.Op, refused.Err = "queue", fmt.Errorf("%w: %w", ErrInvalidEmail, blocked.Err)
+		return nil, &refused
 	}
 	c := a.Clone()
 	c.ID = cmp.Or(c.ID, NewID())
@@ -142,16 +171,11 @@ func (s *Syncer) send(ctx context.Context, a *EmailActivity) {
 		s.finishSend(ctx, w, a, err, log)
 		return
 	}
-	if !w.outgoingActive() {
-		s.postponeSend(ctx, a, fmt.Errorf("outgoing email is not enabled for %s", m.EmailAddress), log)
+	if blocked := outgoingBlocked(w, &s.conns); blocked != nil {
+		s.sendBlocked(ctx, w, a, blocked, log)
 		return
 	}
 	out := s.conns.Outgoing[w.p.ServerType]
-	if out == nil {
-		s.finishSend(ctx, w, a, &ConnectorError{Op: "send", Kind: ErrorPermanent, Scope: ScopeProfile, Code: "no_connector",
-			Err: fmt.Errorf("no outgoing connector for server type %s", w.p.ServerType)}, log)
-		return
-	}
 	if w.settings.TrackingToken.Enabled {
 		if a.TrackingToken == "" {
 			a.TrackingToken = trackingTokenFor(w.settings.TrackingToken, m.ID, a.ID)
@@ -179,6 +203,83 @@ func (s *Syncer) send(ctx context.Context, a *EmailActivity) {
 	if sendErr == nil && w.settings.SaveCopyToSentFolder {
 		s.saveSentCopy(ctx, w, raw, log)
 	}
+}
+
+// outgoingBlocked says why the mailbox of w cannot send email now, or returns nil.
+// A permanent error means it never will as configured: a person must change the
+// mailbox, its profile or the deployment, and its emails fail at once. A transient
+// one is a setup step still to come (approval, Test & Enable): its emails wait for
+// it. conns nil skips the connector check.
+func outgoingBlocked(w *work, conns *Connectors) *ConnectorError {
+	m := w.m
+	switch {
+	case m.OutgoingMethod != OutgoingServerSideSync:
+		return &ConnectorError{Op: "send", Kind: ErrorPermanent, Scope: ScopeMailbox, Code: CodeNotServerSideSync,
+			Err: fmt.Errorf("the outgoing method of %s is %s, not ServerSideSync: this library sends email only for mailboxes that use server-side sync",
+				m.EmailAddress, cmp.Or(string(m.OutgoingMethod), string(OutgoingNone)))}
+	case w.p == nil:
+		return noProfileError("send", m)
+	case conns != nil && conns.Outgoing[w.p.ServerType] == nil:
+		return noConnectorError("send", Outgoing, w.p.ServerType)
+	case !w.approved() && m.Approval == ApprovalRejected:
+		return notApprovedError("send", ErrorPermanent, m)
+	case !w.approved():
+		return notApprovedError("send", ErrorTransient, m)
+	case !m.OutgoingEnabled:
+		why := "it has not passed Test & Enable yet"
+		if m.OutgoingStatus == TestFailure {
+			why = "it was disabled after a failure (the mailbox's last error says which)"
+		}
+		return &ConnectorError{Op: "send", Kind: ErrorTransient, Scope: ScopeMailbox, Code: CodeOutgoingNotEnabled,
+			Err: fmt.Errorf("outgoing email is not enabled for %s: %s; fix it and run Test & Enable", m.EmailAddress, why)}
+	}
+	return nil
+}
+
+// sendBlocked settles an email whose mailbox cannot send now (see outgoingBlocked).
+// It fails at once when that is for good. Otherwise it waits for the setup to be
+// finished, as a user queuing mail before Test & Enable expects, with one warning
+// to the mailbox's owner, and fails once MaxSendWait has passed since it was
+// queued: mail that leaves days late can do more harm than mail that visibly did
+// not leave.
+func (s *Syncer) sendBlocked(ctx context.Context, w *work, a *EmailActivity, blocked *ConnectorError, log *slog.Logger) {
+	if blocked.Kind == ErrorPermanent {
+		s.finishSend(ctx, w, a, blocked, log)
+		return
+	}
+	if !a.CreatedAt.IsZero() && s.cfg.Now().Sub(a.CreatedAt) >= s.cfg.MaxSendWait {
+		expired := *blocked
+		expired.Kind = ErrorPermanent
+		expired.Err = fmt.Errorf("not sent within %v of being queued (Config.MaxSendWait): %w; queue it again once that is done", s.cfg.MaxSendWait, blocked.Err)
+		s.finishSend(ctx, w, a, &expired, log)
+		return
+	}
+	s.postponeSend(ctx, a, blocked, log)
+	s.warnWaiting(ctx, w, blocked, log)
+}
+
+// warnWaiting tells the mailbox's owner that its emails wait for why to be fixed,
+// once: one Warning with why's code since the mailbox's last Test & Enable. Every
+// waiting email finds its mailbox still blocked every OutboxInterval, and an alert
+// each time would bury the one that matters. Syncers on other hosts may each raise one.
+func (s *Syncer) warnWaiting(ctx context.Context, w *work, why *ConnectorError, log *slog.Logger) {
+	if !w.settings.AlertWarnings {
+		return
+	}
+	s.waitAlertMu.Lock()
+	defer s.waitAlertMu.Unlock()
+	for a, err := range s.store.ListAlerts(ctx, AlertFilter{MailboxID: w.m.ID, Level: AlertWarning, Since: w.m.TestCompletedOn}) {
+		if err != nil {
+			log.Warn("look for an earlier alert about waiting email", "err", err)
+			return
+		}
+		if a.Code == why.Code && a.ActivityID == "" {
+			return
+		}
+	}
+	s.raise(ctx, w, AlertWarning, ScopeMailbox, why.Code, "", fmt.Sprintf(
+		"Emails from %s are waiting to be sent: %v. They are sent once that is done; any still waiting %v after it was queued fails.",
+		w.m.EmailAddress, why.Err, s.cfg.MaxSendWait))
 }
 
 // transmit hands the message to the server within the connection budget, recording
@@ -318,6 +419,9 @@ func (s *Syncer) finishSend(ctx context.Context, w *work, a *EmailActivity, send
 		s.met.sent.Add(ctx, 1)
 		s.emit(Event{Kind: EventEmailSent, MailboxID: a.MailboxID, ActivityID: a.ID})
 		log.Debug("email sent")
+		if w != nil && lastErrorOf(w.m, Outgoing) {
+			s.outgoingWorked(ctx, w, log)
+		}
 	case !final:
 		log.Warn("send failed; will retry", "code", code, "err", sendErr)
 	default:
@@ -332,7 +436,9 @@ func (s *Syncer) finishSend(ctx context.Context, w *work, a *EmailActivity, send
 			level = AlertWarning
 		}
 		s.raise(ctx, w, level, ScopeItem, code, a.ID, fmt.Sprintf("The email %q could not be sent: %v", a.Subject, sendErr))
-		if kind == ErrorAuth || scope == ScopeProfile {
+		// A mailbox whose outgoing email is off already (no connector for its server
+		// type, say) is not disabled again: that would only repeat the alert.
+		if (kind == ErrorAuth || scope == ScopeProfile) && w.m.OutgoingEnabled {
 			s.disableOutgoing(ctx, w, sendErr, scope, code, log)
 		}
 	}
@@ -362,7 +468,7 @@ func (s *Syncer) disableOutgoing(ctx context.Context, w *work, cause error, scop
 	now := s.cfg.Now()
 	m, err := s.store.UpdateMailbox(ctx, w.m.ID, func(m *Mailbox) error {
 		m.OutgoingEnabled, m.OutgoingStatus, m.Status = false, TestFailure, TestFailure
-		s.noteError(m, code, cause, now)
+		s.noteError(m, Outgoing, code, cause, now)
 		return nil
 	})
 	if err != nil {
@@ -373,6 +479,21 @@ func (s *Syncer) disableOutgoing(ctx context.Context, w *work, cause error, scop
 	s.emit(Event{Kind: EventMailboxDisabled, MailboxID: m.ID, ProfileID: w.p.ID, Err: cause})
 	s.raise(ctx, w, AlertError, scope, code, "",
 		fmt.Sprintf("Outgoing email for %s was disabled: %v. Fix the problem, then run Test & Enable.", m.EmailAddress, cause))
+}
+
+// outgoingWorked clears the mailbox's last error after a send went through, when
+// that error was outgoing email's.
+func (s *Syncer) outgoingWorked(ctx context.Context, w *work, log *slog.Logger) {
+	_, err := s.store.UpdateMailbox(ctx, w.m.ID, func(m *Mailbox) error {
+		if !lastErrorOf(m, Outgoing) {
+			return errChangedMeanwhile
+		}
+		clearLastError(m, Outgoing)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errChangedMeanwhile) && !errors.Is(err, ErrNotFound) {
+		log.Warn("clear the mailbox's last error after a send", "err", err)
+	}
 }
 
 // saveSentCopy appends the sent message to the Sent folder through the incoming

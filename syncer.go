@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -36,6 +35,7 @@ const (
 	MaxMessageSizeDefault     = 64 << 20
 	MassFailureWindowDefault  = time.Hour
 	ShutdownLeaseGraceDefault = 10 * time.Second
+	MaxSendWaitDefault        = 24 * time.Hour
 )
 
 // Connectors are the protocol implementations a Syncer uses, by server type
@@ -73,6 +73,13 @@ type Config struct {
 	OutboxClaimTTL time.Duration
 	// MaxSendAttempts is how many transient send failures an email survives.
 	MaxSendAttempts int
+	// MaxSendWait is how long a queued email waits for its mailbox to be approved
+	// and its outgoing email enabled by Test & Enable (not tested yet, or disabled
+	// after a failure) before it fails with the reason; the mailbox's owner gets a
+	// Warning when emails start waiting. A mailbox that can never send (outgoing
+	// method not ServerSideSync, no profile, rejected, no connector for its server
+	// type) fails its emails at once.
+	MaxSendWait time.Duration
 	// ScanInterval is how often mailboxes waiting for their first sync or for Test
 	// & Enable are scheduled; Tick is how often due mailboxes are looked for.
 	ScanInterval time.Duration
@@ -118,13 +125,19 @@ type Syncer struct {
 	connMu   sync.Mutex
 	connSems map[string]*budget
 
+	waitAlertMu sync.Mutex // one "emails are waiting" alert per mailbox, see warnWaiting
+
 	wakeLeases chan struct{}
 	wakeOutbox chan struct{}
 	stopping   chan struct{}
 	stopOnce   sync.Once
-	running    atomic.Bool
-	done       chan struct{}
-	cancelRun  context.CancelFunc
+	done       chan struct{} // closed when Run returns, once started
+
+	// runMu orders Run's start against Stop: Stop either finds Run started, with
+	// its cancellation set up, or makes Run return before it does any work.
+	runMu     sync.Mutex
+	started   bool
+	cancelRun context.CancelFunc
 }
 
 // NewSyncer returns a Syncer over store using connectors.
@@ -152,6 +165,7 @@ func NewSyncer(store Store, connectors Connectors, cfg *Config) (*Syncer, error)
 	c.OutboxInterval = cmp.Or(max(c.OutboxInterval, 0), OutboxIntervalDefault)
 	c.OutboxClaimTTL = cmp.Or(max(c.OutboxClaimTTL, 0), OutboxClaimTTLDefault)
 	c.MaxSendAttempts = cmp.Or(max(c.MaxSendAttempts, 0), MaxSendAttemptsDefault)
+	c.MaxSendWait = cmp.Or(max(c.MaxSendWait, 0), MaxSendWaitDefault)
 	c.ScanInterval = cmp.Or(max(c.ScanInterval, 0), ScanIntervalDefault)
 	c.Tick = cmp.Or(max(c.Tick, 0), TickDefault)
 	c.SaveBatch = cmp.Or(max(c.SaveBatch, 0), SaveBatchDefault)
@@ -190,12 +204,20 @@ var ErrSyncerStopped = errors.New("serversync: syncer stopped")
 // stops the others: errors are recorded on the mailbox and raised as alerts. Run
 // returns ctx's error, or ErrSyncerStopped after Stop.
 func (s *Syncer) Run(ctx context.Context) error {
-	if !s.running.CompareAndSwap(false, true) {
+	s.runMu.Lock()
+	if s.started {
+		s.runMu.Unlock()
 		return ErrSyncerStopped
 	}
+	s.started = true
 	defer close(s.done)
+	if s.isStopping() {
+		s.runMu.Unlock()
+		return ErrSyncerStopped
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	s.cancelRun = cancel
+	s.runMu.Unlock()
 	defer cancel()
 
 	var jobs sync.WaitGroup // mailbox and email jobs; they handle their own errors
@@ -214,19 +236,24 @@ func (s *Syncer) Run(ctx context.Context) error {
 }
 
 // Stop stops taking new work and waits for the work in flight, until ctx ends;
-// then it cancels what is left (leases still held expire or are released). Stop
-// returns when Run has returned or ctx ended.
+// then it cancels what is left (leases still held expire or are released) and
+// waits for Run to return. Stop returns when Run has returned, or when Run has
+// not started: a Run called after Stop returns ErrSyncerStopped at once, doing
+// nothing. Either way the Syncer no longer uses the Store once Stop returns.
 func (s *Syncer) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.stopping) })
-	if !s.running.Load() {
+	s.runMu.Lock()
+	started, cancelRun := s.started, s.cancelRun
+	s.runMu.Unlock()
+	if !started {
 		return nil
 	}
 	select {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
-		if s.cancelRun != nil {
-			s.cancelRun()
+		if cancelRun != nil { // nil: Run found Stop called and returned at once
+			cancelRun()
 		}
 		<-s.done
 		return ctx.Err()
@@ -489,13 +516,17 @@ type work struct {
 }
 
 func (s *Syncer) loadWork(ctx context.Context, m *Mailbox) (*work, error) {
-	settings, err := s.store.GetOrgSettings(ctx)
+	return loadWork(ctx, s.store, m)
+}
+
+func loadWork(ctx context.Context, store Store, m *Mailbox) (*work, error) {
+	settings, err := store.GetOrgSettings(ctx)
 	if err != nil {
 		return nil, err
 	}
 	w := &work{m: m, settings: settings}
 	if m.ProfileID != "" {
-		if w.p, err = s.store.GetProfile(ctx, m.ProfileID); err != nil {
+		if w.p, err = store.GetProfile(ctx, m.ProfileID); err != nil {
 			return nil, err
 		}
 	}
@@ -510,10 +541,6 @@ func (w *work) approved() bool {
 func (w *work) incomingActive() bool {
 	return w.p != nil && w.approved() && w.m.IncomingEnabled &&
 		(w.m.IncomingMethod == IncomingServerSideSync || w.m.IsForwardMailbox)
-}
-
-func (w *work) outgoingActive() bool {
-	return w.p != nil && w.approved() && w.m.OutgoingEnabled && w.m.OutgoingMethod == OutgoingServerSideSync
 }
 
 // connectionKey is what MaxConcurrentConnections counts (DESIGN §2): the profile's

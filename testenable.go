@@ -67,10 +67,10 @@ func (s *Syncer) testAndEnable(ctx context.Context, m *Mailbox) (*Mailbox, error
 	var incoming, outgoing workloadResult
 	switch {
 	case w.p == nil:
-		err := errors.New("the mailbox has no email server profile")
+		err := noProfileError("test", m)
 		incoming, outgoing = workloadResult{m.IncomingMethod == IncomingServerSideSync, err}, workloadResult{m.OutgoingMethod == OutgoingServerSideSync, err}
 	case !w.approved():
-		err := fmt.Errorf("the email address %s is not approved", m.EmailAddress)
+		err := notApprovedError("test", ErrorPermanent, m)
 		incoming, outgoing = workloadResult{m.IncomingMethod == IncomingServerSideSync || m.IsForwardMailbox, err}, workloadResult{m.OutgoingMethod == OutgoingServerSideSync, err}
 	default:
 		if m.IncomingMethod == IncomingServerSideSync || m.IsForwardMailbox {
@@ -102,10 +102,7 @@ func (s *Syncer) testAndEnable(ctx context.Context, m *Mailbox) (*Mailbox, error
 		if incoming.err != nil || outgoing.err != nil || (!incoming.tested && !outgoing.tested) {
 			m.Status = TestFailure
 		}
-		if cause := cmp.Or(incoming.err, outgoing.err); cause != nil {
-			_, _, code := failureKind(cause)
-			s.noteError(m, code, cause, now)
-		}
+		s.noteTestOutcome(m, incoming, outgoing, now)
 		m.TestCompletedOn = now
 		m.TestAndEnablePending = false
 		m.Stats.TransientFailureCount = 0
@@ -150,7 +147,7 @@ func (s *Syncer) testAndEnable(ctx context.Context, m *Mailbox) (*Mailbox, error
 func (s *Syncer) testIncoming(ctx context.Context, w *work) error {
 	in := s.conns.Incoming[w.p.ServerType]
 	if in == nil {
-		return fmt.Errorf("no incoming connector for server type %s", w.p.ServerType)
+		return noConnectorError("test", Incoming, w.p.ServerType)
 	}
 	target, err := s.resolveTarget(ctx, w, Incoming)
 	if err != nil {
@@ -181,7 +178,7 @@ func (s *Syncer) testIncoming(ctx context.Context, w *work) error {
 func (s *Syncer) testOutgoing(ctx context.Context, w *work) error {
 	out := s.conns.Outgoing[w.p.ServerType]
 	if out == nil {
-		return fmt.Errorf("no outgoing connector for server type %s", w.p.ServerType)
+		return noConnectorError("test", Outgoing, w.p.ServerType)
 	}
 	target, err := s.resolveTarget(ctx, w, Outgoing)
 	if err != nil {
