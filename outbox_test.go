@@ -49,14 +49,6 @@ func emailFrom(m *serversync.Mailbox) *serversync.EmailActivity {
 	return &serversync.EmailActivity{MailboxID: m.ID, To: []serversync.Address{{Email: "someone@example.test"}}, Subject: "from " + m.Name}
 }
 
-func requireCode(t *testing.T, err error, code string) {
-	t.Helper()
-	var ce *serversync.ConnectorError
-	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, code, ce.Code, "%v", err)
-	assert.Equal(t, serversync.ErrorPermanent, ce.Kind)
-}
-
 // QueueEmail refuses at once, with a code that says what to fix, an email its
 // mailbox can never send as configured, rather than queuing it to wait forever.
 func TestQueueEmailRefusesWhatCanNeverBeSent(t *testing.T) {

@@ -125,13 +125,20 @@ func (r *wireRecorder) received() string {
 	return r.got.String()
 }
 
-// requireCode asserts that err is a permanent, profile-scoped *ConnectorError with code.
+// requireCode asserts that err is a permanent *ConnectorError with code.
 func requireCode(t *testing.T, err error, code string) *serversync.ConnectorError {
 	t.Helper()
 	var ce *serversync.ConnectorError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, code, ce.Code, "%v", err)
 	assert.Equal(t, serversync.ErrorPermanent, ce.Kind)
+	return ce
+}
+
+// requireProfileCode is requireCode for what every mailbox of the profile meets.
+func requireProfileCode(t *testing.T, err error, code string) *serversync.ConnectorError {
+	t.Helper()
+	ce := requireCode(t, err, code)
 	assert.Equal(t, serversync.ScopeProfile, ce.Scope)
 	return ce
 }
@@ -155,7 +162,7 @@ func TestResolveTargetEnforcesSettingsAtConnectTime(t *testing.T) {
 	noNonSSL := allowed.Clone()
 	noNonSSL.AllowNonSSLEmail = false
 	_, err = serversync.ResolveTarget(ctx, p, mb, noNonSSL, serversync.Incoming)
-	ce := requireCode(t, err, serversync.CodeTLSRequiredByOrg)
+	ce := requireProfileCode(t, err, serversync.CodeTLSRequiredByOrg)
 	assert.ErrorIs(t, err, serversync.ErrConnectionForbidden)
 	assert.Contains(t, ce.Error(), "IncomingTLS", "names the profile field")
 	assert.Contains(t, ce.Error(), "AllowNonSSLEmail", "names the org setting")
@@ -167,7 +174,7 @@ func TestResolveTargetEnforcesSettingsAtConnectTime(t *testing.T) {
 	noPlainCreds := allowed.Clone()
 	noPlainCreds.AllowCredentialsOverNonSecureChannels = false
 	_, err = serversync.ResolveTarget(ctx, p, mb, noPlainCreds, serversync.Incoming)
-	ce = requireCode(t, err, serversync.CodePlaintextAuthRefused)
+	ce = requireProfileCode(t, err, serversync.CodePlaintextAuthRefused)
 	assert.Contains(t, ce.Error(), "AllowCredentialsOverNonSecureChannels")
 
 	// An anonymous relay without TLS sends no credentials: allowed without the switch.
@@ -175,14 +182,14 @@ func TestResolveTargetEnforcesSettingsAtConnectTime(t *testing.T) {
 	_, err = serversync.ResolveTarget(ctx, p, mb, noPlainCreds, serversync.Outgoing)
 	assert.NoError(t, err)
 	_, err = serversync.ResolveTarget(ctx, p, mb, noNonSSL, serversync.Outgoing)
-	requireCode(t, err, serversync.CodeTLSRequiredByOrg)
+	requireProfileCode(t, err, serversync.CodeTLSRequiredByOrg)
 
 	// Exchange Online never goes without TLS, whatever the settings say.
 	eo := &serversync.Profile{Name: "EXO", ServerType: serversync.ServerTypeExchangeOnline, IncomingTLS: serversync.TLSNone,
 		IncomingServer: "https://outlook.office365.com", OutgoingServer: "https://outlook.office365.com"}
 	serversync.NormalizeProfile(eo)
 	_, err = serversync.ResolveTarget(ctx, eo, mb, allowed, serversync.Incoming)
-	requireCode(t, err, serversync.CodeTLSRequired)
+	requireProfileCode(t, err, serversync.CodeTLSRequired)
 }
 
 // Every connector refuses, before it even connects, a target whose password would
@@ -220,12 +227,12 @@ func TestConnectorsSendNoCredentialsInTheClear(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := tc.open(ctx, target)
-			requireCode(t, err, serversync.CodePlaintextAuthRefused)
+			requireProfileCode(t, err, serversync.CodePlaintextAuthRefused)
 			steps := tc.probe.Probe(ctx, target)
 			require.NotEmpty(t, steps)
 			last := steps[len(steps)-1]
 			assert.False(t, last.OK)
-			requireCode(t, last.Err, serversync.CodePlaintextAuthRefused)
+			requireProfileCode(t, last.Err, serversync.CodePlaintextAuthRefused)
 			assert.Contains(t, last.Detail, "TLS")
 			assert.Zero(t, server.conns.Load(), "no connection may be opened: received %q", server.received())
 		})
