@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,4 +201,73 @@ func TestCrashChild(t *testing.T) {
 	stopCtx, cancelStop := context.WithTimeout(ctx, 10*time.Second)
 	defer cancelStop()
 	require.NoError(t, s.Stop(stopCtx))
+}
+
+// warnedWhenFailed notes, each time an email is stored as Failed, whether its
+// outcome-unknown warning was already stored: a crash just after that write would
+// leave it failed with nobody told otherwise.
+type warnedWhenFailed struct {
+	serversync.Store
+	mu     sync.Mutex
+	warned []bool
+}
+
+func (s *warnedWhenFailed) UpdateActivity(ctx context.Context, id string, update func(*serversync.EmailActivity) error) (*serversync.EmailActivity, error) {
+	a, err := s.Store.UpdateActivity(ctx, id, update)
+	if err != nil || a.Status != serversync.StatusFailed {
+		return a, err
+	}
+	warned := false
+	for al, err := range s.ListAlerts(ctx, serversync.AlertFilter{MailboxID: a.MailboxID, Level: serversync.AlertWarning}) {
+		if err != nil {
+			return nil, err
+		}
+		warned = warned || (al.ActivityID == id && al.Code == serversync.CodeSendOutcomeUnknown)
+	}
+	s.mu.Lock()
+	s.warned = append(s.warned, warned)
+	s.mu.Unlock()
+	return a, nil
+}
+
+// The warning about an email that may have been delivered is stored before the email
+// is recorded as failed: a Syncer killed between the two writes (the crash test's
+// kills landed there) left it failed without the warning, and nothing looks at a
+// failed email again.
+func TestOutcomeUnknownIsWarnedBeforeTheFailureIsRecorded(t *testing.T) {
+	e := newSyncEnv(t, nil)
+	alice := e.mailbox(t, "alice", nil)
+	store := &warnedWhenFailed{Store: e.store}
+	e.store = store
+	ctx := context.Background()
+	interrupted := &serversync.EmailActivity{
+		ID: serversync.NewID(), MailboxID: alice.ID, MessageKey: "out:interrupted", Direction: serversync.Outgoing,
+		Status: serversync.StatusPendingSend, To: []serversync.Address{{Email: "bob@example.test"}}, Subject: "interrupted",
+	}
+	require.NoError(t, store.QueueOutgoing(ctx, interrupted))
+	claimed, err := store.ClaimOutgoing(ctx, serversync.ClaimRequest{Host: "dead-host", Now: e.clock.Now(), TTL: time.Minute, Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, claimed, 1)
+	_, err = store.UpdateActivity(ctx, interrupted.ID, func(a *serversync.EmailActivity) error {
+		a.SendStartedAt = e.clock.Now() // the dead host had handed it to the server
+		return nil
+	})
+	require.NoError(t, err)
+	e.clock.Advance(2 * time.Minute) // its claim ran out
+
+	s := e.syncer(t, nil)
+	testAndEnable(t, s, alice)
+	run(t, s)
+	eventually(t, "the interrupted email reconciled", func() bool {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		return len(store.warned) > 0
+	})
+	store.mu.Lock()
+	assert.Equal(t, []bool{true}, store.warned, "the warning was stored when the email became Failed")
+	store.mu.Unlock()
+	alerts := e.alerts(t, serversync.AlertFilter{MailboxID: alice.ID, Level: serversync.AlertWarning})
+	require.Len(t, alerts, 1, "warned once")
+	assert.Equal(t, serversync.CodeSendOutcomeUnknown, alerts[0].Code)
+	assert.Equal(t, interrupted.ID, alerts[0].ActivityID)
 }

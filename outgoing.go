@@ -275,6 +275,14 @@ func (s *Syncer) finishSend(ctx context.Context, w *work, a *EmailActivity, send
 	if sendErr != nil && errors.Is(sendErr, context.Canceled) && code != CodeSendOutcomeUnknown {
 		kind = ErrorTransient
 	}
+	// The outcome-unknown warning goes out before the failure is recorded: once the
+	// email is Failed nobody looks at it again, so a crash in between would leave it
+	// failed with nobody told. A crash after the warning has the next holder reconcile
+	// the email again, and warn twice at worst.
+	unknownWarned := code == CodeSendOutcomeUnknown && w != nil
+	if unknownWarned {
+		s.raise(ctx, w, AlertWarning, ScopeItem, code, a.ID, fmt.Sprintf("The email %q could not be sent: %v", a.Subject, sendErr))
+	}
 	// Only this call knows the outcome: a store failing for a moment is retried, or
 	// a delivered email would end as "may have been delivered" once its claim ran out.
 	recordCtx, cancel := context.WithTimeout(ctx, ShutdownLeaseGraceDefault)
@@ -324,14 +332,10 @@ func (s *Syncer) finishSend(ctx context.Context, w *work, a *EmailActivity, send
 		s.met.sendFailures.Add(ctx, 1)
 		log.Error("send failed", "code", code, "err", sendErr)
 		s.emit(Event{Kind: EventEmailFailed, MailboxID: a.MailboxID, ActivityID: a.ID, Err: sendErr})
-		if w == nil {
+		if w == nil || unknownWarned {
 			return
 		}
-		level := AlertError
-		if code == CodeSendOutcomeUnknown {
-			level = AlertWarning
-		}
-		s.raise(ctx, w, level, ScopeItem, code, a.ID, fmt.Sprintf("The email %q could not be sent: %v", a.Subject, sendErr))
+		s.raise(ctx, w, AlertError, ScopeItem, code, a.ID, fmt.Sprintf("The email %q could not be sent: %v", a.Subject, sendErr))
 		if kind == ErrorAuth || scope == ScopeProfile {
 			s.disableOutgoing(ctx, w, sendErr, scope, code, log)
 		}
