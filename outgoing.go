@@ -376,6 +376,19 @@ func (s *Syncer) finishSend(ctx context.Context, w *work, a *EmailActivity, send
 	if sendErr != nil && errors.Is(sendErr, context.Canceled) && code != CodeSendOutcomeUnknown {
 		kind = ErrorTransient
 	}
+	// The outcome-unknown warning goes out before the failure is recorded: once the
+	// email is Failed nobody looks at it again, so a crash in between would leave it
+	// failed with nobody told. A crash after the warning has the next holder reconcile
+	// the email again, and warn twice at worst.
+	// The same holds for every failure known to be final before it is recorded.
+	alerted := w != nil && sendErr != nil && (code == CodeSendOutcomeUnknown || kind != ErrorTransient)
+	if alerted {
+		level := AlertError
+		if code == CodeSendOutcomeUnknown {
+			level = AlertWarning
+		}
+		s.raise(ctx, w, level, ScopeItem, code, a.ID, fmt.Sprintf("The email %q could not be sent: %v", a.Subject, sendErr))
+	}
 	// Only this call knows the outcome: a store failing for a moment is retried, or
 	// a delivered email would end as "may have been delivered" once its claim ran out.
 	recordCtx, cancel := context.WithTimeout(ctx, ShutdownLeaseGraceDefault)
@@ -431,11 +444,9 @@ func (s *Syncer) finishSend(ctx context.Context, w *work, a *EmailActivity, send
 		if w == nil {
 			return
 		}
-		level := AlertError
-		if code == CodeSendOutcomeUnknown {
-			level = AlertWarning
+		if !alerted { // ran out of transient retries
+			s.raise(ctx, w, AlertError, ScopeItem, code, a.ID, fmt.Sprintf("The email %q could not be sent: %v", a.Subject, sendErr))
 		}
-		s.raise(ctx, w, level, ScopeItem, code, a.ID, fmt.Sprintf("The email %q could not be sent: %v", a.Subject, sendErr))
 		// A mailbox whose outgoing email is off already (no connector for its server
 		// type, say) is not disabled again: that would only repeat the alert.
 		if (kind == ErrorAuth || scope == ScopeProfile) && w.m.OutgoingEnabled {

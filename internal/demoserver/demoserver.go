@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"net/mail"
 	"strings"
 	"sync"
 	"time"
@@ -46,11 +48,19 @@ type Server struct {
 
 	imapConns connCounter
 
-	mu        sync.Mutex
-	passwords map[string]string // login (email address) → password
-	tokens    map[string]string // OAuth access token → login
-	sendHook  func(from string, to []string) error
-	sent      int
+	// closing ends the SMTP replies held back by SetReplyDelay, so Close does not
+	// wait them out; delayedReplies lets Close wait for them to wake.
+	closing        chan struct{}
+	delayedReplies sync.WaitGroup
+
+	mu         sync.Mutex
+	passwords  map[string]string // login (email address) → password
+	tokens     map[string]string // OAuth access token → login
+	sendHook   func(from string, to []string) error
+	replyDelay time.Duration
+	closed     bool // closing is closed
+	sent       int
+	deliveries map[string]int // Message-ID → messages accepted with it
 }
 
 // Start starts the servers with the given users (email address → password).
@@ -60,7 +70,8 @@ func Start(users map[string]string) (*Server, error) {
 		return nil, err
 	}
 	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}}
-	s := &Server{Host: "127.0.0.1", CAPEM: caPEM, mem: imapmemserver.New(), passwords: map[string]string{}, tokens: map[string]string{}}
+	s := &Server{Host: "127.0.0.1", CAPEM: caPEM, mem: imapmemserver.New(), closing: make(chan struct{}),
+		passwords: map[string]string{}, tokens: map[string]string{}, deliveries: map[string]int{}}
 	for email, password := range users {
 		if err := s.AddUser(email, password); err != nil {
 			return nil, err
@@ -89,6 +100,9 @@ func Start(users map[string]string) (*Server, error) {
 	s.smtp.Domain = "localhost"
 	s.smtp.ReadTimeout, s.smtp.WriteTimeout = time.Minute, time.Minute
 	s.smtp.MaxMessageBytes = 32 << 20
+	// Clients that drop mid-session (the crash test kills them by the dozen) are
+	// expected here, not news worth a line on stderr each.
+	s.smtp.ErrorLog = discardLogger{}
 	smtpLn, err := tls.Listen("tcp", "127.0.0.1:0", tlsConfig)
 	if err != nil {
 		_ = s.Close()
@@ -169,6 +183,14 @@ func (s *Server) Close() error {
 		}
 	}
 	s.serving.Wait()
+	// Replies held back wake up only now, to find their connection closed.
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.closing)
+	}
+	s.mu.Unlock()
+	s.delayedReplies.Wait()
 	return errors.Join(errs...)
 }
 
@@ -192,6 +214,25 @@ func (s *Server) SetSendHook(fn func(from string, to []string) error) {
 	s.mu.Lock()
 	s.sendHook = fn
 	s.mu.Unlock()
+}
+
+// SetReplyDelay makes the SMTP server wait d after it has taken a message (and
+// delivered it to the recipients' inboxes) before it replies 250. A client that dies
+// during the wait leaves a delivered message it got no reply for: the crash test uses
+// it to kill the Syncer while the outcome of a send is unknown to it.
+func (s *Server) SetReplyDelay(d time.Duration) {
+	s.mu.Lock()
+	s.replyDelay = d
+	s.mu.Unlock()
+}
+
+// Deliveries reports, for each Message-ID (without angle brackets), how many
+// messages carrying it the SMTP server accepted: a count above one is an email
+// sent twice.
+func (s *Server) Deliveries() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.deliveries)
 }
 
 // Sent reports how many messages the SMTP server accepted.
@@ -348,9 +389,31 @@ func (ss *session) Data(r io.Reader) error {
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "delivery failed: " + err.Error()}
 		}
 	}
+	var messageID string
+	if m, err := mail.ReadMessage(bytes.NewReader(raw)); err == nil {
+		messageID = strings.Trim(m.Header.Get("Message-Id"), "<> ")
+	}
 	ss.s.mu.Lock()
 	ss.s.sent++
+	if messageID != "" {
+		ss.s.deliveries[messageID]++
+	}
+	delay := ss.s.replyDelay
+	if delay > 0 && !ss.s.closed {
+		ss.s.delayedReplies.Add(1) // under mu, so Close's Wait sees it
+		defer ss.s.delayedReplies.Done()
+	} else {
+		delay = 0
+	}
 	ss.s.mu.Unlock()
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ss.s.closing:
+		}
+	}
 	return nil
 }
 
@@ -360,6 +423,7 @@ func (ss *session) Logout() error { return nil }
 type discardLogger struct{}
 
 func (discardLogger) Printf(string, ...any) {}
+func (discardLogger) Println(...any)        {}
 
 // PeakIMAPConnections is the most IMAP connections open at once since the server
 // started or since the last ResetPeakIMAPConnections.
