@@ -132,6 +132,11 @@ type MailboxStats struct {
 	LastSyncDuration       time.Duration
 	ItemsProcessedLastSync int
 	ItemsFailedLastSync    int
+	// DuplicatesSkippedLastSync and DuplicatesSkipped (since the mailbox was created)
+	// count messages the server offered again that were tracked already (a redelivery,
+	// a resync from the start, a cursor the server invalidated): skipped, not lost.
+	DuplicatesSkippedLastSync int
+	DuplicatesSkipped         int64
 	// LastMailAt is when new mail was last tracked; the Syncer polls mailboxes with
 	// recent mail more often and backs off on quiet ones.
 	LastMailAt             time.Time

@@ -24,9 +24,9 @@ func FuzzParseMessage(f *testing.F) {
 		if a.ParseError != "" && !bytes.Equal(a.Raw, raw) {
 			t.Fatalf("parse error %q but Raw is not the message", a.ParseError)
 		}
-		if a.MessageKey = messageKey(a, raw); a.MessageKey == "" {
+		if a.MessageKey = keysOf(a, raw).key; a.MessageKey == "" {
 			t.Fatal("no message key")
 		}
-		_ = forwardedOriginal(a, raw, 1024)
+		_, _ = forwardedOriginal(a, raw, 1024)
 	})
 }
