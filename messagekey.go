@@ -17,6 +17,7 @@ import (
 //
 //	mid:<Message-ID>#<digest>   a message with a Message-ID
 //	digest:<digest>             a message without one
+//	mid-sha256:<SHA-256 of the Message-ID>#<digest>   one whose key would pass MessageKeyMaxLength
 //
 // The digest (SHA-256, hex) covers the body and only the headers the author sets
 // (stableHeaders). Everything servers add or rewrite on the way in — Received,
@@ -32,6 +33,11 @@ import (
 // unique index (see Syncer.findTracked). Rewriting them is not possible, because
 // the raw bytes of parsed mail are not stored, and not needed: a second point
 // lookup, only for mail not tracked yet, costs less than a pass over every activity.
+
+// MessageKeyMaxLength is the longest MessageKey the incoming pipeline writes, and so
+// the longest a Store must keep unique (PostgreSQL's B-tree indexes refuse entries
+// over about 2.7 kB). A Message-ID too long for it is keyed by its SHA-256 instead.
+const MessageKeyMaxLength = 512
 
 // stableHeaders are the headers that identify a message's content: set by its author
 // (or the author's client), never by the servers that relay and deliver it.
@@ -53,6 +59,10 @@ func keysOf(a *EmailActivity, raw []byte) messageKeys {
 	k := messageKeys{digest: contentDigest(raw)}
 	if a.MessageID != "" {
 		k.key, k.legacy = "mid:"+a.MessageID+"#"+k.digest, "mid:"+a.MessageID
+		if len(k.key) > MessageKeyMaxLength { // a broken or hostile Message-ID
+			sum := sha256.Sum256([]byte(a.MessageID))
+			k.key = "mid-sha256:" + hex.EncodeToString(sum[:]) + "#" + k.digest
+		}
 		return k
 	}
 	sum := sha256.Sum256(raw)

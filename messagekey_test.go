@@ -38,6 +38,10 @@ func TestKeysOf(t *testing.T) {
 	assert.Equal(t, "mid:same@partner.test#"+k.digest, k.key)
 	assert.Equal(t, "mid:same@partner.test", k.legacy, "the key messages were stored under before")
 
+	long := keysOf(&EmailActivity{MessageID: strings.Repeat("x", 600) + "@p"}, []byte(keyTestMessage))
+	assert.LessOrEqual(t, len(long.key), MessageKeyMaxLength)
+	assert.True(t, strings.HasPrefix(long.key, "mid-sha256:"), long.key)
+
 	k = keysOf(&EmailActivity{}, []byte("Subject: no id\r\n\r\nx"))
 	assert.True(t, strings.HasPrefix(k.key, "digest:"), k.key)
 	assert.True(t, strings.HasPrefix(k.legacy, "sha256:"), k.legacy)
