@@ -235,8 +235,14 @@ func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
 	if fetchErr != nil {
 		return r.stats, fetchErr
 	}
+	deleted := len(r.deletes) > 0
 	if err := r.followUps(ctx); err != nil {
 		return r.stats, err
+	}
+	if d, ok := r.session.(DeletionCursorSession); ok && deleted && position != nil {
+		// The messages deleted are gone from the server: a cursor that still
+		// named them would read as invalidated at the next fetch.
+		position, r.holding = d.CursorAfterDeletes(position), true
 	}
 	if r.holding { // the follow-ups are done: the cursor may pass those messages now
 		r.holding = false
