@@ -139,6 +139,9 @@ func (s *Syncer) waitForMail(ctx context.Context, w *work, session IncomingSessi
 type syncStats struct {
 	tracked, failed int
 	duplicates      int // messages offered again that were tracked already
+	// resyncRequest is the Mailbox.IncomingResyncRequestedAt this sync served by
+	// reading from the start; cleared on success unless a newer request came in.
+	resyncRequest time.Time
 }
 
 // incomingRun is one pass of the incoming pipeline over a mailbox's inbox.
@@ -169,7 +172,12 @@ func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
 	}
 	req := FetchRequest{Folder: InboxFolder, Since: r.w.m.EffectiveProcessEmailFrom(r.w.p),
 		ExtraConnection: func() (func(), bool) { return r.s.tryAcquireConnection(r.w, Incoming) }}
-	if cur != nil {
+	switch {
+	case !r.w.m.IncomingResyncRequestedAt.IsZero():
+		// Read from the start, not from the cursor: ProcessEmailFrom moved earlier.
+		r.stats.resyncRequest = r.w.m.IncomingResyncRequestedAt
+		r.log.Info("reading the inbox from the start, as requested; tracked mail is not tracked again", "since", req.Since)
+	case cur != nil:
 		req.Cursor = cur.Data
 	}
 	// Reading the wire and processing overlap: the fetch callback only reads each
@@ -600,6 +608,9 @@ func (s *Syncer) incomingSucceeded(ctx context.Context, w *work, started time.Ti
 		m.Stats.ItemsFailedLastSync = st.failed
 		m.Stats.DuplicatesSkippedLastSync = st.duplicates
 		m.Stats.DuplicatesSkipped += int64(st.duplicates)
+		if !st.resyncRequest.IsZero() && m.IncomingResyncRequestedAt.Equal(st.resyncRequest) {
+			m.IncomingResyncRequestedAt = time.Time{}
+		}
 		m.Stats.TransientFailureCount = 0
 		m.Stats.IncomingPostponedUntil = time.Time{}
 		if st.tracked+st.failed > 0 {

@@ -191,6 +191,13 @@ type Mailbox struct {
 
 	ProcessEmailFrom      time.Time // overrides the profile's when set
 	DeleteAfterProcessing bool      // forward and queue mailboxes only
+	// IncomingResyncRequestedAt, when set, makes the next incoming sync read the
+	// inbox from the start instead of from its cursor, fetching what
+	// EffectiveProcessEmailFrom allows; message keys keep what is tracked already
+	// from being tracked twice. Admin sets it when a change moves the effective
+	// ProcessEmailFrom earlier (so the earlier mail is pulled, as the seeds say) and
+	// on Admin.ResyncIncoming; the Syncer clears it when such a sync succeeded.
+	IncomingResyncRequestedAt time.Time
 
 	DiscoveredServer   string    // AutoDiscover cache
 	DiscoveredServerAt time.Time //
