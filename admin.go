@@ -310,10 +310,14 @@ func (a *Admin) changeMailbox(ctx context.Context, id string, settings *OrgSetti
 			change(m)
 			m.ID = id
 			NormalizeMailbox(m, settings)
-			if m.ProfileID != probe.mailbox.ProfileID {
+			if m.ProfileID != probe.mailbox.ProfileID || before.ProfileID != probe.before.ProfileID {
 				return errChangedMeanwhile
 			}
-			return a.finishMailboxChange(before, m, probe.profile)
+			if err := a.finishMailboxChange(before, m, probe.profile); err != nil {
+				return err
+			}
+			a.resyncIfEarlier(before, probe.beforeProfile, m, probe.profile)
+			return nil
 		})
 	})
 }
@@ -321,6 +325,9 @@ func (a *Admin) changeMailbox(ctx context.Context, id string, settings *OrgSetti
 type preparedChange struct {
 	mailbox *Mailbox
 	profile *Profile
+	// The mailbox and its profile before the change.
+	before        *Mailbox
+	beforeProfile *Profile
 }
 
 // prepareMailboxChange applies change to a copy of the stored mailbox and validates
@@ -338,7 +345,42 @@ func (a *Admin) prepareMailboxChange(ctx context.Context, id string, settings *O
 	if err != nil {
 		return preparedChange{}, err
 	}
-	return preparedChange{m, profile}, a.finishMailboxChange(before, m, profile)
+	beforeProfile := profile
+	if before.ProfileID != m.ProfileID {
+		if beforeProfile, err = a.store.GetProfile(ctx, before.ProfileID); errors.Is(err, ErrNotFound) || before.ProfileID == "" {
+			beforeProfile, err = nil, nil
+		}
+		if err != nil {
+			return preparedChange{}, err
+		}
+	}
+	return preparedChange{m, profile, before, beforeProfile}, a.finishMailboxChange(before, m, profile)
+}
+
+// resyncIfEarlier asks for the inbox to be read again from the start when a change
+// moved the mailbox's effective ProcessEmailFrom earlier: by its own value, by its
+// profile's once the override is cleared, or by a newly associated profile. The
+// cursor has already passed the mail between the two times, which must be pulled.
+func (a *Admin) resyncIfEarlier(before *Mailbox, beforeProfile *Profile, m *Mailbox, profile *Profile) {
+	was, is := before.EffectiveProcessEmailFrom(beforeProfile), m.EffectiveProcessEmailFrom(profile)
+	if was.IsZero() || !(is.IsZero() || is.Before(was)) {
+		return // nothing was held back, or nothing more is let in
+	}
+	m.IncomingResyncRequestedAt = a.now()
+	a.log.Info("serversync: ProcessEmailFrom moved earlier: the next sync reads the inbox from the start",
+		"mailbox", m.ID, "from", is, "was", was)
+}
+
+// ResyncIncoming makes the next incoming sync of the mailbox read its inbox from
+// the start (from ProcessEmailFrom) instead of from where the last sync stopped;
+// already tracked mail is recognised by its message key and not tracked again.
+// UpdateMailbox does this by itself when ProcessEmailFrom moves earlier.
+func (a *Admin) ResyncIncoming(ctx context.Context, id string) error {
+	_, err := a.store.UpdateMailbox(ctx, id, func(m *Mailbox) error {
+		m.IncomingResyncRequestedAt = a.now()
+		return nil
+	})
+	return err
 }
 
 // finishMailboxChange validates a normalized change and applies its consequences.

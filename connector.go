@@ -93,7 +93,7 @@ type FetchResult struct {
 
 // IncomingSession is an open, authenticated connection to one mailbox. It is not
 // safe for concurrent use. Optional abilities are separate interfaces ([IdleSession],
-// [CommitSession]).
+// [CommitSession], [DeletionCursorSession]).
 type IncomingSession interface {
 	// Fetch calls fn for each message after req.Cursor, in server order, and returns
 	// the cursor after the last one. An error from fn stops the fetch and is returned.
@@ -125,6 +125,15 @@ type IdleSession interface {
 type CommitSession interface {
 	// Commit makes the server apply the changes made so far; the session stays usable.
 	Commit(ctx context.Context) error
+}
+
+// DeletionCursorSession is implemented by incoming sessions whose cursor names the
+// messages before its position (POP3's remembers the last UIDLs read), so that
+// deleting them would look like a server that invalidated the cursor. After the
+// Syncer's deletions are committed it stores CursorAfterDeletes(cursor) in place of
+// cursor: the same position, without the messages deleted.
+type DeletionCursorSession interface {
+	CursorAfterDeletes(cursor []byte) []byte
 }
 
 // Envelope is the SMTP envelope of one message.

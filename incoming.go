@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -140,6 +138,10 @@ func (s *Syncer) waitForMail(ctx context.Context, w *work, session IncomingSessi
 // syncStats is what one incoming sync did.
 type syncStats struct {
 	tracked, failed int
+	duplicates      int // messages offered again that were tracked already
+	// resyncRequest is the Mailbox.IncomingResyncRequestedAt this sync served by
+	// reading from the start; cleared on success unless a newer request came in.
+	resyncRequest time.Time
 }
 
 // incomingRun is one pass of the incoming pipeline over a mailbox's inbox.
@@ -170,7 +172,12 @@ func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
 	}
 	req := FetchRequest{Folder: InboxFolder, Since: r.w.m.EffectiveProcessEmailFrom(r.w.p),
 		ExtraConnection: func() (func(), bool) { return r.s.tryAcquireConnection(r.w, Incoming) }}
-	if cur != nil {
+	switch {
+	case !r.w.m.IncomingResyncRequestedAt.IsZero():
+		// Read from the start, not from the cursor: ProcessEmailFrom moved earlier.
+		r.stats.resyncRequest = r.w.m.IncomingResyncRequestedAt
+		r.log.Info("reading the inbox from the start, as requested; tracked mail is not tracked again", "since", req.Since)
+	case cur != nil:
 		req.Cursor = cur.Data
 	}
 	// Reading the wire and processing overlap: the fetch callback only reads each
@@ -236,8 +243,14 @@ func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
 	if fetchErr != nil {
 		return r.stats, fetchErr
 	}
+	deleted := len(r.deletes) > 0
 	if err := r.followUps(ctx); err != nil {
 		return r.stats, err
+	}
+	if d, ok := r.session.(DeletionCursorSession); ok && deleted && position != nil {
+		// The messages deleted are gone from the server: a cursor that still
+		// named them would read as invalidated at the next fetch.
+		position, r.holding = d.CursorAfterDeletes(position), true
 	}
 	if r.holding { // the follow-ups are done: the cursor may pass those messages now
 		r.holding = false
@@ -275,7 +288,7 @@ func (r *incomingRun) read(msg *RemoteMessage) (fetchedMessage, error) {
 
 // process turns one server message into an activity in the batch, or skips it.
 // before is the cursor before the message.
-func (r *incomingRun) process(ctx context.Context, f fetchedMessage, before []byte) error {
+func (r *incomingRun) process(ctx context.Context, f fetchedMessage, before []byte) (err error) {
 	msg, raw, truncated := &f.msg, f.raw, f.truncated
 	now := r.s.cfg.Now()
 	a := &EmailActivity{
@@ -286,6 +299,9 @@ func (r *incomingRun) process(ctx context.Context, f fetchedMessage, before []by
 	parseMessage(raw, a, r.w.settings.MaxAttachmentSize)
 	if truncated {
 		a.ParseError = strings.TrimPrefix(a.ParseError+"; message larger than MaxMessageSize, truncated", "; ")
+		if a.Raw == nil {
+			a.Raw = raw // what was read, as for any message with a ParseError
+		}
 	}
 	if a.Size < msg.Size {
 		a.Size = msg.Size
@@ -293,20 +309,23 @@ func (r *incomingRun) process(ctx context.Context, f fetchedMessage, before []by
 	if a.ReceivedAt.IsZero() {
 		a.ReceivedAt = cmpTime(a.SentAt, now)
 	}
-	a.MessageKey = messageKey(a, raw)
+	keys := keysOf(a, raw)
+	a.MessageKey = keys.key
 	if r.w.m.IsForwardMailbox {
-		if ok, err := r.attributeForwarded(ctx, a, raw); err != nil || !ok {
+		var ok bool
+		if keys, ok, err = r.attributeForwarded(ctx, a, raw, keys); err != nil || !ok {
 			return err
 		}
 	}
 
-	existing, err := r.s.findByKey(ctx, a.MailboxID, a.MessageKey)
+	existing, err := r.s.findTracked(ctx, a, keys)
 	if err != nil {
 		return err
 	}
 	if existing != nil || r.inBatch(a.MailboxID, a.MessageKey) {
-		// Already tracked (a retry, a reset cursor, a copy): only finish what the
-		// first pass may not have done on the server.
+		// Already tracked (a retry, a reset cursor, a redelivery): only finish what
+		// the first pass may not have done on the server.
+		r.skippedDuplicate(a.MessageKey, msg.Ref)
 		if existing != nil && r.needsFollowUp(existing, msg.Ref) {
 			r.hold(before)
 			r.followUp(existing, msg.Ref)
@@ -340,6 +359,13 @@ func (r *incomingRun) process(ctx context.Context, f fetchedMessage, before []by
 	}
 	r.batch = append(r.batch, a)
 	return nil
+}
+
+// skippedDuplicate counts and logs a message not tracked because it is tracked
+// already. The key names the message without showing its content.
+func (r *incomingRun) skippedDuplicate(key, ref string) {
+	r.stats.duplicates++
+	r.log.Debug("already tracked: skipped as a duplicate", "key", key, "ref", ref)
 }
 
 // hold keeps saved cursors at before until the follow-ups are done, unless an
@@ -465,7 +491,8 @@ func (r *incomingRun) waitSaved(ctx context.Context) error {
 	}
 	for i, a := range p.batch {
 		if duplicate[i] {
-			continue // another run stored it first
+			r.skippedDuplicate(a.MessageKey, a.ServerRef) // another run stored it first
+			continue
 		}
 		r.followUp(a, a.ServerRef)
 		if a.Status == StatusFailed {
@@ -512,26 +539,28 @@ func (r *incomingRun) followUps(ctx context.Context) error {
 // attributeForwarded turns a message that reached a forward mailbox into an
 // activity of the mailbox of the user whose server rule forwarded it: the outer
 // sender. The forwarded original, when attached as message/rfc822, is what is
-// tracked. It reports false when no user mailbox matches (the message is skipped).
-func (r *incomingRun) attributeForwarded(ctx context.Context, a *EmailActivity, raw []byte) (bool, error) {
+// tracked, keyed by its own bytes: the same original forwarded twice is one message.
+// It reports false when no user mailbox matches (the message is skipped).
+func (r *incomingRun) attributeForwarded(ctx context.Context, a *EmailActivity, raw []byte, keys messageKeys) (messageKeys, bool, error) {
 	owner, err := r.s.mailboxByAddress(ctx, a.From.Email)
 	if err != nil {
-		return false, err
+		return keys, false, err
 	}
 	if owner == nil || owner.IncomingMethod != IncomingForwardMailbox {
 		r.log.Info("forwarded message from an address with no forward-mailbox user: skipped", "from_domain", domainOf(a.From.Email))
-		return false, nil
+		return keys, false, nil
 	}
-	if inner := forwardedOriginal(a, raw, r.w.settings.MaxAttachmentSize); inner != nil {
+	if inner, innerRaw := forwardedOriginal(a, raw, r.w.settings.MaxAttachmentSize); inner != nil {
 		inner.ID, inner.CreatedAt, inner.UpdatedAt = a.ID, a.CreatedAt, a.UpdatedAt
 		inner.ServerFolder, inner.ServerRef = a.ServerFolder, a.ServerRef
 		inner.Direction, inner.Status = Incoming, StatusTracked
-		inner.MessageKey = messageKey(inner, raw)
+		keys = keysOf(inner, innerRaw)
+		inner.MessageKey = keys.key
 		*a = *inner
 	}
 	a.ViaMailbox = r.w.m.ID
 	a.MailboxID = owner.ID
-	return true, nil
+	return keys, true, nil
 }
 
 func (s *Syncer) mailboxByAddress(ctx context.Context, email string) (*Mailbox, error) {
@@ -551,15 +580,23 @@ func (s *Syncer) findByKey(ctx context.Context, mailboxID, key string) (*EmailAc
 	return nil, nil
 }
 
-// messageKey identifies a message within its mailbox whatever the server calls
-// it: the Message-ID, or a digest of the bytes when there is none. Server handles
-// (UIDs) are not used: they change when the server resets UIDVALIDITY.
-func messageKey(a *EmailActivity, raw []byte) string {
-	if a.MessageID != "" {
-		return "mid:" + a.MessageID
+// findTracked returns the activity already tracked for message a (keys from
+// keysOf), or nil. Server handles (UIDs) are not used: they change when the server
+// resets UIDVALIDITY. A message stored before keys had a content digest is found by
+// its legacy key, and is the same message only when sameAsLegacy says so.
+func (s *Syncer) findTracked(ctx context.Context, a *EmailActivity, keys messageKeys) (*EmailActivity, error) {
+	existing, err := s.findByKey(ctx, a.MailboxID, keys.key)
+	if existing != nil || err != nil {
+		return existing, err
 	}
-	sum := sha256.Sum256(raw)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	legacy, err := s.findByKey(ctx, a.MailboxID, keys.legacy)
+	if legacy == nil || err != nil {
+		return nil, err
+	}
+	if a.MessageID == "" || sameAsLegacy(legacy, a, keys.digest) { // "sha256:" keys digest every byte
+		return legacy, nil
+	}
+	return nil, nil
 }
 
 // incomingSucceeded records a successful sync on the mailbox.
@@ -572,6 +609,11 @@ func (s *Syncer) incomingSucceeded(ctx context.Context, w *work, started time.Ti
 		m.Stats.LastSyncDuration = now.Sub(started)
 		m.Stats.ItemsProcessedLastSync = st.tracked
 		m.Stats.ItemsFailedLastSync = st.failed
+		m.Stats.DuplicatesSkippedLastSync = st.duplicates
+		m.Stats.DuplicatesSkipped += int64(st.duplicates)
+		if !st.resyncRequest.IsZero() && m.IncomingResyncRequestedAt.Equal(st.resyncRequest) {
+			m.IncomingResyncRequestedAt = time.Time{}
+		}
 		m.Stats.TransientFailureCount = 0
 		m.Stats.IncomingPostponedUntil = time.Time{}
 		clearLastError(m, Incoming)

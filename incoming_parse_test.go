@@ -57,4 +57,5 @@ func TestParseWarningsAndErrorsAreTracked(t *testing.T) {
 	assert.Equal(t, "message larger than MaxMessageSize, truncated", cutPlain.ParseError,
 		"a message read whole up to the cut is still broken: its end is missing")
 	assert.Equal(t, []string{"header: no Date"}, cutPlain.ParseWarnings)
+	assert.NotEmpty(t, cutPlain.Raw, "a ParseError always comes with the bytes that were read")
 }

@@ -135,6 +135,11 @@ type MailboxStats struct {
 	LastSyncDuration       time.Duration
 	ItemsProcessedLastSync int
 	ItemsFailedLastSync    int
+	// DuplicatesSkippedLastSync and DuplicatesSkipped (since the mailbox was created)
+	// count messages the server offered again that were tracked already (a redelivery,
+	// a resync from the start, a cursor the server invalidated): skipped, not lost.
+	DuplicatesSkippedLastSync int
+	DuplicatesSkipped         int64
 	// LastMailAt is when new mail was last tracked; the Syncer polls mailboxes with
 	// recent mail more often and backs off on quiet ones.
 	LastMailAt             time.Time
@@ -189,6 +194,13 @@ type Mailbox struct {
 
 	ProcessEmailFrom      time.Time // overrides the profile's when set
 	DeleteAfterProcessing bool      // forward and queue mailboxes only
+	// IncomingResyncRequestedAt, when set, makes the next incoming sync read the
+	// inbox from the start instead of from its cursor, fetching what
+	// EffectiveProcessEmailFrom allows; message keys keep what is tracked already
+	// from being tracked twice. Admin sets it when a change moves the effective
+	// ProcessEmailFrom earlier (so the earlier mail is pulled, as the seeds say) and
+	// on Admin.ResyncIncoming; the Syncer clears it when such a sync succeeded.
+	IncomingResyncRequestedAt time.Time
 
 	DiscoveredServer   string    // AutoDiscover cache
 	DiscoveredServerAt time.Time //

@@ -40,9 +40,9 @@ func addresses(in []mailparse.Address) []Address {
 }
 
 // forwardedOriginal returns the message a user's server rule forwarded to a forward
-// mailbox as a message/rfc822 attachment, parsed, or nil when there is none (or it
-// was over the attachment cap).
-func forwardedOriginal(a *EmailActivity, raw []byte, maxAttachment int64) *EmailActivity {
+// mailbox as a message/rfc822 attachment, parsed and raw, or nil when there is none
+// (or it was over the attachment cap).
+func forwardedOriginal(a *EmailActivity, raw []byte, maxAttachment int64) (*EmailActivity, []byte) {
 	// Parse again keeping embedded messages whole: the org's cap is for storing
 	// attachments, not for reading the original.
 	outer, _ := mailparse.Parse(bytes.NewReader(raw), &mailparse.Options{})
@@ -53,9 +53,9 @@ func forwardedOriginal(a *EmailActivity, raw []byte, maxAttachment int64) *Email
 		}
 		inner := &EmailActivity{}
 		parseMessage(att.Content, inner, maxAttachment)
-		return inner
+		return inner, att.Content
 	}
-	return nil
+	return nil, nil
 }
 
 func formatTrackingToken(f TrackingTokenFormat, user, counter int) string {

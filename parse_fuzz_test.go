@@ -31,9 +31,9 @@ func FuzzParseMessage(f *testing.F) {
 		if a.Raw != nil && a.ParseError == "" && len(a.ParseWarnings) == 0 {
 			t.Fatal("Raw kept for a message without error or warning")
 		}
-		if a.MessageKey = messageKey(a, raw); a.MessageKey == "" {
+		if a.MessageKey = keysOf(a, raw).key; a.MessageKey == "" {
 			t.Fatal("no message key")
 		}
-		_ = forwardedOriginal(a, raw, 1024)
+		_, _ = forwardedOriginal(a, raw, 1024)
 	})
 }

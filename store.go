@@ -122,7 +122,8 @@ type ActivityStore interface {
 	// cursor: either all of it happens or none. An activity whose (MailboxID,
 	// MessageKey) is already stored is skipped and reported in Duplicates, which is
 	// what makes tracking exactly-once across crashes and retries. Each activity's ID
-	// and MessageKey must be set.
+	// and MessageKey must be set; keys are opaque strings of up to
+	// MessageKeyMaxLength bytes.
 	SaveTracked(ctx context.Context, cursor *Cursor, activities []*EmailActivity) (SaveResult, error)
 	// GetCursor returns the cursor of a mailbox's folder, or ErrNotFound.
 	GetCursor(ctx context.Context, mailboxID, folder string) (*Cursor, error)

@@ -3,11 +3,16 @@
 //
 // POP3 has one folder, no server-side moves and no appends, and a session sees the
 // maildrop as it was when it logged in. So:
-//   - the cursor is the UIDL of the last message processed; Fetch offers the
-//     messages listed after it. When that UIDL is gone (the message was deleted,
-//     by delete-after-processing or by another client) the position is unknown and
-//     every message is offered again with FetchResult.Reset set: the Store's
-//     per-mailbox message keys (the UIDL) keep them from being tracked twice;
+//   - the cursor holds the UIDLs of the last messages read (up to CursorWindow),
+//     and Fetch offers the messages listed after the latest of them still on the
+//     server. Messages gone because they were deleted (by delete-after-processing,
+//     by another client or by the server) are no reset while one of those remains.
+//     After the Syncer's deletions the session hands out a cursor without them
+//     (CursorAfterDeletes), so a mailbox emptied by delete-after-processing starts
+//     again from its first message, which is new. Only when none of the remembered
+//     UIDLs is listed any more (the server renumbered them, or someone else removed
+//     them all) is every message offered again with FetchResult.Reset set: the
+//     Store's per-mailbox message keys keep them from being tracked twice;
 //   - each Fetch after the first logs in again, so new mail is seen and pending
 //     deletions are committed;
 //   - Delete marks a message (DELE); the server removes it when the session ends
@@ -32,6 +37,7 @@ import (
 	"io"
 	"log/slog"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,9 +81,10 @@ type Connector struct {
 }
 
 var (
-	_ serversync.IncomingConnector = (*Connector)(nil)
-	_ serversync.Prober            = (*Connector)(nil)
-	_ serversync.CommitSession     = (*session)(nil)
+	_ serversync.IncomingConnector     = (*Connector)(nil)
+	_ serversync.Prober                = (*Connector)(nil)
+	_ serversync.CommitSession         = (*session)(nil)
+	_ serversync.DeletionCursorSession = (*session)(nil)
 )
 
 // New returns a POP3 connector.
@@ -166,6 +173,8 @@ type session struct {
 	open    bool            // until Close; a broken connection is replaced by the next Fetch
 	numbers map[string]int  // UIDL → message number of this connection's snapshot
 	deleted map[string]bool // UIDLs marked with DELE on this connection
+	listing []string        // the UIDLs the last Fetch listed, in maildrop order
+	gone    map[string]bool // UIDLs of listing deleted and committed since
 }
 
 // login dials, secures and authenticates; report, when set, records each step.
@@ -367,25 +376,19 @@ func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn fun
 		return result, s.broken(err)
 	}
 	s.numbers = make(map[string]int, len(uids))
-	for _, u := range uids {
+	s.listing, s.gone = make([]string, len(uids)), make(map[string]bool)
+	for i, u := range uids {
 		s.numbers[u.UID] = u.Number
+		s.listing[i] = u.UID
 	}
 
-	start := 0
-	result.Cursor = req.Cursor
-	if len(req.Cursor) > 0 {
-		last := string(req.Cursor)
-		i := indexOf(uids, last)
-		if i < 0 {
-			result.Reset = true // the message we stopped at is gone: offer everything again
-		} else {
-			start = i + 1
-		}
+	start, reset := resumeAt(s.listing, req.Cursor)
+	if reset {
+		s.log.Debug("pop3: none of the cursor's UIDLs is listed: offering every message again")
 	}
-	if len(uids) > 0 {
-		result.Cursor = []byte(uids[len(uids)-1].UID)
-	}
-	for _, u := range uids[start:] {
+	result.Reset = reset
+	result.Cursor = cursorAt(s.listing, len(s.listing))
+	for i, u := range uids[start:] {
 		if s.deleted[u.UID] {
 			continue
 		}
@@ -398,24 +401,15 @@ func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn fun
 				continue
 			}
 		}
-		if err := s.retrieve(ctx, u, sizes[u.Number], received, fn); err != nil {
+		if err := s.retrieve(ctx, u, sizes[u.Number], received, cursorAt(s.listing, start+i+1), fn); err != nil {
 			return result, err
 		}
 	}
 	return result, nil
 }
 
-func indexOf(uids []pop3.UIDEntry, uid string) int {
-	for i, u := range uids {
-		if u.UID == uid {
-			return i
-		}
-	}
-	return -1
-}
-
-// retrieve streams one message to fn.
-func (s *session) retrieve(ctx context.Context, u pop3.UIDEntry, size int64, received time.Time, fn func(*serversync.RemoteMessage) error) error {
+// retrieve streams one message to fn; cursor is the position after it.
+func (s *session) retrieve(ctx context.Context, u pop3.UIDEntry, size int64, received time.Time, cursor []byte, fn func(*serversync.RemoteMessage) error) error {
 	// The whole body must arrive within the timeout plus a second per 64 KiB, so a
 	// large message on a slow link is not cut off while a stalled one is.
 	ctx, cancel := context.WithTimeout(ctx, s.timeout+time.Duration(size>>16)*time.Second)
@@ -426,7 +420,7 @@ func (s *session) retrieve(ctx context.Context, u pop3.UIDEntry, size int64, rec
 	}
 	reader := &bodyReader{r: body, classify: func(err error) error { return s.classify("retr", err, ctx.Err()) }}
 	fnErr := fn(&serversync.RemoteMessage{
-		Ref: u.UID, Size: size, ReceivedAt: received, Body: reader, Cursor: []byte(u.UID),
+		Ref: u.UID, Size: size, ReceivedAt: received, Body: reader, Cursor: cursor,
 	})
 	err = body.Close()
 	if reader.err != nil || (err != nil && fnErr == nil) {
@@ -511,9 +505,39 @@ func (s *session) Commit(ctx context.Context) error {
 	if err := s.usable(); err != nil || len(s.deleted) == 0 {
 		return err
 	}
-	c := s.client
+	c, deleted := s.client, s.deleted
 	s.client, s.numbers, s.deleted = nil, nil, make(map[string]bool) // s.open stays: Fetch reconnects
-	return s.classify("quit", c.Quit(ctx), ctx.Err())
+	if err := s.classify("quit", c.Quit(ctx), ctx.Err()); err != nil {
+		return err
+	}
+	if s.gone == nil {
+		s.gone = make(map[string]bool)
+	}
+	for uid := range deleted {
+		s.gone[uid] = true
+	}
+	return nil
+}
+
+// CursorAfterDeletes returns cursor without the messages this session deleted and
+// committed: the UIDLs before its position that are still on the server. A cursor
+// the last Fetch did not hand out is returned as it is.
+func (s *session) CursorAfterDeletes(cursor []byte) []byte {
+	window := decodeCursor(cursor)
+	if len(window) == 0 || len(s.gone) == 0 {
+		return cursor
+	}
+	end := slices.Index(s.listing, window[len(window)-1])
+	if end < 0 {
+		return cursor
+	}
+	kept := make([]string, 0, end+1)
+	for _, uid := range s.listing[:end+1] {
+		if !s.gone[uid] {
+			kept = append(kept, uid)
+		}
+	}
+	return cursorAt(kept, len(kept))
 }
 
 // Move is not possible in POP3.
@@ -524,6 +548,54 @@ func (s *session) Move(ctx context.Context, folder, ref, toFolder string) error 
 // Append is not possible in POP3.
 func (s *session) Append(ctx context.Context, folder string, received time.Time, msg io.Reader, size int64) error {
 	return connector.Error("append", serversync.ErrorPermanent, serversync.ScopeMailbox, CodeUnsupported, ErrUnsupported)
+}
+
+// CursorWindow is how many UIDLs a cursor remembers: the last messages read, so
+// that a position survives the deletion of the message it names.
+const CursorWindow = 32
+
+// cursorPrefix starts every cursor that holds a window of UIDLs. A cursor without
+// it is one UIDL, as cursors were before.
+const cursorPrefix = "uidls\n"
+
+// cursorAt is the cursor after the first n messages of listing. It is never nil:
+// an empty window says the position is before the first message.
+func cursorAt(listing []string, n int) []byte {
+	window := listing[max(0, n-CursorWindow):n]
+	return []byte(cursorPrefix + strings.Join(window, "\n"))
+}
+
+// decodeCursor returns the UIDLs a cursor remembers, oldest first.
+func decodeCursor(cursor []byte) []string {
+	rest, ok := strings.CutPrefix(string(cursor), cursorPrefix)
+	switch {
+	case !ok && len(cursor) > 0:
+		return []string{string(cursor)}
+	case rest == "":
+		return nil
+	}
+	return strings.Split(rest, "\n")
+}
+
+// resumeAt returns the index in listing of the first message after cursor, and
+// whether the cursor was invalidated: it remembers UIDLs and none is listed any
+// more, although the maildrop is not empty. Remembered messages that are gone were
+// deleted; the latest one still listed is the position.
+func resumeAt(listing []string, cursor []byte) (start int, reset bool) {
+	window := decodeCursor(cursor)
+	if len(window) == 0 {
+		return 0, false
+	}
+	at := make(map[string]int, len(listing))
+	for i, uid := range listing {
+		at[uid] = i
+	}
+	for i := len(window) - 1; i >= 0; i-- {
+		if j, ok := at[window[i]]; ok {
+			return j + 1, false
+		}
+	}
+	return 0, len(listing) > 0
 }
 
 // quit ends the connection with QUIT, committing deletions.

@@ -168,20 +168,35 @@ func (s *Store) rewriteActivity(ctx context.Context, tx *txn, a *serversync.Emai
 	return err
 }
 
-// ListActivities implements serversync.ActivityStore.
-func (s *Store) ListActivities(ctx context.Context, f serversync.ActivityFilter) iter.Seq2[*serversync.EmailActivity, error] {
+// partiallyIndexed are the activity columns whose indexes leave out empty values.
+var partiallyIndexed = map[string]bool{"message_id": true, "tracking_token": true, "conversation_hash": true}
+
+// activitiesQuery is the query of ListActivities and its arguments.
+func activitiesQuery(f serversync.ActivityFilter) (string, []any) {
 	var w where
 	for _, c := range []struct{ column, value string }{
 		{"mailbox_id", f.MailboxID}, {"direction", string(f.Direction)}, {"status", string(f.Status)},
 		{"message_key", f.MessageKey}, {"message_id", f.MessageID}, {"tracking_token", f.TrackingToken},
 		{"conversation_hash", f.ConversationHash},
 	} {
-		if c.value != "" {
+		switch {
+		case c.value == "":
+		case partiallyIndexed[c.column]:
+			// The index covers non-empty values only; SQLite uses it only when the
+			// query says so itself, as it cannot see that the bound value is not empty.
+			w.add(c.column+" = ? AND "+c.column+" <> ''", c.value)
+		default:
 			w.add(c.column+" = ?", c.value)
 		}
 	}
 	query := "SELECT data FROM activities" + w.String() + " ORDER BY seq LIMIT ?"
-	return rowsSeq(ctx, s, query, append(w.args, limit(f.Limit)), func(rows *sql.Rows) (*serversync.EmailActivity, error) {
+	return query, append(w.args, limit(f.Limit))
+}
+
+// ListActivities implements serversync.ActivityStore.
+func (s *Store) ListActivities(ctx context.Context, f serversync.ActivityFilter) iter.Seq2[*serversync.EmailActivity, error] {
+	query, args := activitiesQuery(f)
+	return rowsSeq(ctx, s, query, args, func(rows *sql.Rows) (*serversync.EmailActivity, error) {
 		var data []byte
 		if err := rows.Scan(&data); err != nil {
 			return nil, fmt.Errorf("sqlite: %w", err)

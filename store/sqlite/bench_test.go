@@ -101,3 +101,33 @@ func BenchmarkAcquireLeases(b *testing.B) {
 	}
 	b.ReportMetric(float64(leased)/time.Since(start).Seconds(), "leases/s")
 }
+
+// BenchmarkMessageKeyMiss looks up a message key that is not stored, among 10,000
+// activities: what the incoming pipeline pays for each new message, twice (its key,
+// then the key earlier releases gave it).
+func BenchmarkMessageKeyMiss(b *testing.B) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"), &sqlite.Options{Keys: keys(b, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for n := 0; n < 10_000; n += 100 {
+		batch := make([]*serversync.EmailActivity, 100)
+		for i := range batch {
+			batch[i] = storetest.NewActivity("mb-1", fmt.Sprintf("mid:msg-%d@bench.test#%064d", n+i, n+i))
+		}
+		if _, err := s.SaveTracked(ctx, nil, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		for _, err := range s.ListActivities(ctx, serversync.ActivityFilter{MailboxID: "mb-1", MessageKey: fmt.Sprintf("mid:new-%d@bench.test", i), Limit: 1}) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

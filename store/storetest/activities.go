@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,6 +48,21 @@ func testActivities(t *testing.T, h harness) {
 		assertSameRecord(t, full, mustGetActivity(t, s, full.ID))
 		assertSameRecord(t, plain, mustGetActivity(t, s, plain.ID))
 		requireCursor(t, s, cursor)
+	})
+
+	h.run(t, "MessageKeyOfMaximumLength", func(t *testing.T, s serversync.Store) {
+		// Keys are opaque: the incoming pipeline writes up to MessageKeyMaxLength
+		// bytes of Message-ID, '#', ':' and a digest, and keys that differ only at
+		// the end are different messages.
+		key := "mid:" + strings.Repeat("x", serversync.MessageKeyMaxLength-4-2) + "#"
+		first, second := NewActivity("mb-1", key+"a"), NewActivity("mb-1", key+"b")
+		res := saveTracked(t, s, nil, first, second)
+		assert.Equal(t, 2, res.Inserted)
+		res = saveTracked(t, s, nil, NewActivity("mb-1", key+"a"))
+		assert.Equal(t, []int{0}, res.Duplicates)
+		got := Collect(t, s.ListActivities(t.Context(), serversync.ActivityFilter{MailboxID: "mb-1", MessageKey: key + "b"}))
+		require.Len(t, got, 1)
+		assert.Equal(t, second.ID, got[0].ID)
 	})
 
 	h.run(t, "AttachmentsAndRawRoundTrip", func(t *testing.T, s serversync.Store) {

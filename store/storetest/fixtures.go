@@ -144,6 +144,7 @@ func FullMailbox(profileID, email string) *serversync.Mailbox {
 	}
 	m.ProcessEmailFrom = BaseTime.Add(-7 * 24 * time.Hour)
 	m.DeleteAfterProcessing = true
+	m.IncomingResyncRequestedAt = BaseTime.Add(-90 * time.Second)
 	m.DiscoveredServer = "https://mail.example.com/EWS/Exchange.asmx"
 	m.DiscoveredServerAt = BaseTime.Add(-3 * time.Hour)
 	m.Stats = serversync.MailboxStats{
@@ -155,15 +156,17 @@ func FullMailbox(profileID, email string) *serversync.Mailbox {
 			Host:    "host-a",
 			At:      BaseTime.Add(-4 * time.Minute),
 		},
-		LastSyncStartedAt:      BaseTime.Add(-5 * time.Minute),
-		LastSyncSucceededAt:    BaseTime.Add(-10 * time.Minute),
-		LastSyncDuration:       1234567891 * time.Nanosecond,
-		ItemsProcessedLastSync: 17,
-		ItemsFailedLastSync:    1,
-		LastMailAt:             BaseTime.Add(-30 * time.Minute),
-		IncomingPostponedUntil: BaseTime.Add(5 * time.Minute),
-		OutgoingPostponedUntil: BaseTime.Add(6 * time.Minute),
-		ACTPostponedUntil:      BaseTime.Add(7 * time.Minute),
+		LastSyncStartedAt:         BaseTime.Add(-5 * time.Minute),
+		LastSyncSucceededAt:       BaseTime.Add(-10 * time.Minute),
+		LastSyncDuration:          1234567891 * time.Nanosecond,
+		ItemsProcessedLastSync:    17,
+		ItemsFailedLastSync:       1,
+		DuplicatesSkippedLastSync: 2,
+		DuplicatesSkipped:         1 << 40,
+		LastMailAt:                BaseTime.Add(-30 * time.Minute),
+		IncomingPostponedUntil:    BaseTime.Add(5 * time.Minute),
+		OutgoingPostponedUntil:    BaseTime.Add(6 * time.Minute),
+		ACTPostponedUntil:         BaseTime.Add(7 * time.Minute),
 	}
 	m.NextSyncAt = BaseTime.Add(time.Minute)
 	m.CreatedAt = BaseTime.Add(-24 * time.Hour)
