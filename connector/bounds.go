@@ -139,6 +139,7 @@ type BoundedConn struct {
 
 	mu           sync.Mutex
 	readDeadline time.Time // the protocol library's
+	maxWait      time.Duration
 	replyStarted bool
 	replyEnd     time.Time // the reply's deadline, while replyStarted
 	replyBytes   int64     // outside message bodies
@@ -191,9 +192,24 @@ func (c *BoundedConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// applyReadDeadline sets the earlier of the library's and the reply's deadline.
+// SetMaxWait bounds every read, from when it starts, to d whatever deadline
+// the library set (d == 0: no bound). It tames a library's own generous
+// timeouts where the endpoint's should hold.
+func (c *BoundedConn) SetMaxWait(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.maxWait = d
+}
+
+// applyReadDeadline sets the earliest of the library's deadline, the reply's
+// and the longest wait allowed.
 func (c *BoundedConn) applyReadDeadline() {
 	d := c.readDeadline
+	if c.maxWait > 0 {
+		if wait := time.Now().Add(c.maxWait); d.IsZero() || wait.Before(d) {
+			d = wait
+		}
+	}
 	if c.replyStarted && !c.replyEnd.IsZero() && (d.IsZero() || c.replyEnd.Before(d)) {
 		d = c.replyEnd
 	}

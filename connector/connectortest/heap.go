@@ -1,7 +1,9 @@
 package connectortest
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"runtime"
 	"sync"
 	"time"
@@ -58,3 +60,35 @@ type heapLimitError struct{}
 func (heapLimitError) Error() string { return "connectortest: the heap grew past the test's limit" }
 
 var errHeapLimit error = heapLimitError{}
+
+// HostileBytes is how much Endless sends at most: far more than any reply
+// limit, and many times the heap limit of the tests.
+const HostileBytes = 1 << 30
+
+// Endless writes prefix, then fill over and over, HostileBytes in all or until
+// a write fails (the client hung up): an endless line, atom or list.
+func Endless(w io.Writer, prefix, fill string) {
+	if _, err := io.WriteString(w, prefix); err != nil {
+		return
+	}
+	chunk := bytes.Repeat([]byte(fill), max(1, (64<<10)/len(fill)))
+	for sent := 0; sent < HostileBytes; sent += len(chunk) {
+		if _, err := w.Write(chunk); err != nil {
+			return
+		}
+	}
+}
+
+// Drip writes prefix, then one byte of fill every interval until a write
+// fails: a reply that makes progress just inside every read timeout.
+func Drip(w io.Writer, prefix string, fill byte, interval time.Duration) {
+	if _, err := io.WriteString(w, prefix); err != nil {
+		return
+	}
+	for {
+		time.Sleep(interval)
+		if _, err := w.Write([]byte{fill}); err != nil {
+			return
+		}
+	}
+}

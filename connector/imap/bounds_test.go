@@ -22,10 +22,6 @@ import (
 	imapconn "github.com/serversync/serversync/connector/imap"
 )
 
-// hostileBytes is how much a hostile server tries to send: far more than any
-// limit, and more than the test's heap limit many times over.
-const hostileBytes = 1 << 30
-
 // hostileServer serves one connection on loopback: greet writes the greeting,
 // then LOGIN/AUTHENTICATE, CAPABILITY and SELECT are answered as a two-message
 // INBOX would, and fetch answers the first UID FETCH. greet and fetch may write
@@ -101,32 +97,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// endless writes prefix, then fill over and over, up to hostileBytes in all.
-func endless(w io.Writer, prefix, fill string) {
-	if _, err := io.WriteString(w, prefix); err != nil {
-		return
-	}
-	chunk := bytes.Repeat([]byte(fill), (64<<10)/len(fill))
-	for sent := 0; sent < hostileBytes; sent += len(chunk) {
-		if _, err := w.Write(chunk); err != nil {
-			return
-		}
-	}
-}
-
-// drip writes prefix, then one byte of fill every interval, forever.
-func drip(w io.Writer, prefix string, fill byte, interval time.Duration) {
-	if _, err := io.WriteString(w, prefix); err != nil {
-		return
-	}
-	for {
-		time.Sleep(interval)
-		if _, err := w.Write([]byte{fill}); err != nil {
-			return
-		}
-	}
-}
-
 func hostileTarget(port int, timeout time.Duration) *serversync.Target {
 	return &serversync.Target{
 		Endpoint: serversync.Endpoint{Host: "127.0.0.1", Port: port, TLS: serversync.TLSNone,
@@ -164,38 +134,38 @@ func TestBoundedReplies(t *testing.T) {
 		atFetch bool // the limit is met by Fetch, not OpenIncoming
 	}{
 		{name: "endless greeting line",
-			greet: func(w io.Writer) { endless(w, "* OK ", "a") },
+			greet: func(w io.Writer) { connectortest.Endless(w, "* OK ", "a") },
 			kind:  serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeProfile},
 		{name: "endless greeting atom",
-			greet: func(w io.Writer) { endless(w, "* OK [", "A") },
+			greet: func(w io.Writer) { connectortest.Endless(w, "* OK [", "A") },
 			kind:  serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeProfile},
 		{name: "endless line in a FETCH response",
-			greet: greetNormally, fetch: func(w io.Writer, _ string) { endless(w, fetchStart+"ENVELOPE (\"", "x") },
+			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, fetchStart+"ENVELOPE (\"", "x") },
 			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "endless list in a FETCH response",
-			greet: greetNormally, fetch: func(w io.Writer, _ string) { endless(w, fetchStart+"FLAGS (", "\\Seen ") },
+			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, fetchStart+"FLAGS (", "\\Seen ") },
 			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "endless atom in a FETCH response",
-			greet: greetNormally, fetch: func(w io.Writer, _ string) { endless(w, fetchStart+"X", "A") },
+			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, fetchStart+"X", "A") },
 			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "large literal outside FETCH",
-			greet: greetNormally, fetch: func(w io.Writer, _ string) { endless(w, "* LIST () \"/\" {200000000}\r\n", "a") },
+			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, "* LIST () \"/\" {200000000}\r\n", "a") },
 			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "message body over the limit",
-			greet: greetNormally, fetch: func(w io.Writer, _ string) { endless(w, fetchStart+"BODY[] {2000000000}\r\n", "m") },
+			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, fetchStart+"BODY[] {2000000000}\r\n", "m") },
 			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "message body over a configured limit",
-			greet: greetNormally, fetch: func(w io.Writer, _ string) { endless(w, fetchStart+"BODY[] {1073741824}\r\n", "m") },
+			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, fetchStart+"BODY[] {1073741824}\r\n", "m") },
 			opts: &imapconn.Options{MaxMessageBytes: 10 << 20},
 			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "greeting dripping",
-			greet: func(w io.Writer) { drip(w, "* OK ", 'a', timeout/5) },
+			greet: func(w io.Writer) { connectortest.Drip(w, "* OK ", 'a', timeout/5) },
 			kind:  serversync.ErrorTransient, code: connector.CodeReplyTooSlow, scope: serversync.ScopeProfile},
 		{name: "FETCH response dripping",
-			greet: greetNormally, fetch: func(w io.Writer, _ string) { drip(w, fetchStart+"FLAGS (", 'a', timeout/5) },
+			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Drip(w, fetchStart+"FLAGS (", 'a', timeout/5) },
 			kind: serversync.ErrorTransient, code: connector.CodeReplyTooSlow, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "message body dripping",
-			greet: greetNormally, fetch: func(w io.Writer, _ string) { drip(w, fetchStart+"BODY[] {1000}\r\n", 'm', timeout/5) },
+			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Drip(w, fetchStart+"BODY[] {1000}\r\n", 'm', timeout/5) },
 			kind: serversync.ErrorTransient, code: connector.CodeReplyTooSlow, scope: serversync.ScopeMailbox, atFetch: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
