@@ -47,6 +47,9 @@ const (
 	// at the IMAP port…). Permanent and profile-wide: the port or server type in
 	// the profile is wrong.
 	CodeProtocolMismatch = "protocol_mismatch"
+	// CodeTLSMismatch: a TLS client met a server that does not speak TLS on
+	// that port. Permanent and profile-wide, like a protocol mismatch.
+	CodeTLSMismatch = "tls_mismatch"
 )
 
 // ReplyLimits bound what one server reply may cost, whatever the server sends.
