@@ -469,3 +469,18 @@ func MismatchError(op, want, got string, cause error) error {
 	return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, CodeProtocolMismatch,
 		fmt.Errorf("%s server expected, but the server answered like a %s server: %s: %w", want, got, advice, cause))
 }
+
+// NoGreetingHint adds to a transient error of waiting for the greeting, when
+// the server sent nothing at all, that a port expecting TLS from the start
+// waits silently for the client's: a plaintext or STARTTLS profile at an
+// implicit-TLS port looks exactly like a server that does not answer, so the
+// error is left transient and only says what to check.
+func NoGreetingHint(err error, ep serversync.Endpoint, first []byte) error {
+	var ce *serversync.ConnectorError
+	if len(first) > 0 || ep.TLS == serversync.TLSImplicit || !errors.As(err, &ce) || ce.Kind != serversync.ErrorTransient {
+		return err
+	}
+	hinted := *ce
+	hinted.Err = fmt.Errorf("%w (the server sent no greeting: if port %d expects TLS from the start, set the profile's TLS mode to implicit TLS)", ce.Err, ep.Port)
+	return &hinted
+}

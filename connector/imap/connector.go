@@ -170,7 +170,7 @@ func (c *Connector) open(ctx context.Context, target *serversync.Target) (*sessi
 		if mismatch := connector.MismatchError("greeting", "IMAP", connector.RecognizeGreeting(s.bounded.FirstBytes()), err); mismatch != nil {
 			return nil, mismatch
 		}
-		return nil, err
+		return nil, connector.NoGreetingHint(err, target.Endpoint, s.bounded.FirstBytes())
 	}
 	if err := s.authenticate(ctx); err != nil {
 		return nil, err

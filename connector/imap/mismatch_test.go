@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/connector"
@@ -31,5 +32,24 @@ func TestGreetingOfAnotherProtocol(t *testing.T) {
 				assert.Contains(t, err.Error(), "check the port and the server type")
 			})
 		}
+	}
+}
+
+// A server that sends no greeting at all may be a port that expects TLS from
+// the start: the error stays transient (it may just be slow) but says so.
+func TestNoGreetingHintsAtImplicitTLS(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []serversync.TLSMode{serversync.TLSNone, serversync.TLSStartTLS} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			port, _ := hostileServer(t, func(io.Writer) {}, nil)
+			target := hostileTarget(port, 300*time.Millisecond)
+			target.Endpoint.TLS = mode
+			_, err := imapconn.New(nil).OpenIncoming(context.Background(), target)
+			var ce *serversync.ConnectorError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, serversync.ErrorTransient, ce.Kind, "%v", err)
+			assert.Contains(t, err.Error(), "expects TLS from the start")
+		})
 	}
 }

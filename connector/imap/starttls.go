@@ -54,7 +54,7 @@ func (c *Connector) startTLS(ctx context.Context, timeout time.Duration, raw net
 		if mismatch := connector.MismatchError("greeting", "IMAP", connector.RecognizeGreeting(plain.FirstBytes()), err); mismatch != nil {
 			return nil, mismatch
 		}
-		return nil, fail("greeting", err)
+		return nil, connector.NoGreetingHint(fail("greeting", err), ep, plain.FirstBytes())
 	}
 	upper := strings.ToUpper(greeting)
 	switch {

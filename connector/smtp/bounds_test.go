@@ -174,6 +174,9 @@ func TestSilentServerCutAfterTimeout(t *testing.T) {
 			var ce *serversync.ConnectorError
 			require.ErrorAs(t, err, &ce)
 			assert.Equal(t, serversync.ErrorTransient, ce.Kind, "%v", err)
+			if tc.name != "no reply to MAIL" {
+				assert.Contains(t, err.Error(), "expects TLS from the start", "a silent greeting may be a TLS port")
+			}
 		})
 	}
 }

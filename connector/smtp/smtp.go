@@ -69,10 +69,11 @@ func New(opts *Options) *Connector {
 
 // Session is an open, authenticated SMTP connection. Not safe for concurrent use.
 type Session struct {
-	client *gosmtp.Client
-	opened bool                   // greeted, secured and authenticated
-	conn   *connector.BoundedConn // the dialed connection, closed to interrupt a call whose context ended
-	creds  auth.Credentials
+	client   *gosmtp.Client
+	endpoint serversync.Endpoint
+	opened   bool                   // greeted, secured and authenticated
+	conn     *connector.BoundedConn // the dialed connection, closed to interrupt a call whose context ended
+	creds    auth.Credentials
 }
 
 var _ serversync.OutgoingSession = (*Session)(nil)
@@ -102,7 +103,7 @@ func (c *Connector) Probe(ctx context.Context, target *serversync.Target) []serv
 
 func (c *Connector) open(ctx context.Context, target *serversync.Target, st *steps) (*Session, error) {
 	ep := target.Endpoint
-	s := &Session{creds: target.Credentials}
+	s := &Session{creds: target.Credentials, endpoint: ep}
 	if !st.do("connect", func() error {
 		raw, err := connector.Dial(ctx, ep, &c.tls)
 		if err != nil {
@@ -280,7 +281,7 @@ func (s *Session) watch(ctx context.Context) (stop func() bool) {
 }
 
 // classify turns the first non-nil error into a *serversync.ConnectorError.
-func (s *Session) classify(ctx context.Context, op string, errs ...error) error {
+func (s *Session) classify(ctx context.Context, op string, errs ...error) (classified error) {
 	var err error
 	for _, e := range errs {
 		if e != nil {
@@ -300,6 +301,7 @@ func (s *Session) classify(ctx context.Context, op string, errs ...error) error 
 		if mismatch := connector.MismatchError(op, "SMTP", connector.RecognizeGreeting(s.conn.FirstBytes()), err); mismatch != nil {
 			return mismatch
 		}
+		defer func() { classified = connector.NoGreetingHint(classified, s.endpoint, s.conn.FirstBytes()) }()
 	}
 	if limit := s.conn.LimitError(); limit != nil {
 		return limit.Classify(op, s.limitScope(), fmt.Errorf("smtp: %s: %w", op, limit))
