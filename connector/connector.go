@@ -7,6 +7,11 @@
 // call by closing its connection (smtp) or by wrapping it so a cancellation can't be
 // undone (imap).
 //
+// Every reply a server sends is bounded in bytes and in time ([ReplyLimits],
+// [BoundedConn]), and a server that answers in another protocol than the
+// profile's is told apart from a network failure ([RecognizeGreeting],
+// [MismatchError]).
+//
 // One package per protocol lives below it (imap, pop3, smtp); connectortest is the
 // conformance suite they all pass.
 package connector
