@@ -59,8 +59,10 @@ type ReplyLimits struct {
 	MaxReplyBytes int64
 	// MaxMessageBytes bounds one message body (default 256 MiB).
 	MaxMessageBytes int64
-	// Timeout bounds a whole reply, from its first byte to its last, plus one
-	// second per MessageBytesPerSecond bytes of message body in it. Zero: none.
+	// Timeout bounds the time reads spend waiting for a whole reply, from its
+	// first byte to its last, plus one second per MessageBytesPerSecond bytes of
+	// message body in it: a server dripping a byte at a time runs out of it,
+	// a caller slow to consume a body does not. Zero: none.
 	Timeout time.Duration
 }
 
@@ -123,8 +125,8 @@ const (
 )
 
 // BoundedConn is a net.Conn whose reads are held to [ReplyLimits]: a reply that
-// grows past its byte budget, or takes longer than its deadline however steadily
-// it trickles, fails the read with a *ReplyLimitError. The deadlines the
+// grows past its byte budget, or keeps reads waiting longer than its time budget
+// however steadily it trickles, fails the read with a *ReplyLimitError. The deadlines the
 // protocol library sets are kept, and the earlier of theirs and the reply's wins.
 //
 // Read errors are sticky: once a read failed (a timeout included) every later
@@ -144,10 +146,15 @@ type BoundedConn struct {
 	readDeadline time.Time // the protocol library's
 	maxWait      time.Duration
 	replyStarted bool
-	replyEnd     time.Time // the reply's deadline, while replyStarted
-	replyBytes   int64     // outside message bodies
-	readErr      error
-	first        []byte
+	// The reply's time budget and how much of it reads have spent waiting for
+	// the server. Only time inside Read counts: a caller slow to consume a
+	// message body (storing it, say) does not use up the server's time.
+	replyBudget time.Duration
+	replyWaited time.Duration
+	readStarted time.Time // of the read in progress, if any
+	replyBytes  int64     // outside message bodies
+	readErr     error
+	first       []byte
 
 	imap imapScanner
 }
@@ -167,6 +174,7 @@ func (c *BoundedConn) Read(b []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, err
 	}
+	c.readStarted = time.Now()
 	c.applyReadDeadline()
 	c.mu.Unlock()
 
@@ -174,6 +182,10 @@ func (c *BoundedConn) Read(b []byte) (int, error) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.replyStarted {
+		c.replyWaited += time.Since(c.readStarted)
+	}
+	c.readStarted = time.Time{}
 	if n > 0 {
 		if len(c.first) < firstBytesKept {
 			c.first = append(c.first, b[:min(n, firstBytesKept-len(c.first))]...)
@@ -185,10 +197,10 @@ func (c *BoundedConn) Read(b []byte) (int, error) {
 	}
 	if err != nil {
 		var netErr net.Error
-		if c.replyStarted && !c.replyEnd.IsZero() && !time.Now().Before(c.replyEnd) &&
+		if c.replyStarted && c.replyBudget > 0 && c.replyWaited >= c.replyBudget &&
 			(errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)) {
 			err = &ReplyLimitError{Code: CodeReplyTooSlow,
-				Reason: fmt.Sprintf("the server's reply did not arrive whole within %v", c.limits.Timeout)}
+				Reason: fmt.Sprintf("the server's reply did not arrive whole within %v", c.replyBudget)}
 		}
 		c.readErr = err
 	}
@@ -213,8 +225,14 @@ func (c *BoundedConn) applyReadDeadline() {
 			d = wait
 		}
 	}
-	if c.replyStarted && !c.replyEnd.IsZero() && (d.IsZero() || c.replyEnd.Before(d)) {
-		d = c.replyEnd
+	if c.replyStarted && c.replyBudget > 0 {
+		left := c.replyBudget - c.replyWaited
+		if !c.readStarted.IsZero() {
+			left -= time.Since(c.readStarted)
+		}
+		if end := time.Now().Add(left); d.IsZero() || end.Before(d) {
+			d = end
+		}
 	}
 	_ = c.Conn.SetReadDeadline(d)
 }
@@ -248,8 +266,8 @@ func (c *BoundedConn) account(p []byte) error {
 					"the server announced a %d-byte message body, over the %d-byte limit (raise Options.MaxMessageBytes if the server is legitimate)",
 					ev.literal, c.limits.MaxMessageBytes)}
 			}
-			if !c.replyEnd.IsZero() {
-				c.replyEnd = c.replyEnd.Add(BodyAllowance(ev.literal))
+			if c.replyBudget > 0 {
+				c.replyBudget += BodyAllowance(ev.literal)
 			}
 		case ev.literal >= 0:
 			// Literals outside FETCH are names and strings: small.
@@ -266,10 +284,7 @@ func (c *BoundedConn) account(p []byte) error {
 
 func (c *BoundedConn) startReply() {
 	c.replyStarted, c.replyBytes = true, 0
-	c.replyEnd = time.Time{}
-	if c.limits.Timeout > 0 {
-		c.replyEnd = time.Now().Add(c.limits.Timeout)
-	}
+	c.replyBudget, c.replyWaited = c.limits.Timeout, 0
 }
 
 func (c *BoundedConn) tooLong() error {

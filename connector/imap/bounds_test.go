@@ -239,3 +239,28 @@ func TestMessageBodyLargerThanReplyBudget(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, len(body), len(got))
 }
+
+// The time budget of a reply counts the server's time, not the caller's: a
+// callback that takes longer than the timeout to read a body (a slow store,
+// say) does not make the server's reply "too slow".
+func TestSlowCallbackIsNotASlowServer(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	// 128 KiB: more than the client's buffers hold, so reads of it happen after
+	// the callback's wait; it adds two seconds to the reply's time budget.
+	body := bytes.Repeat([]byte("0123456789abcde\n"), (128<<10)/16)
+	port, _ := hostileServer(t, greetNormally, func(w io.Writer, tag string) {
+		fmt.Fprintf(w, "* 1 FETCH (UID 1 RFC822.SIZE %d INTERNALDATE \"02-Jan-2024 15:04:05 +0000\" BODY[] {%d}\r\n", len(body), len(body))
+		_, _ = w.Write(body)
+		fmt.Fprintf(w, ")\r\n%s OK done\r\n", tag)
+	})
+	sess, err := imapconn.New(nil).OpenIncoming(context.Background(), hostileTarget(port, timeout))
+	require.NoError(t, err)
+	defer sess.Close()
+	_, err = sess.Fetch(context.Background(), serversync.FetchRequest{}, func(m *serversync.RemoteMessage) error {
+		time.Sleep(3 * time.Second) // the scenario itself: a consumer slower than the reply's budget
+		_, err := io.Copy(io.Discard, m.Body)
+		return err
+	})
+	require.NoError(t, err)
+}
