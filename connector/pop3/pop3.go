@@ -21,6 +21,14 @@
 //
 // Implicit TLS (POP3S, 995) and STLS (110) are supported; an endpoint that asks for
 // STLS never falls back to plaintext.
+//
+// Whatever the server sends, what it costs is bounded: every exchange must be
+// over within Endpoint.Timeout (a message: plus a second per 64 KiB, counting
+// no more than Options.MaxMessageBytes whatever LIST claims), listings and
+// headers hold at most Options.MaxReplyBytes and a message at most
+// Options.MaxMessageBytes ("reply_too_long", permanent; "reply_too_slow",
+// transient). A server that greets in another protocol (IMAP's "* OK", SMTP's
+// "220") is a permanent, profile-wide "protocol_mismatch".
 package pop3
 
 import (

@@ -11,6 +11,13 @@
 // A Connector is safe for concurrent use; a session is not. go-smtp takes no
 // context, so a session closes its connection when the context of the call in
 // progress ends: after a cancellation the session is unusable and must be closed.
+//
+// Whatever the server sends, a reply (everything between two commands) holds at
+// most Options.MaxReplyBytes and must arrive whole within Endpoint.Timeout of
+// its first byte ("reply_too_long", permanent; "reply_too_slow", transient), and
+// until the session is open no wait outlasts Endpoint.Timeout. A server that
+// greets in another protocol (IMAP's "* OK", POP3's "+OK") is a permanent,
+// profile-wide "protocol_mismatch".
 package smtp
 
 import (
