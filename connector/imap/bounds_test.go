@@ -24,7 +24,7 @@ import (
 
 // hostileServer serves one connection on loopback: greet writes the greeting,
 // then LOGIN/AUTHENTICATE, CAPABILITY and SELECT are answered as a two-message
-// INBOX would, and fetch answers the first UID FETCH. greet and fetch may write
+// INBOX would (UID SEARCH finds both), and fetch answers each UID FETCH. greet and fetch may write
 // for as long as they like: writes fail once the client hangs up. sent counts
 // what they wrote.
 func hostileServer(t *testing.T, greet func(w io.Writer), fetch func(w io.Writer, tag string)) (port int, sent *atomic.Int64) {
@@ -73,6 +73,8 @@ func hostileServer(t *testing.T, greet func(w io.Writer), fetch func(w io.Writer
 				fmt.Fprintf(w, "%s OK logged in\r\n", tag)
 			case "SELECT", "EXAMINE":
 				fmt.Fprintf(w, "* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 3] ok\r\n%s OK [READ-WRITE] selected\r\n", tag)
+			case "UID SEARCH":
+				fmt.Fprintf(w, "* SEARCH 1 2\r\n%s OK done\r\n", tag)
 			case "UID FETCH":
 				fetch(w, tag)
 			case "LOGOUT":
@@ -157,6 +159,9 @@ func TestBoundedReplies(t *testing.T) {
 		{name: "message body over a configured limit",
 			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, fetchStart+"BODY[] {1073741824}\r\n", "m") },
 			opts: &imapconn.Options{MaxMessageBytes: 10 << 20},
+			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
+		{name: "large body before its size and date",
+			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, "* 1 FETCH (UID 1 BODY[] {100000000}\r\n", "m") },
 			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "greeting dripping",
 			greet: func(w io.Writer) { connectortest.Drip(w, "* OK ", 'a', timeout/5) },
@@ -263,4 +268,65 @@ func TestSlowCallbackIsNotASlowServer(t *testing.T) {
 		return err
 	})
 	require.NoError(t, err)
+}
+
+// A server running pipelined FETCH commands at once may send the next batch's
+// messages before the current batch ends; those are held in memory until their
+// turn, but no more than 16 MiB of them: a larger early message is let go and
+// its batch fetched again in its turn, when it streams. Both messages still
+// arrive, once, in order, and the heap stays under the test's 64 MiB while
+// the early message is 80 MiB.
+//
+// Not parallel: the heap measured is the process's.
+func TestEarlyMessagesOfLaterBatchNotHeld(t *testing.T) {
+	const large = 80 << 20
+	first := testMessage(1, 300)
+	var fetches atomic.Int32
+	var firstTag string // the server goroutine's only
+	large2 := func(w io.Writer) {
+		fmt.Fprintf(w, "* 2 FETCH (UID 2 RFC822.SIZE %d INTERNALDATE \"02-Jan-2024 15:04:05 +0000\" BODY[] {%d}\r\n", large, large)
+		chunk := bytes.Repeat([]byte("0123456789abcde\n"), 4096)
+		for sent := 0; sent < large; sent += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+		_, _ = io.WriteString(w, ")\r\n")
+	}
+	port, _ := hostileServer(t, greetNormally, func(w io.Writer, tag string) {
+		switch fetches.Add(1) {
+		case 1: // batch 1 (UID 1): answered after batch 2
+			firstTag = tag
+		case 2: // batch 2 (UID 2) first, then batch 1
+			large2(w)
+			fmt.Fprintf(w, "%s OK done\r\n", tag)
+			fmt.Fprintf(w, "* 1 FETCH (UID 1 RFC822.SIZE %d INTERNALDATE \"02-Jan-2024 15:04:05 +0000\" BODY[] {%d}\r\n%s)\r\n%s OK done\r\n",
+				len(first), len(first), first, firstTag)
+		default: // batch 2 again, in its turn
+			large2(w)
+			fmt.Fprintf(w, "%s OK done\r\n", tag)
+		}
+	})
+	ctx, stop := connectortest.HeapGuard(context.Background(), connectortest.HeapLimitDefault)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	sess, err := imapconn.New(&imapconn.Options{FetchBatchSize: 1}).OpenIncoming(ctx, hostileTarget(port, 30*time.Second))
+	require.NoError(t, err)
+	defer sess.Close()
+	var refs []string
+	var sizes []int64
+	_, err = sess.Fetch(ctx, serversync.FetchRequest{}, func(m *serversync.RemoteMessage) error {
+		n, err := io.Copy(io.Discard, m.Body)
+		refs, sizes = append(refs, m.Ref), append(sizes, n)
+		return err
+	})
+	cause := context.Cause(ctx)
+	peak := stop()
+	t.Logf("peak heap %.1f MiB", float64(peak)/(1<<20))
+	require.NoError(t, cause, "within the heap limit: %v", err)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"1", "2"}, refs)
+	assert.Equal(t, []int64{int64(len(first)), large}, sizes)
+	assert.Equal(t, int32(3), fetches.Load(), "the later batch was fetched again")
+	assert.Less(t, peak, uint64(connectortest.HeapLimitDefault))
 }

@@ -59,7 +59,8 @@
 // body streams from the connection to the callback: memory does not grow with the
 // mailbox. (Servers that run pipelined commands concurrently, like Dovecot, may
 // send some of the next batch early; those messages are held in memory until
-// their turn, at most one batch.) The callback should not hold a message for minutes, since the server
+// their turn, at most 16 MiB of them: beyond that they are let go and their
+// batch is fetched again in its turn.) The callback should not hold a message for minutes, since the server
 // is waiting to send the rest; it must not use the session.
 //
 // With Options.MaxParallelFetch > 1, a fetch of more than four batches also opens
