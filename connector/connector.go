@@ -7,6 +7,11 @@
 // call by closing its connection (smtp) or by wrapping it so a cancellation can't be
 // undone (imap).
 //
+// Every reply a server sends is bounded in bytes and in time ([ReplyLimits],
+// [BoundedConn]), and a server that answers in another protocol than the
+// profile's is told apart from a network failure ([RecognizeGreeting],
+// [MismatchError]).
+//
 // One package per protocol lives below it (imap, pop3, smtp); connectortest is the
 // conformance suite they all pass.
 package connector
@@ -178,8 +183,12 @@ func NetError(op string, err error) error {
 		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, "tls_verify_failed",
 			fmt.Errorf("the server's certificate is not trusted (add its CA to the profile's ExtraRootCAsPEM if it is yours): %w", err))
 	case errors.As(err, &recordHeader):
-		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, "tls_mismatch",
-			fmt.Errorf("the server did not answer with TLS: check the port and TLS mode: %w", err))
+		spoke := ""
+		if protocol := RecognizeGreeting(recordHeader.RecordHeader[:]); protocol != "" && protocol != "TLS" {
+			spoke = " (it greeted in " + protocol + " without TLS)"
+		}
+		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, CodeTLSMismatch,
+			fmt.Errorf("the server did not answer with TLS%s: check the port, the server type and the TLS mode (implicit TLS is for 993, 995 and 465; STARTTLS for 143, 110 and 587): %w", spoke, err))
 	case errors.Is(err, context.Canceled):
 		return Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, "canceled", err)
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
+	"github.com/serversync/serversync/connector"
 	"github.com/serversync/serversync/connector/imap"
 	"github.com/serversync/serversync/connector/pop3"
 	"github.com/serversync/serversync/connector/smtp"
@@ -114,4 +115,101 @@ func waitFor(t *testing.T, ctx context.Context, c serversync.IncomingConnector, 
 	}
 	t.Fatalf("%s never arrived", messageID)
 	return nil
+}
+
+// A profile pointed at the port of another protocol on real Dovecot and Postfix
+// (an IMAPS profile at the POP3S port…) fails permanently for the whole profile,
+// saying to check the port and server type; a TLS profile at a plaintext port
+// says the server did not answer with TLS. Nothing is retried as a network error.
+func TestInteropWrongPort(t *testing.T) {
+	e := mailtest.Load(t)
+	type client struct {
+		name string
+		open func(ctx context.Context, target *serversync.Target) error
+	}
+	imapClient := client{"IMAP", func(ctx context.Context, target *serversync.Target) error {
+		s, err := imap.New(nil).OpenIncoming(ctx, target)
+		if err == nil {
+			_ = s.Close()
+		}
+		return err
+	}}
+	pop3Client := client{"POP3", func(ctx context.Context, target *serversync.Target) error {
+		s, err := pop3.New(nil).OpenIncoming(ctx, target)
+		if err == nil {
+			_ = s.Close()
+		}
+		return err
+	}}
+	smtpClient := client{"SMTP", func(ctx context.Context, target *serversync.Target) error {
+		s, err := smtp.New(nil).OpenOutgoing(ctx, target)
+		if err == nil {
+			_ = s.Close()
+		}
+		return err
+	}}
+	for _, tc := range []struct {
+		client client
+		mode   serversync.TLSMode
+		at     mailtest.Service
+		code   string
+	}{
+		{imapClient, serversync.TLSImplicit, mailtest.POP3S, connector.CodeProtocolMismatch},
+		{imapClient, serversync.TLSImplicit, mailtest.Submissions, connector.CodeProtocolMismatch},
+		{imapClient, serversync.TLSStartTLS, mailtest.POP3, connector.CodeProtocolMismatch},
+		{imapClient, serversync.TLSStartTLS, mailtest.Submission, connector.CodeProtocolMismatch},
+		{imapClient, serversync.TLSImplicit, mailtest.IMAP, connector.CodeTLSMismatch},
+		{pop3Client, serversync.TLSImplicit, mailtest.IMAPS, connector.CodeProtocolMismatch},
+		{pop3Client, serversync.TLSImplicit, mailtest.Submissions, connector.CodeProtocolMismatch},
+		{pop3Client, serversync.TLSStartTLS, mailtest.IMAP, connector.CodeProtocolMismatch},
+		{pop3Client, serversync.TLSImplicit, mailtest.POP3, connector.CodeTLSMismatch},
+		{smtpClient, serversync.TLSImplicit, mailtest.IMAPS, connector.CodeProtocolMismatch},
+		{smtpClient, serversync.TLSImplicit, mailtest.POP3S, connector.CodeProtocolMismatch},
+		{smtpClient, serversync.TLSStartTLS, mailtest.IMAP, connector.CodeProtocolMismatch},
+		{smtpClient, serversync.TLSStartTLS, mailtest.POP3, connector.CodeProtocolMismatch},
+		{smtpClient, serversync.TLSImplicit, mailtest.Submission, connector.CodeTLSMismatch},
+	} {
+		t.Run(fmt.Sprintf("%s %s at %s", tc.client.name, tc.mode, tc.at), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			target := e.Target(tc.at, bob)
+			target.Endpoint.TLS = tc.mode
+			err := tc.client.open(ctx, target)
+			var ce *serversync.ConnectorError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, tc.code, ce.Code, "%v", err)
+			assert.Equal(t, serversync.ErrorPermanent, ce.Kind, "%v", err)
+			assert.Equal(t, serversync.ScopeProfile, ce.Scope, "%v", err)
+			assert.Contains(t, err.Error(), "check the port")
+			assert.NotContains(t, err.Error(), mailtest.Password(bob))
+		})
+	}
+}
+
+// A plaintext or STARTTLS profile at an implicit-TLS port meets a server that
+// waits silently for a TLS handshake: indistinguishable from a server that does
+// not answer, so the error stays transient, but it says what to check.
+func TestInteropStartTLSAtImplicitTLSPort(t *testing.T) {
+	e := mailtest.Load(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name string
+		at   mailtest.Service
+		open func(*serversync.Target) error
+	}{
+		{"IMAP", mailtest.IMAPS, func(target *serversync.Target) error { _, err := imap.New(nil).OpenIncoming(ctx, target); return err }},
+		{"SMTP", mailtest.Submissions, func(target *serversync.Target) error { _, err := smtp.New(nil).OpenOutgoing(ctx, target); return err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := e.Target(tc.at, bob)
+			target.Endpoint.TLS = serversync.TLSStartTLS
+			target.Endpoint.Timeout = time.Second
+			err := tc.open(target)
+			var ce *serversync.ConnectorError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, serversync.ErrorTransient, ce.Kind, "%v", err)
+			assert.Contains(t, err.Error(), "expects TLS from the start")
+		})
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -49,6 +50,14 @@ type Options struct {
 	MaxParallelFetch int
 	// IdleRestart is how often WaitForChange restarts IDLE (default 25 minutes).
 	IdleRestart time.Duration
+	// MaxReplyBytes bounds one server response outside message bodies: its line,
+	// atoms, lists and small literals (default connector.MaxReplyBytesDefault,
+	// 1 MiB). A response over it ends the operation with "reply_too_long".
+	MaxReplyBytes int64
+	// MaxMessageBytes bounds one message body, a FETCH literal (default
+	// connector.MaxMessageBytesDefault, 256 MiB). A larger announcement ends the
+	// fetch with "reply_too_long" before any of it is read.
+	MaxMessageBytes int64
 	// Logger receives debug logs about connections; nil discards them. Secrets are
 	// never logged.
 	Logger *slog.Logger
@@ -60,6 +69,7 @@ type Connector struct {
 	batchSize   int
 	maxParallel int
 	idleRestart time.Duration
+	limits      connector.ReplyLimits // without Timeout: the endpoint's
 	log         *slog.Logger
 	tls         connector.TLSConfigs
 }
@@ -75,6 +85,7 @@ func New(opts *Options) *Connector {
 		batchSize:   cmp.Or(max(opts.FetchBatchSize, 0), FetchBatchSizeDefault),
 		maxParallel: cmp.Or(max(opts.MaxParallelFetch, 0), MaxParallelFetchDefault),
 		idleRestart: cmp.Or(max(opts.IdleRestart, 0), IdleRestartDefault),
+		limits:      connector.ReplyLimits{MaxReplyBytes: opts.MaxReplyBytes, MaxMessageBytes: opts.MaxMessageBytes},
 		log:         opts.Logger,
 	}
 	if c.log == nil {
@@ -146,46 +157,52 @@ func (c *Connector) openSteps(ctx context.Context, target *serversync.Target, re
 			return nil, err
 		}
 	}
-	s.conn = newGuardedConn(raw)
+	limits := c.limits.WithDefaults(s.timeout)
 	options := &imapclient.Options{UnilateralDataHandler: s.unilateralHandler()}
 
 	ok := false
 	defer func() {
 		if !ok {
+			if s.client == nil {
+				_ = raw.Close()
+			}
 			s.closeConn()
 		}
 	}()
-	switch ep.TLS {
-	case serversync.TLSStartTLS:
+	var greeting []byte // a synthetic greeting after our own STARTTLS
+	if ep.TLS == serversync.TLSStartTLS {
 		done = rec.start("tls")
-		tlsConfig, err := c.tls.For(ep)
-		if err != nil {
-			return nil, done(err, "")
-		}
-		options.TLSConfig = tlsConfig
-		err = s.run(ctx, "starttls", func() error {
-			client, err := imapclient.NewStartTLS(s.conn, options)
-			if err != nil {
-				var imapErr *goimap.Error
-				if errors.As(err, &imapErr) {
-					return connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, CodeTLSUnavailable,
-						fmt.Errorf("imap: the server refused STARTTLS, which the profile requires (credentials were not sent): %w", err))
-				}
-				return err
-			}
-			s.client = client
-			return nil
-		})
+		tlsConn, err := c.startTLS(ctx, s.timeout, raw, limits, ep)
 		if done(err, "STARTTLS upgraded the connection: the server's certificate for "+ep.Host+" is trusted") != nil {
 			return nil, err
 		}
-	default: // implicit TLS (already done) or none
+		raw = tlsConn
+		// imapclient waits for a greeting; the server sent its own before
+		// STARTTLS, and capabilities must be asked again over TLS anyway.
+		greeting = []byte("* OK TLS established\r\n")
+	} else {
 		done = rec.start("greeting")
-		s.client = imapclient.New(s.conn, options)
-		err = s.run(ctx, "greeting", s.client.WaitGreeting)
-		if done(err, "the server greeted as an IMAP server") != nil {
-			return nil, err
+	}
+	s.bounded = connector.NewBoundedConn(raw, limits, connector.FrameIMAP)
+	var inner net.Conn = s.bounded
+	if greeting != nil {
+		inner = &prefixConn{Conn: inner, prefix: greeting}
+	}
+	s.conn = newGuardedConn(inner)
+	s.client = imapclient.New(s.conn, options)
+	if err := s.run(ctx, "greeting", s.client.WaitGreeting); err != nil {
+		if mismatch := connector.MismatchError("greeting", "IMAP", connector.RecognizeGreeting(s.bounded.FirstBytes()), err); mismatch != nil {
+			err = mismatch
+		} else {
+			err = connector.NoGreetingHint(err, ep, s.bounded.FirstBytes())
 		}
+		if greeting == nil {
+			return nil, done(err, "")
+		}
+		return nil, err
+	}
+	if greeting == nil {
+		done(nil, "the server greeted as an IMAP server")
 	}
 	done = rec.start("authenticate")
 	err = s.authenticate(ctx)

@@ -59,7 +59,8 @@
 // body streams from the connection to the callback: memory does not grow with the
 // mailbox. (Servers that run pipelined commands concurrently, like Dovecot, may
 // send some of the next batch early; those messages are held in memory until
-// their turn, at most one batch.) The callback should not hold a message for minutes, since the server
+// their turn, at most 16 MiB of them: beyond that they are let go and their
+// batch is fetched again in its turn.) The callback should not hold a message for minutes, since the server
 // is waiting to send the rest; it must not use the session.
 //
 // With Options.MaxParallelFetch > 1, a fetch of more than four batches also opens
@@ -68,7 +69,8 @@
 // FetchRequest.ExtraConnection (the Syncer's connection budget) has room for it.
 // Delivery stays one message at a time in UID order; at most MaxParallelFetch+1
 // batches are held, so memory is bounded by (MaxParallelFetch+1) × FetchBatchSize ×
-// the message size. An extra connection the server refuses is simply not used.
+// the message size (at most Options.MaxMessageBytes). An extra connection the
+// server refuses is simply not used.
 //
 // # Waiting for mail
 //
@@ -84,6 +86,16 @@
 // ctx.Err() is returned, and the session is broken (ErrSessionBroken): close it and
 // open another. WaitForChange is the exception: it ends IDLE cleanly. While a
 // command runs, the server must answer every read within Endpoint.Timeout.
+//
+// Whatever the server sends, what it costs is bounded: each response must
+// arrive whole within Endpoint.Timeout of its first byte (plus a second per
+// 64 KiB of message body), hold at most Options.MaxReplyBytes (1 MiB) outside
+// message bodies, and each FETCH body at most Options.MaxMessageBytes (256 MiB,
+// refused as soon as announced). Endless lines, atoms and lists, bodies over the
+// limit and replies dripping a byte at a time end with "reply_too_long"
+// (permanent) or "reply_too_slow" (transient). A server that greets in another
+// protocol (POP3's "+OK", SMTP's "220") is a permanent, profile-wide
+// "protocol_mismatch": the port or server type is wrong.
 //
 // Errors are *serversync.ConnectorError: network trouble, timeouts and
 // [UNAVAILABLE]/[SERVERBUG]/[INUSE] replies are transient; other NO/BAD replies

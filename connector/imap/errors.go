@@ -62,6 +62,17 @@ func (s *session) classify(op string, err error, ctxErr error) error {
 	if err == nil {
 		return nil
 	}
+	// A reply that broke its limits is the cause of whatever the parser made
+	// of the rest (a FETCH response cut short looks like one without a body).
+	if s.bounded != nil {
+		if limit := s.bounded.LimitError(); limit != nil {
+			scope := serversync.ScopeMailbox
+			if s.caps == nil { // before login every mailbox meets the same server
+				scope = serversync.ScopeProfile
+			}
+			return limit.Classify(op, scope, fmt.Errorf("imap: %s: %w (%w)", op, limit, ErrSessionBroken))
+		}
+	}
 	var ce *serversync.ConnectorError
 	if errors.As(err, &ce) {
 		return err

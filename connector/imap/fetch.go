@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -241,6 +242,8 @@ func (s *session) fetchStream(ctx context.Context, run *fetchRun, batches []goim
 			next     int // the next batch to request
 			inFlight int
 			pending  = map[int][]*fetchedMessage{} // arrived before their batch's turn
+			held     int64                         // bytes of bodies in pending
+			dropped  = map[int]bool{}              // batches whose early messages were not kept
 			ended    = map[int]bool{}
 			firstErr error
 		)
@@ -263,11 +266,19 @@ func (s *session) fetchStream(ctx context.Context, run *fetchRun, batches []goim
 				}
 				for ended[cur] && firstErr == nil {
 					delete(ended, cur)
+					if dropped[cur] {
+						// Its early messages were let go: fetch it again now
+						// that it is its turn, and its bodies stream.
+						delete(dropped, cur)
+						forwardFetch(cur, s.client.Fetch(batches[cur], fetchOptions), events, quit)
+						inFlight++
+						break
+					}
 					cur++
 					for _, m := range pending[cur] {
-						if err := run.deliver(m, bytes.NewReader(m.body)); err != nil {
-							firstErr = err
-							break
+						held -= int64(len(m.body))
+						if firstErr == nil {
+							firstErr = run.deliver(m, bytes.NewReader(m.body))
 						}
 					}
 					delete(pending, cur)
@@ -276,12 +287,34 @@ func (s *session) fetchStream(ctx context.Context, run *fetchRun, batches []goim
 				continue
 			}
 			if firstErr == nil {
-				if ev.batch == cur {
-					_, firstErr = readMessage(ev.msg, run.deliver)
-				} else {
+				switch {
+				case dropped[ev.batch]:
+					_, firstErr = readMessage(ev.msg, nil, -1)
+					if errors.Is(firstErr, errBodyNotHeld) {
+						firstErr = nil
+					}
+				case ev.batch == cur:
+					_, firstErr = readMessage(ev.msg, run.deliver, earlyBodyLimit)
+					if errors.Is(firstErr, errBodyNotHeld) {
+						firstErr = connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeMailbox, connector.CodeReplyTooLong,
+							fmt.Errorf("imap: the server sent a message body over %d bytes before the message's size and date: it cannot be streamed", earlyBodyLimit))
+					}
+				default:
 					var m *fetchedMessage
-					if m, firstErr = readMessage(ev.msg, nil); firstErr == nil {
+					m, firstErr = readMessage(ev.msg, nil, earlyBodyLimit-held)
+					switch {
+					case errors.Is(firstErr, errBodyNotHeld):
+						// More than memory should hold for messages not yet due.
+						firstErr = nil
+						dropped[ev.batch] = true
+						for _, m := range pending[ev.batch] {
+							held -= int64(len(m.body))
+						}
+						delete(pending, ev.batch)
+						s.log.Debug("imap: messages of a later batch arrived early and large: fetching that batch again in its turn")
+					case firstErr == nil:
 						pending[ev.batch] = append(pending[ev.batch], m)
+						held += int64(len(m.body))
 					}
 				}
 				if isWireError(firstErr) {
@@ -330,12 +363,24 @@ func forwardFetch(batch int, cmd *imapclient.FetchCommand, events chan<- fetchEv
 	}()
 }
 
+// earlyBodyLimit bounds the message bodies a streaming fetch holds in memory
+// because they cannot stream to the callback yet: in all, those of later
+// batches that a server running pipelined commands at once sends before the
+// current batch ends; each, a body sent before its message's size and date. Early
+// messages over it are let go and their batch fetched again in its turn.
+const earlyBodyLimit = 16 << 20
+
+// errBodyNotHeld reports that readMessage read a body to the end without
+// keeping it, because it would have had to hold more than it may in memory.
+var errBodyNotHeld = errors.New("imap: message body not held in memory")
+
 // readMessage reads one message's FETCH items. With deliver, the body streams to
 // it as soon as UID, size and date are known (servers send them first, in the
-// order asked); otherwise, or when the body comes early, it is read into memory.
-func readMessage(msg *imapclient.FetchMessageData, deliver func(*fetchedMessage, io.Reader) error) (*fetchedMessage, error) {
+// order asked); otherwise, or when the body comes early, it is read into memory
+// if it is no larger than holdLimit, and read past (errBodyNotHeld) if it is.
+func readMessage(msg *imapclient.FetchMessageData, deliver func(*fetchedMessage, io.Reader) error, holdLimit int64) (*fetchedMessage, error) {
 	m := &fetchedMessage{}
-	hasBody, delivered := false, false
+	hasBody, delivered, notHeld := false, false, false
 	for item := msg.Next(); item != nil; item = msg.Next() {
 		switch item := item.(type) {
 		case imapclient.FetchItemDataUID:
@@ -357,12 +402,22 @@ func readMessage(msg *imapclient.FetchMessageData, deliver func(*fetchedMessage,
 				}
 				continue
 			}
+			if item.Literal.Size() > holdLimit {
+				if _, err := io.Copy(io.Discard, lit); err != nil {
+					return nil, err
+				}
+				notHeld = true
+				continue
+			}
 			body, err := io.ReadAll(lit)
 			if err != nil {
 				return nil, err
 			}
 			m.body = body
 		}
+	}
+	if notHeld {
+		return nil, errBodyNotHeld
 	}
 	if m.uid == 0 {
 		return nil, connector.Error("fetch", serversync.ErrorTransient, serversync.ScopeMailbox, CodeProtocol,
@@ -386,7 +441,9 @@ func (s *session) fetchBatch(ctx context.Context, set goimap.UIDSet) ([]*fetched
 	err := s.run(ctx, "fetch", func() error {
 		cmd := s.client.Fetch(set, fetchOptions)
 		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
-			m, err := readMessage(msg, nil)
+			// Whole batches in memory by design (see fetchParallel): each
+			// body is bounded by Options.MaxMessageBytes on the wire.
+			m, err := readMessage(msg, nil, math.MaxInt64)
 			if err != nil {
 				if isWireError(err) {
 					s.dropConnection()

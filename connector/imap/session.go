@@ -28,9 +28,10 @@ type session struct {
 	timeout time.Duration
 	log     *slog.Logger
 
-	conn   *guardedConn
-	client *imapclient.Client
-	caps   goimap.CapSet
+	conn    *guardedConn
+	bounded *connector.BoundedConn // under conn: holds replies to their limits
+	client  *imapclient.Client
+	caps    goimap.CapSet
 
 	// Folder mapping (see mailboxName).
 	personalPrefix string

@@ -26,6 +26,14 @@
 //
 // Implicit TLS (POP3S, 995) and STLS (110) are supported; an endpoint that asks for
 // STLS never falls back to plaintext.
+//
+// Whatever the server sends, what it costs is bounded: every exchange must be
+// over within Endpoint.Timeout (a message: plus a second per 64 KiB, counting
+// no more than Options.MaxMessageBytes whatever LIST claims), listings and
+// headers hold at most Options.MaxReplyBytes and a message at most
+// Options.MaxMessageBytes ("reply_too_long", permanent; "reply_too_slow",
+// transient). A server that greets in another protocol (IMAP's "* OK", SMTP's
+// "220") is a permanent, profile-wide "protocol_mismatch".
 package pop3
 
 import (
@@ -71,13 +79,21 @@ var ErrUnsupported = fmt.Errorf("pop3: the protocol has no folders: %w", errors.
 type Options struct {
 	// Logger receives debug logs; nil discards them. Secrets are never logged.
 	Logger *slog.Logger
+	// MaxReplyBytes bounds a listing (CAPA, UIDL, LIST) and the headers read for
+	// FetchRequest.Since (default connector.MaxReplyBytesDefault, 1 MiB, some
+	// 30,000 messages in UIDL). Over it: "reply_too_long".
+	MaxReplyBytes int64
+	// MaxMessageBytes bounds one message, RETR (default
+	// connector.MaxMessageBytesDefault, 256 MiB). Over it: "reply_too_long".
+	MaxMessageBytes int64
 }
 
 // Connector opens POP3 sessions. It implements serversync.IncomingConnector and
 // serversync.Prober and is safe for concurrent use; its sessions are not.
 type Connector struct {
-	log *slog.Logger
-	tls connector.TLSConfigs
+	log    *slog.Logger
+	limits pop3.Limits
+	tls    connector.TLSConfigs
 }
 
 var (
@@ -92,6 +108,11 @@ func New(opts *Options) *Connector {
 	c := &Connector{}
 	if opts != nil {
 		c.log = opts.Logger
+		c.limits = pop3.Limits{MaxReplyBytes: opts.MaxReplyBytes, MaxMessageBytes: opts.MaxMessageBytes}
+	}
+	c.limits = pop3.Limits{
+		MaxReplyBytes:   cmp.Or(max(c.limits.MaxReplyBytes, 0), connector.MaxReplyBytesDefault),
+		MaxMessageBytes: cmp.Or(max(c.limits.MaxMessageBytes, 0), connector.MaxMessageBytesDefault),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -107,6 +128,7 @@ func (c *Connector) OpenIncoming(ctx context.Context, target *serversync.Target)
 	}
 	s := &session{
 		tls:     &c.tls,
+		limits:  c.limits,
 		target:  *target,
 		timeout: cmp.Or(target.Endpoint.Timeout, serversync.ConnectionTimeoutDefault),
 		log:     c.log.With("host", target.Endpoint.Host, "mailbox", target.MailboxID),
@@ -123,7 +145,7 @@ func (c *Connector) Probe(ctx context.Context, target *serversync.Target) []serv
 	if err := checkTarget(target); err != nil {
 		return []serversync.TestStep{{Name: "connect", Err: err, Detail: err.Error()}}
 	}
-	s := &session{tls: &c.tls, target: *target, timeout: cmp.Or(target.Endpoint.Timeout, serversync.ConnectionTimeoutDefault), log: c.log}
+	s := &session{tls: &c.tls, limits: c.limits, target: *target, timeout: cmp.Or(target.Endpoint.Timeout, serversync.ConnectionTimeoutDefault), log: c.log}
 	var steps []serversync.TestStep
 	step := func(name, ok string) func(error) {
 		start := time.Now()
@@ -166,6 +188,7 @@ func checkTarget(target *serversync.Target) error {
 // session is one logged-in POP3 connection.
 type session struct {
 	tls     *connector.TLSConfigs
+	limits  pop3.Limits
 	target  serversync.Target
 	timeout time.Duration
 	log     *slog.Logger
@@ -187,8 +210,11 @@ func (s *session) login(ctx context.Context, report func(name, ok string) func(e
 	if err == nil {
 		err = s.call(ctx, "greeting", func(ctx context.Context) error {
 			var err error
-			s.client, err = pop3.NewClient(ctx, conn)
-			return err
+			if s.client, err = pop3.NewClient(ctx, conn); err != nil {
+				return err
+			}
+			s.client.SetLimits(s.limits)
+			return nil
 		})
 		if err != nil {
 			conn.Close()
@@ -278,9 +304,34 @@ func (s *session) authenticate(ctx context.Context, caps pop3.Capabilities) erro
 
 // call runs one exchange bounded by the connection timeout and classifies its error.
 func (s *session) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	return s.callWithin(ctx, op, s.timeout, fn)
+}
+
+// callWithin runs one exchange that must be over, replies whole, within d.
+// The caller's own deadline or cancellation is reported as such; d running
+// out, however steadily bytes came, is "reply_too_slow".
+func (s *session) callWithin(parent context.Context, op string, d time.Duration, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeoutCause(parent, d, errReplyTooSlow)
 	defer cancel()
-	return s.classify(op, fn(ctx), ctx.Err())
+	err := fn(ctx)
+	if err != nil && parent.Err() == nil && errors.Is(context.Cause(ctx), errReplyTooSlow) {
+		limit := &connector.ReplyLimitError{Code: connector.CodeReplyTooSlow,
+			Reason: fmt.Sprintf("the server's reply did not arrive whole within %v", d)}
+		return limit.Classify(op, s.limitScope(op), fmt.Errorf("pop3: %s: %w (%w)", op, limit, err))
+	}
+	return s.classify(op, err, ctx.Err())
+}
+
+var errReplyTooSlow = errors.New("pop3: reply too slow")
+
+// limitScope is where a reply over its limits belongs: before login every
+// mailbox of the profile meets the same server.
+func (s *session) limitScope(op string) serversync.AlertScope {
+	switch op {
+	case "greeting", "starttls", "capability", "authenticate":
+		return serversync.ScopeProfile
+	}
+	return serversync.ScopeMailbox
 }
 
 // classify turns an error into a *serversync.ConnectorError.
@@ -304,7 +355,21 @@ func (s *session) classify(op string, err, ctxErr error) error {
 	if creds.Kind == auth.KindImpersonation {
 		scope = serversync.ScopeProfile // the service account is shared by every mailbox
 	}
-	var perr *pop3.Error
+	var (
+		perr     *pop3.Error
+		greeting *pop3.GreetingError
+	)
+	if errors.As(err, &greeting) {
+		if mismatch := connector.MismatchError(op, "POP3", connector.RecognizeGreeting([]byte(greeting.Line)), err); mismatch != nil {
+			return mismatch
+		}
+	}
+	if errors.Is(err, pop3.ErrReplyTooLong) {
+		limit := &connector.ReplyLimitError{Code: connector.CodeReplyTooLong, Reason: fmt.Sprintf(
+			"a reply of the server is over its limit (raise Options.MaxReplyBytes, %d, or MaxMessageBytes, %d, if the server is legitimate)",
+			s.limits.MaxReplyBytes, s.limits.MaxMessageBytes)}
+		return limit.Classify(op, s.limitScope(op), fmt.Errorf("pop3: %s: %w (%w)", op, limit, err))
+	}
 	switch {
 	case errors.As(err, &perr) && perr.IsAuth():
 		return connector.Error(op, serversync.ErrorAuth, scope, CodeAuthFailed, err)
@@ -411,25 +476,40 @@ func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn fun
 // retrieve streams one message to fn; cursor is the position after it.
 func (s *session) retrieve(ctx context.Context, u pop3.UIDEntry, size int64, received time.Time, cursor []byte, fn func(*serversync.RemoteMessage) error) error {
 	// The whole body must arrive within the timeout plus a second per 64 KiB, so a
-	// large message on a slow link is not cut off while a stalled one is.
-	ctx, cancel := context.WithTimeout(ctx, s.timeout+time.Duration(size>>16)*time.Second)
+	// large message on a slow link is not cut off while a stalled one is. The
+	// size is the server's word: no more than the message limit counts.
+	parent := ctx
+	within := s.timeout + connector.BodyAllowance(min(max(size, 0), s.limits.MaxMessageBytes))
+	ctx, cancel := context.WithTimeoutCause(ctx, within, errReplyTooSlow)
 	defer cancel()
+	classify := func(err error) error { return s.classifyRetr(parent, ctx, within, err) }
 	body, err := s.client.Retr(ctx, u.Number)
 	if err != nil {
-		return s.broken(s.classify("retr", err, ctx.Err()))
+		return s.broken(classify(err))
 	}
-	reader := &bodyReader{r: body, classify: func(err error) error { return s.classify("retr", err, ctx.Err()) }}
+	reader := &bodyReader{r: body, classify: classify}
 	fnErr := fn(&serversync.RemoteMessage{
 		Ref: u.UID, Size: size, ReceivedAt: received, Body: reader, Cursor: cursor,
 	})
 	err = body.Close()
 	if reader.err != nil || (err != nil && fnErr == nil) {
-		s.broken(cmp.Or(reader.err, s.classify("retr", err, ctx.Err())))
+		s.broken(cmp.Or(reader.err, classify(err)))
 	}
 	if fnErr == nil && err != nil {
-		return s.classify("retr", err, ctx.Err())
+		return classify(err)
 	}
 	return fnErr
+}
+
+// classifyRetr classifies an error reading a message bounded by ctx (within
+// of parent): ctx running out while parent did not is "reply_too_slow".
+func (s *session) classifyRetr(parent, ctx context.Context, within time.Duration, err error) error {
+	if err != nil && parent.Err() == nil && errors.Is(context.Cause(ctx), errReplyTooSlow) {
+		limit := &connector.ReplyLimitError{Code: connector.CodeReplyTooSlow,
+			Reason: fmt.Sprintf("the message did not arrive whole within %v", within)}
+		return limit.Classify("retr", serversync.ScopeMailbox, fmt.Errorf("pop3: retr: %w (%w)", limit, err))
+	}
+	return s.classify("retr", err, ctx.Err())
 }
 
 // bodyReader classifies the errors of reading a message, so a callback that

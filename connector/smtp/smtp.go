@@ -11,6 +11,13 @@
 // A Connector is safe for concurrent use; a session is not. go-smtp takes no
 // context, so a session closes its connection when the context of the call in
 // progress ends: after a cancellation the session is unusable and must be closed.
+//
+// Whatever the server sends, a reply (everything between two commands) holds at
+// most Options.MaxReplyBytes and must arrive whole within Endpoint.Timeout of
+// its first byte ("reply_too_long", permanent; "reply_too_slow", transient), and
+// until the session is open no wait outlasts Endpoint.Timeout. A server that
+// greets in another protocol (IMAP's "* OK", POP3's "+OK") is a permanent,
+// profile-wide "protocol_mismatch".
 package smtp
 
 import (
@@ -39,12 +46,17 @@ const LocalNameDefault = "localhost"
 type Options struct {
 	LocalName string       // EHLO name; default LocalNameDefault
 	Logger    *slog.Logger // default slog.Default()
+	// MaxReplyBytes bounds one server reply, multi-line replies whole (default
+	// connector.MaxReplyBytesDefault, 1 MiB). A longer one, or a line over
+	// RFC 5321's limit doubled, ends the call with "reply_too_long".
+	MaxReplyBytes int64
 }
 
 // Connector opens SMTP sessions. Safe for concurrent use.
 type Connector struct {
 	localName string
 	log       *slog.Logger
+	limits    connector.ReplyLimits // without Timeout: the endpoint's
 	tls       connector.TLSConfigs
 }
 
@@ -58,14 +70,17 @@ func New(opts *Options) *Connector {
 	if opts == nil {
 		opts = &Options{}
 	}
-	return &Connector{localName: cmp.Or(opts.LocalName, LocalNameDefault), log: cmp.Or(opts.Logger, slog.Default())}
+	return &Connector{localName: cmp.Or(opts.LocalName, LocalNameDefault), log: cmp.Or(opts.Logger, slog.Default()),
+		limits: connector.ReplyLimits{MaxReplyBytes: opts.MaxReplyBytes}}
 }
 
 // Session is an open, authenticated SMTP connection. Not safe for concurrent use.
 type Session struct {
-	client *gosmtp.Client
-	conn   net.Conn // the dialed connection, closed to interrupt a call whose context ended
-	creds  auth.Credentials
+	client   *gosmtp.Client
+	endpoint serversync.Endpoint
+	opened   bool                   // greeted, secured and authenticated
+	conn     *connector.BoundedConn // the dialed connection, closed to interrupt a call whose context ended
+	creds    auth.Credentials
 }
 
 var _ serversync.OutgoingSession = (*Session)(nil)
@@ -95,11 +110,20 @@ func (c *Connector) Probe(ctx context.Context, target *serversync.Target) []serv
 
 func (c *Connector) open(ctx context.Context, target *serversync.Target, st *steps) (*Session, error) {
 	ep := target.Endpoint
-	s := &Session{creds: target.Credentials}
-	var err error
+	s := &Session{creds: target.Credentials, endpoint: ep}
 	if !st.do("connect", func() error {
-		s.conn, err = connector.DialTarget(ctx, target, &c.tls)
-		return err
+		raw, err := connector.DialTarget(ctx, target, &c.tls)
+		if err != nil {
+			return err
+		}
+		// A reply is what the server sends between two commands: at most
+		// MaxReplyBytes, whole within the endpoint timeout from its first byte.
+		// Until the session is open no wait lasts longer than the timeout
+		// either: go-smtp greets (inside NewClientStartTLS) with its own five
+		// minutes.
+		s.conn = connector.NewBoundedConn(raw, c.limits.WithDefaults(cmp.Or(ep.Timeout, serversync.ConnectionTimeoutDefault)), connector.FrameByRequest)
+		s.conn.SetMaxWait(cmp.Or(ep.Timeout, serversync.ConnectionTimeoutDefault))
+		return nil
 	}) {
 		return nil, st.err
 	}
@@ -143,15 +167,21 @@ func (c *Connector) open(ctx context.Context, target *serversync.Target, st *ste
 			return nil, st.err
 		}
 	}
+	// From now on go-smtp's timeouts hold: CommandTimeout (the endpoint's) for
+	// commands, and for the reply to a message's data RFC 5321's ten minutes
+	// (SubmissionTimeout): cutting that wait short would leave the outcome unknown.
+	s.conn.SetMaxWait(0)
+	s.opened = true
 	return s, nil
 }
 
 // startTLSError classifies a failure of NewClientStartTLS: a reply, a network error,
-// or — when neither — the server not offering STARTTLS at all.
+// a greeting that was not SMTP, or — when none of those — the server not offering
+// STARTTLS at all.
 func (s *Session) startTLSError(ctx context.Context, err error) error {
 	var smtpErr *gosmtp.SMTPError
 	var netErr net.Error
-	if ctx.Err() != nil || errors.As(err, &smtpErr) || errors.As(err, &netErr) || errors.Is(err, io.EOF) {
+	if ctx.Err() != nil || !s.greeted() || errors.As(err, &smtpErr) || errors.As(err, &netErr) || errors.Is(err, io.EOF) {
 		return s.classify(ctx, "starttls", err)
 	}
 	return connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, "tls_unavailable",
@@ -258,7 +288,7 @@ func (s *Session) watch(ctx context.Context) (stop func() bool) {
 }
 
 // classify turns the first non-nil error into a *serversync.ConnectorError.
-func (s *Session) classify(ctx context.Context, op string, errs ...error) error {
+func (s *Session) classify(ctx context.Context, op string, errs ...error) (classified error) {
 	var err error
 	for _, e := range errs {
 		if e != nil {
@@ -271,6 +301,21 @@ func (s *Session) classify(ctx context.Context, op string, errs ...error) error 
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return connector.NetError(op, fmt.Errorf("smtp: %s interrupted: %w", op, ctxErr))
+	}
+	if !s.greeted() {
+		// A server that greets in another protocol: the profile's port or
+		// server type is wrong, and no retry will fix it.
+		if mismatch := connector.MismatchError(op, "SMTP", connector.RecognizeGreeting(s.conn.FirstBytes()), err); mismatch != nil {
+			return mismatch
+		}
+		defer func() { classified = connector.NoGreetingHint(classified, s.endpoint, s.conn.FirstBytes()) }()
+	}
+	if limit := s.conn.LimitError(); limit != nil {
+		return limit.Classify(op, s.limitScope(), fmt.Errorf("smtp: %s: %w", op, limit))
+	}
+	if errors.Is(err, gosmtp.ErrTooLongLine) {
+		limit := &connector.ReplyLimitError{Code: connector.CodeReplyTooLong, Reason: "the server's reply has a line longer than RFC 5321 allows (doubled)"}
+		return limit.Classify(op, s.limitScope(), fmt.Errorf("smtp: %s: %w", op, err))
 	}
 	var smtpErr *gosmtp.SMTPError
 	if !errors.As(err, &smtpErr) {
@@ -291,6 +336,20 @@ func (s *Session) classify(ctx context.Context, op string, errs ...error) error 
 		kind, code = serversync.ErrorTransient, "temporary_failure"
 	}
 	return connector.Error(op, kind, scope, code, err)
+}
+
+// greeted reports whether the server's first bytes were an SMTP reply.
+func (s *Session) greeted() bool {
+	return connector.RecognizeGreeting(s.conn.FirstBytes()) == "SMTP"
+}
+
+// limitScope is where a reply over the limits belongs: before login every
+// mailbox of the profile meets the same server.
+func (s *Session) limitScope() serversync.AlertScope {
+	if !s.opened {
+		return serversync.ScopeProfile
+	}
+	return serversync.ScopeMailbox
 }
 
 func isASCII(s string) bool {

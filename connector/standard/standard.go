@@ -6,6 +6,7 @@
 package standard
 
 import (
+	"cmp"
 	"log/slog"
 
 	"github.com/serversync/serversync"
@@ -16,7 +17,11 @@ import (
 
 // Options configure the connectors; nil means defaults.
 type Options struct {
-	IMAP   *imap.Options
+	IMAP *imap.Options
+	// POP3 and SMTP configure those connectors (reply limits…); their Logger,
+	// when nil, is Logger.
+	POP3   *pop3.Options
+	SMTP   *smtp.Options
 	Logger *slog.Logger // for the POP3 and SMTP connectors (IMAP has its own in IMAP)
 }
 
@@ -26,11 +31,21 @@ func Connectors(opts *Options) serversync.Connectors {
 	if opts == nil {
 		opts = &Options{}
 	}
-	out := smtp.New(&smtp.Options{Logger: opts.Logger})
+	smtpOpts := smtp.Options{}
+	if opts.SMTP != nil {
+		smtpOpts = *opts.SMTP
+	}
+	smtpOpts.Logger = cmp.Or(smtpOpts.Logger, opts.Logger)
+	pop3Opts := pop3.Options{}
+	if opts.POP3 != nil {
+		pop3Opts = *opts.POP3
+	}
+	pop3Opts.Logger = cmp.Or(pop3Opts.Logger, opts.Logger)
+	out := smtp.New(&smtpOpts)
 	return serversync.Connectors{
 		Incoming: map[serversync.ServerType]serversync.IncomingConnector{
 			serversync.ServerTypeIMAPSMTP: imap.New(opts.IMAP),
-			serversync.ServerTypePOP3SMTP: pop3.New(&pop3.Options{Logger: opts.Logger}),
+			serversync.ServerTypePOP3SMTP: pop3.New(&pop3Opts),
 		},
 		Outgoing: map[serversync.ServerType]serversync.OutgoingConnector{
 			serversync.ServerTypeIMAPSMTP: out,

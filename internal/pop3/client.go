@@ -76,10 +76,26 @@ func (c Capabilities) Has(name string) bool { _, ok := c[strings.ToUpper(name)];
 // SASLMechanisms returns the mechanisms of the SASL capability.
 func (c Capabilities) SASLMechanisms() []string { return c["SASL"] }
 
+// Limits bound what the server's replies may hold; zero fields take the defaults.
+type Limits struct {
+	// MaxReplyBytes bounds a multi-line listing (CAPA, LIST, UIDL) and the
+	// headers TOP returns (default 1 MiB).
+	MaxReplyBytes int64
+	// MaxMessageBytes bounds a message RETR returns (default 256 MiB).
+	MaxMessageBytes int64
+}
+
+// Defaults of [Limits].
+const (
+	MaxReplyBytesDefault   = 1 << 20
+	MaxMessageBytesDefault = 256 << 20
+)
+
 // Client is a POP3 connection. Not safe for concurrent use.
 type Client struct {
 	conn       net.Conn
 	r          *bufio.Reader
+	limits     Limits
 	greeting   string
 	caps       Capabilities
 	openReader *bodyReader // the open RETR/TOP body, if any
@@ -89,11 +105,14 @@ type Client struct {
 // NewClient reads the server's greeting on conn.
 func NewClient(ctx context.Context, conn net.Conn) (*Client, error) {
 	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, 32<<10)}
+	c.SetLimits(Limits{})
 	stop := c.watch(ctx)
 	line, err := readLine(c.r)
 	var st status
 	if err == nil {
-		st, err = parseStatus(line)
+		if st, err = parseStatus(line); err != nil {
+			err = &GreetingError{Line: truncate(line)}
+		}
 	}
 	err = c.done(ctx, stop, err)
 	if err == nil && !st.ok {
@@ -114,6 +133,17 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 		return nil, err
 	}
 	return NewClient(ctx, conn)
+}
+
+// SetLimits sets the limits of the server's replies (zero fields: defaults).
+func (c *Client) SetLimits(l Limits) {
+	if l.MaxReplyBytes <= 0 {
+		l.MaxReplyBytes = MaxReplyBytesDefault
+	}
+	if l.MaxMessageBytes <= 0 {
+		l.MaxMessageBytes = MaxMessageBytesDefault
+	}
+	c.limits = l
 }
 
 // Greeting is the text of the server's greeting.
@@ -180,7 +210,7 @@ func (c *Client) lines(ctx context.Context, verb, line string) ([]string, error)
 		return nil, err
 	}
 	stop := c.watch(ctx)
-	body, err := io.ReadAll(newDotReader(c.r))
+	body, err := io.ReadAll(limitBody(newDotReader(c.r), c.limits.MaxReplyBytes, verb))
 	if err = c.done(ctx, stop, err); err != nil {
 		return nil, err
 	}
@@ -348,13 +378,15 @@ func (c *Client) UIDL(ctx context.Context) ([]UIDEntry, error) {
 
 // Retr streams message n. Close the reader before the next command; Close reads
 // what is left so the connection stays usable. ctx bounds the whole read.
+// A message over Limits.MaxMessageBytes fails the read with ErrReplyTooLong.
 func (c *Client) Retr(ctx context.Context, n int) (io.ReadCloser, error) {
-	return c.openBody(ctx, "RETR", fmt.Sprintf("RETR %d", n))
+	return c.openBody(ctx, "RETR", fmt.Sprintf("RETR %d", n), c.limits.MaxMessageBytes)
 }
 
-// Top streams the headers of message n and its first lines.
+// Top streams the headers of message n and its first lines, at most
+// Limits.MaxReplyBytes (more fails the read with ErrReplyTooLong).
 func (c *Client) Top(ctx context.Context, n, lines int) (io.ReadCloser, error) {
-	return c.openBody(ctx, "TOP", fmt.Sprintf("TOP %d %d", n, lines))
+	return c.openBody(ctx, "TOP", fmt.Sprintf("TOP %d %d", n, lines), c.limits.MaxReplyBytes)
 }
 
 // Dele marks message n for deletion; it is deleted when Quit ends the session.
@@ -387,17 +419,17 @@ func (c *Client) Close() error { return c.conn.Close() }
 // bodyReader is an open RETR/TOP body.
 type bodyReader struct {
 	c      *Client
-	dot    *dotReader
+	body   io.Reader // the dot-stuffed body, limited
 	ctx    context.Context
 	stop   func() bool
 	closed bool
 }
 
-func (c *Client) openBody(ctx context.Context, verb, line string) (io.ReadCloser, error) {
+func (c *Client) openBody(ctx context.Context, verb, line string, limit int64) (io.ReadCloser, error) {
 	if _, err := c.exchange(ctx, verb, line); err != nil {
 		return nil, err
 	}
-	b := &bodyReader{c: c, dot: newDotReader(c.r), ctx: ctx, stop: c.watch(ctx)}
+	b := &bodyReader{c: c, body: limitBody(newDotReader(c.r), limit, verb), ctx: ctx, stop: c.watch(ctx)}
 	c.openReader = b
 	return b, nil
 }
@@ -406,19 +438,49 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if b.closed {
 		return 0, errors.New("pop3: read after close")
 	}
-	n, err := b.dot.Read(p)
+	n, err := b.body.Read(p)
 	if err != nil && err != io.EOF && b.ctx.Err() != nil {
 		err = fmt.Errorf("pop3: interrupted: %w", b.ctx.Err())
 	}
 	return n, err
 }
 
-// Close reads the rest of the body so the next command can be sent.
+// Close reads the rest of the body so the next command can be sent, within the
+// body's limit: a body over it leaves the connection unusable.
 func (b *bodyReader) Close() error {
 	if b.closed {
 		return nil
 	}
 	b.closed = true
-	err := b.dot.drain()
+	_, err := io.Copy(io.Discard, b.body)
 	return b.c.done(b.ctx, b.stop, err)
+}
+
+// limitBody fails a multi-line body longer than limit bytes with ErrReplyTooLong.
+func limitBody(r io.Reader, limit int64, verb string) io.Reader {
+	return &bodyLimit{r: r, left: limit, limit: limit, verb: verb}
+}
+
+type bodyLimit struct {
+	r     io.Reader
+	left  int64
+	limit int64
+	verb  string
+}
+
+func (l *bodyLimit) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		// One byte more tells a body of exactly the limit from a longer one.
+		var one [1]byte
+		if n, err := l.r.Read(one[:]); n == 0 {
+			return 0, err
+		}
+		return 0, fmt.Errorf("%w: the %s reply is longer than %d bytes", ErrReplyTooLong, l.verb, l.limit)
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }

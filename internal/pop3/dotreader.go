@@ -66,9 +66,3 @@ func (d *dotReader) next() {
 		d.err = err
 	}
 }
-
-// drain reads up to the end of the body, so the connection is ready for the next command.
-func (d *dotReader) drain() error {
-	_, err := io.Copy(io.Discard, d)
-	return err
-}

@@ -15,6 +15,23 @@ const maxStatusLine = 8 << 10
 // -ERR, an overlong line, a malformed listing. The connection should be dropped.
 var ErrProtocol = errors.New("pop3: protocol error")
 
+// ErrReplyTooLong is wrapped by errors for a reply over its size limit: a status
+// line over 8 KiB, a listing over Limits.MaxReplyBytes, a message over
+// Limits.MaxMessageBytes. It wraps ErrProtocol: the connection should be dropped.
+var ErrReplyTooLong = fmt.Errorf("%w: reply too long", ErrProtocol)
+
+// GreetingError is a greeting that is neither +OK nor -ERR: often another
+// protocol's (an IMAP or SMTP server at the POP3 port). It wraps ErrProtocol.
+type GreetingError struct {
+	Line string // the first line the server sent, truncated to 64 bytes
+}
+
+func (e *GreetingError) Error() string {
+	return fmt.Sprintf("pop3: greeting %q is neither +OK nor -ERR", e.Line)
+}
+
+func (e *GreetingError) Unwrap() error { return ErrProtocol }
+
 // status is one parsed status line.
 type status struct {
 	ok   bool
@@ -29,7 +46,7 @@ func readLine(r *bufio.Reader) (string, error) {
 	for {
 		chunk, err := r.ReadSlice('\n')
 		if b.Len()+len(chunk) > maxStatusLine {
-			return "", fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, maxStatusLine)
+			return "", fmt.Errorf("%w: line longer than %d bytes", ErrReplyTooLong, maxStatusLine)
 		}
 		b.Write(chunk)
 		if err == nil {
