@@ -156,12 +156,12 @@ func (s *Syncer) testInBackground(ctx context.Context, m *Mailbox, log *slog.Log
 	case errors.Is(err, errNothingToTest), errors.Is(err, errAwaitingApproval):
 		return current, time.Time{}, false
 	case errors.Is(err, errTestBusy):
-		// Look again when the holder's lock would lapse, in case it died.
+		// Unscheduled, the mailbox is looked at again by ScheduleReady, every
+		// ScanInterval: still pending if the holder died, enabled if it succeeded. A
+		// next sync time would replace the one the holder stores when it enables
+		// incoming mail, since this lease is released after that.
 		log.Debug("Test & Enable of the mailbox is running already: not testing it again", "host", current.TestHost)
-		if now := s.cfg.Now(); current.TestLockExpiresAt.Before(now) {
-			return nil, now, true
-		}
-		return nil, current.TestLockExpiresAt, true
+		return nil, time.Time{}, true
 	case err != nil:
 		log.Error("test and enable", "err", err)
 		return nil, s.cfg.Now().Add(s.cfg.RetryInterval), true
