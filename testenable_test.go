@@ -350,3 +350,68 @@ func TestTwoSyncersNeverTestOneMailboxAtOnce(t *testing.T) {
 		assert.Len(t, e.alerts(t, serversync.AlertFilter{MailboxID: m.ID, Level: serversync.AlertInformation}), 1, m.EmailAddress)
 	}
 }
+
+// An outcome computed from settings that changed during the test describes
+// nothing current: an explicit call stores nothing, raises no alert and says so,
+// and the mailbox stays marked for Test & Enable.
+func TestChangedSettingsDiscardTheOutcome(t *testing.T) {
+	for name, change := range map[string]func(*syncEnv, *serversync.Mailbox) error{
+		"mailbox password": func(e *syncEnv, m *serversync.Mailbox) error {
+			_, err := e.admin.UpdateMailbox(context.Background(), m.ID, func(m *serversync.Mailbox) { m.Password = auth.NewSecret("changed") })
+			return err
+		},
+		"profile server": func(e *syncEnv, _ *serversync.Mailbox) error {
+			_, err := e.admin.UpdateProfile(context.Background(), e.profile.ID, func(p *serversync.Profile) { p.IncomingServer = "127.0.0.2" })
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			e, g := gatedEnv(t)
+			alice := e.mailbox(t, "alice", nil)
+			g.watch(alice, "")
+			s := e.gatedSyncer(t, g, "syncer-a", time.Hour) // not running: no background tests
+			explicit := testAsync(s, alice.ID)
+			g.waitEntered(t, alice.EmailAddress)
+			require.NoError(t, change(e, alice))
+			g.open(alice)
+			got := <-explicit
+			require.ErrorIs(t, got.err, serversync.ErrSettingsChanged)
+
+			m, err := e.store.GetMailbox(ctx, alice.ID)
+			require.NoError(t, err)
+			assert.Equal(t, serversync.TestNotRun, m.Status)
+			assert.False(t, m.AnyEnabled())
+			assert.True(t, m.TestAndEnablePending, "still to be tested, with the new settings")
+			assert.Empty(t, m.TestHost, "the lock is released")
+			assert.Zero(t, e.mailboxEvents(serversync.EventMailboxTested, alice.ID))
+			assert.Empty(t, e.alerts(t, serversync.AlertFilter{MailboxID: alice.ID}))
+		})
+	}
+}
+
+// A test lock whose holder died (it stopped renewing) blocks the mailbox until it
+// lapses, then the next test takes it over.
+func TestLapsedTestLockIsTakenOver(t *testing.T) {
+	ctx := context.Background()
+	e, g := gatedEnv(t)
+	alice := e.mailbox(t, "alice", nil)
+	_, err := e.store.UpdateMailbox(ctx, alice.ID, func(m *serversync.Mailbox) error {
+		m.TestRun++
+		m.TestHost, m.TestLockExpiresAt = "dead-host", e.clock.Now().Add(time.Minute)
+		return nil
+	})
+	require.NoError(t, err)
+	s := e.gatedSyncer(t, g, "syncer-a", time.Hour)
+
+	waiting, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = s.TestAndEnable(waiting, alice.ID)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the call waits while the lock holds")
+
+	e.clock.Advance(2 * time.Minute)
+	m := testAndEnable(t, s, alice)
+	assert.True(t, m.IncomingEnabled && m.OutgoingEnabled)
+	assert.Empty(t, m.TestHost)
+	assert.Equal(t, m.TestRun, m.TestRunStored)
+}
