@@ -1,6 +1,7 @@
 package serversync_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
 	"github.com/serversync/serversync/connector/standard"
+	"github.com/serversync/serversync/internal/pgtest"
+	"github.com/serversync/serversync/store/postgres"
 )
 
 // testGate holds the incoming connections of the mailboxes it watches (by login)
@@ -167,10 +170,15 @@ func gatedEnv(t *testing.T) (*syncEnv, *testGate) {
 
 // gatedSyncer is e.syncer with the gate in front of IMAP and its own host name.
 func (e *syncEnv) gatedSyncer(t *testing.T, g *testGate, host string, scanInterval time.Duration) *serversync.Syncer {
+	return e.gatedSyncerOn(t, e.store, g, host, scanInterval)
+}
+
+// gatedSyncerOn is gatedSyncer on a store of its own, as another process has.
+func (e *syncEnv) gatedSyncerOn(t *testing.T, store serversync.Store, g *testGate, host string, scanInterval time.Duration) *serversync.Syncer {
 	t.Helper()
 	conns := standard.Connectors(&standard.Options{Logger: slog.New(slog.DiscardHandler)})
 	conns.Incoming[serversync.ServerTypeIMAPSMTP] = &gatedIncoming{IncomingConnector: conns.Incoming[serversync.ServerTypeIMAPSMTP], gate: g}
-	s, err := serversync.NewSyncer(e.store, conns, &serversync.Config{
+	s, err := serversync.NewSyncer(store, conns, &serversync.Config{
 		Host: host, Tick: 10 * time.Millisecond, ScanInterval: scanInterval, OutboxInterval: 20 * time.Millisecond,
 		IdleConnections: -1, Now: e.clock.Now, Logger: testLogger(), OnEvent: e.onEvent,
 	})
@@ -323,6 +331,37 @@ func TestNewcomerIsTestedOnce(t *testing.T) {
 // once, and each is tested once.
 func TestTwoSyncersNeverTestOneMailboxAtOnce(t *testing.T) {
 	e, g := gatedEnv(t)
+	testTwoSyncers(t, e, g, e.store)
+}
+
+// The same with two processes' stores on one PostgreSQL database: the lock is
+// taken by the database's row-locked update.
+func TestTwoSyncersNeverTestOneMailboxAtOnceOnPostgreSQL(t *testing.T) {
+	ctx := context.Background()
+	url, schema := pgtest.URL(t), pgtest.FreshSchema(t)
+	key, err := auth.NewKey(bytes.Repeat([]byte{7}, auth.KeySize))
+	require.NoError(t, err)
+	open := func() serversync.Store {
+		s, err := postgres.Open(ctx, pgtest.WithParam(url, "pool_max_conns=4"), &postgres.Options{Keys: auth.NewStaticKeys(key), Schema: schema})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	e, g := gatedEnv(t)
+	first, second := open(), open()
+	e.store = &lockWatch{Store: first, gate: g}
+	e.admin = serversync.NewAdmin(first, &serversync.AdminConfig{
+		CanApprove: func(context.Context, string, *serversync.Mailbox) error { return nil },
+		Now:        e.clock.Now, Logger: slog.New(slog.DiscardHandler),
+	})
+	p := e.profile.Clone()
+	p.ID = ""
+	e.profile, err = e.admin.CreateProfile(ctx, p)
+	require.NoError(t, err)
+	testTwoSyncers(t, e, g, &lockWatch{Store: second, gate: g})
+}
+
+func testTwoSyncers(t *testing.T, e *syncEnv, g *testGate, secondStore serversync.Store) {
 	var boxes []*serversync.Mailbox
 	for i := range 6 {
 		m := e.mailbox(t, fmt.Sprintf("user%d", i), nil)
@@ -331,7 +370,7 @@ func TestTwoSyncersNeverTestOneMailboxAtOnce(t *testing.T) {
 		boxes = append(boxes, m)
 	}
 	a := e.gatedSyncer(t, g, "syncer-a", 20*time.Millisecond)
-	b := e.gatedSyncer(t, g, "syncer-b", 20*time.Millisecond)
+	b := e.gatedSyncerOn(t, secondStore, g, "syncer-b", 20*time.Millisecond)
 	run(t, a)
 	run(t, b)
 	var calls []<-chan testOutcome
