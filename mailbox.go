@@ -175,8 +175,9 @@ type Mailbox struct {
 	ACTStatus       TestStatus
 	Status          TestStatus
 	TestCompletedOn time.Time
-	// TestAndEnablePending is set by Apply Default Email Settings and by changing the
-	// profile or methods; the Syncer runs Test & Enable for such mailboxes.
+	// TestAndEnablePending is set when the mailbox is created, by Apply Default Email
+	// Settings and by changing the profile or methods; the Syncer runs Test & Enable for such mailboxes (once
+	// approved, when approval is required). A stored test outcome clears it.
 	TestAndEnablePending bool
 	// The Test & Enable lock, kept by the Syncer through Store.UpdateMailbox so that
 	// one test runs per mailbox at a time, whichever process runs it. TestHost is the

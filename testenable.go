@@ -334,7 +334,7 @@ func (s *Syncer) storeTest(ctx context.Context, run *testRun, incoming, outgoing
 	// The check needs the profile and org settings as they are now; they are read
 	// just before the update, which must not call the store. A change in between is
 	// the one it can miss: microseconds, against the seconds a test takes.
-	now, err := s.loadWork(ctx, run.w.m)
+	latest, err := s.loadWork(ctx, run.w.m)
 	if errors.Is(err, ErrNotFound) { // the profile tested is gone
 		s.unlockTest(ctx, run)
 		return nil, ErrSettingsChanged
@@ -358,7 +358,7 @@ func (s *Syncer) storeTest(ctx context.Context, run *testRun, incoming, outgoing
 			return errTestLockLost
 		}
 		m.TestHost, m.TestLockExpiresAt = "", time.Time{}
-		current := &work{m: m, p: now.p, settings: now.settings}
+		current := &work{m: m, p: latest.p, settings: latest.settings}
 		if stale = testInputsOf(current) != run.inputs; stale {
 			return nil // only the lock is released
 		}

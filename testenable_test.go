@@ -289,8 +289,9 @@ func TestNewcomerIsTestedOnce(t *testing.T) {
 				g.waitEntered(t, m.EmailAddress)
 				_, err = s.ScheduleReady(ctx)
 				require.NoError(t, err)
-				// The explicit test goes on when the background job refused to test
-				// (which returns explicit), or when that job is over.
+				// The explicit test is let go when the background job is refused
+				// the lock (the gate opens itself, and the call returns), or else
+				// when that job is over.
 				returned := false
 				eventually(t, "the Syncer to be done with the mailbox", func() bool {
 					select {
