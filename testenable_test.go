@@ -455,3 +455,30 @@ func TestLapsedTestLockIsTakenOver(t *testing.T) {
 	assert.Empty(t, m.TestHost)
 	assert.Equal(t, m.TestRun, m.TestRunStored)
 }
+
+// A test that outlived its lock (its host stalled past LeaseTTL without renewing
+// it) stores nothing and raises no alert: the test that took the lock over wins.
+func TestTestThatOutlivedItsLockStoresNothing(t *testing.T) {
+	ctx := context.Background()
+	e, g := gatedEnv(t)
+	alice := e.mailbox(t, "alice", nil)
+	g.watch(alice, "")
+	a := e.gatedSyncer(t, g, "syncer-a", time.Hour)
+	b := e.gatedSyncer(t, g, "syncer-b", time.Hour)
+	stalled := testAsync(a, alice.ID)
+	g.waitEntered(t, alice.EmailAddress)
+	// a's heartbeat renews every LeaseTTL/3 of real time: the lock lapses first.
+	e.clock.Advance(serversync.LeaseTTLDefault + time.Second)
+	fresh := <-testAsync(b, alice.ID) // its connection meets a's, which opens the gate
+	require.NoError(t, fresh.err)
+	assert.Equal(t, serversync.TestSuccess, fresh.m.Status)
+	late := <-stalled
+	require.ErrorIs(t, late.err, serversync.ErrLeaseLost)
+
+	m, err := e.store.GetMailbox(ctx, alice.ID)
+	require.NoError(t, err)
+	assert.Equal(t, m.TestRun, m.TestRunStored, "the outcome stored is the last test's")
+	assert.Empty(t, m.TestHost)
+	assert.Equal(t, 1, e.mailboxEvents(serversync.EventMailboxTested, alice.ID))
+	assert.Len(t, e.alerts(t, serversync.AlertFilter{MailboxID: alice.ID}), 1)
+}
