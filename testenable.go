@@ -37,7 +37,9 @@ import (
 // connectors read. If something did, nothing is stored, no alert is raised and the
 // error wraps ErrSettingsChanged: call again to test the new settings. A stored
 // outcome clears TestAndEnablePending (except for a mailbox still waiting for
-// approval), so the Syncers do not test the same settings again.
+// approval), so the Syncers do not test the same settings again. A call that
+// stalled past its lock (LeaseTTL, renewed while it runs) stores nothing either
+// and returns an error wrapping ErrLeaseLost.
 func (s *Syncer) TestAndEnable(ctx context.Context, mailboxID string) (*Mailbox, error) {
 	m, err := s.store.GetMailbox(ctx, mailboxID)
 	if err != nil {
@@ -107,9 +109,9 @@ var (
 // host leases each). It reports how many mailboxes were marked. Use it after a
 // profile changed (a new server, a new service account password): it returns at
 // once, and the outcomes arrive as EventMailboxTested events and alerts. A mailbox
-// being tested when it is marked is tested again after that test unless the test
-// stored an outcome of the same settings; a mailbox waiting for approval is tested
-// once it is approved.
+// whose test is running when it is marked is tested again only if that test's
+// outcome is discarded because the settings changed under it; a mailbox waiting
+// for approval is tested once it is approved.
 func (s *Syncer) TestAndEnableProfile(ctx context.Context, profileID string) (int, error) {
 	if _, err := s.store.GetProfile(ctx, profileID); err != nil {
 		return 0, err
