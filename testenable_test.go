@@ -482,3 +482,38 @@ func TestTestThatOutlivedItsLockStoresNothing(t *testing.T) {
 	assert.Equal(t, 1, e.mailboxEvents(serversync.EventMailboxTested, alice.ID))
 	assert.Len(t, e.alerts(t, serversync.AlertFilter{MailboxID: alice.ID}), 1)
 }
+
+// A test that takes longer than LeaseTTL keeps its lock by renewing it, so a test
+// asked for meanwhile still waits for it.
+func TestLongTestRenewsItsLock(t *testing.T) {
+	ctx := context.Background()
+	e, g := gatedEnv(t)
+	alice := e.mailbox(t, "alice", nil)
+	g.watch(alice, "")
+	const ttl = 60 * time.Millisecond // renewed every 20 ms of real time
+	syncer := func(host string) *serversync.Syncer {
+		conns := standard.Connectors(&standard.Options{Logger: slog.New(slog.DiscardHandler)})
+		conns.Incoming[serversync.ServerTypeIMAPSMTP] = &gatedIncoming{IncomingConnector: conns.Incoming[serversync.ServerTypeIMAPSMTP], gate: g}
+		s, err := serversync.NewSyncer(e.store, conns, &serversync.Config{
+			Host: host, LeaseTTL: ttl, Now: e.clock.Now, Logger: testLogger(), OnEvent: e.onEvent,
+		})
+		require.NoError(t, err)
+		return s
+	}
+	long := testAsync(syncer("syncer-a"), alice.ID)
+	g.waitEntered(t, alice.EmailAddress)
+	for range 5 { // 150 ms of the test clock: the lock outlives its first TTL only if renewed
+		e.clock.Advance(ttl / 2)
+		eventually(t, "the lock to be renewed", func() bool {
+			m, err := e.store.GetMailbox(ctx, alice.ID)
+			return err == nil && m.TestLockExpiresAt.After(e.clock.Now().Add(ttl/2))
+		})
+	}
+	next := <-testAsync(syncer("syncer-b"), alice.ID) // refused the lock: the gate opens
+	require.NoError(t, next.err)
+	first := <-long
+	require.NoError(t, first.err)
+	assert.Equal(t, first.m.TestRun, next.m.TestRunStored, "the second call is answered by the long test")
+	assert.Equal(t, 1, e.mailboxEvents(serversync.EventMailboxTested, alice.ID))
+	assert.Empty(t, g.overlaps())
+}
