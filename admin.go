@@ -31,6 +31,13 @@ type AdminConfig struct {
 // approval, and the bulk operations of a CRM's settings pages. Every write goes
 // through normalize-then-validate and saves nothing when validation fails.
 //
+// Admin tests nothing itself: it marks mailboxes for Test & Enable
+// (TestAndEnablePending), which the running Syncers then test in the background.
+// CreateMailbox, ApplyDefaultEmailSettings and changing a mailbox's profile or
+// delivery methods mark them; a mailbox waiting for approval is tested once
+// approved. To test one mailbox and wait for the answer, call
+// Syncer.TestAndEnable; after changing a profile, Syncer.TestAndEnableProfile.
+//
 // Admin is safe for concurrent use by multiple goroutines.
 type Admin struct {
 	store      Store
@@ -263,6 +270,8 @@ func (a *Admin) CreateMailbox(ctx context.Context, m *Mailbox) (*Mailbox, error)
 	m.ID = cmp.Or(m.ID, NewID())
 	m.CreatedAt, m.UpdatedAt = a.now(), a.now()
 	m.TestAndEnablePending = m.UsesServerSideSync()
+	// A copy of another mailbox must not bring its Test & Enable lock along.
+	m.TestHost, m.TestLockExpiresAt, m.TestRun, m.TestRunStored = "", time.Time{}, 0, 0
 	if err := a.store.CreateMailbox(ctx, m); err != nil {
 		return nil, err
 	}
@@ -437,8 +446,10 @@ func (a *Admin) ChangeMailboxes(ctx context.Context, ids []string, change Mailbo
 }
 
 // ApplyDefaultEmailSettings sets the organisation's default profile and delivery
-// methods on the mailboxes and marks them for Test & Enable (the Syncer runs it).
-// Like ChangeMailboxes, it changes all of them or none.
+// methods on the mailboxes and marks them for Test & Enable: the running Syncers
+// test them in the background (within Config.ScanInterval, or at once after
+// Syncer.ScheduleReady), one test per mailbox at a time. Like ChangeMailboxes, it
+// changes all of them or none.
 func (a *Admin) ApplyDefaultEmailSettings(ctx context.Context, ids []string) error {
 	settings, err := a.store.GetOrgSettings(ctx)
 	if err != nil {
@@ -478,6 +489,12 @@ func (a *Admin) changeMany(ctx context.Context, ids []string, change func(*Mailb
 // Approve approves the email address of each mailbox after the host's privilege
 // check (AdminConfig.CanApprove) allows actor to. A refused check wraps
 // ErrPermissionDenied and leaves that mailbox and the ones after it unchanged.
+//
+// A mailbox marked for Test & Enable is not tested in the background while it
+// waits for approval; once approved, the Syncers test it within
+// Config.ScanInterval (Syncer.ScheduleReady starts that at once). A host that
+// calls Syncer.TestAndEnable right after approving gets one test: a background
+// test that started meanwhile answers it, and none starts after it.
 func (a *Admin) Approve(ctx context.Context, actor string, ids ...string) error {
 	return a.setApproval(ctx, actor, ApprovalApproved, ids)
 }

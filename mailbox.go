@@ -183,9 +183,20 @@ type Mailbox struct {
 	ACTStatus       TestStatus
 	Status          TestStatus
 	TestCompletedOn time.Time
-	// TestAndEnablePending is set by Apply Default Email Settings and by changing the
-	// profile or methods; the Syncer runs Test & Enable for such mailboxes.
+	// TestAndEnablePending is set when the mailbox is created, by Apply Default Email
+	// Settings and by changing the profile or methods; the Syncer runs Test & Enable for such mailboxes (once
+	// approved, when approval is required). A stored test outcome clears it.
 	TestAndEnablePending bool
+	// The Test & Enable lock, kept by the Syncer through Store.UpdateMailbox so that
+	// one test runs per mailbox at a time, whichever process runs it. TestHost is the
+	// host testing the mailbox now (empty: none); its claim lapses at
+	// TestLockExpiresAt unless renewed, so a host that dies blocks nothing for long.
+	// TestRun increases with every test started; TestRunStored is the run whose
+	// outcome the status fields hold.
+	TestHost          string
+	TestLockExpiresAt time.Time
+	TestRun           int64
+	TestRunStored     int64
 
 	// Credentials used when the profile's credential source is Mailbox or OAuth.
 	Username   string

@@ -344,10 +344,14 @@ func (s *Syncer) scanLoop(ctx context.Context) {
 }
 
 // ScheduleReady makes due now every mailbox that waits for Test & Enable, or is
-// enabled for incoming mail, but has no next sync time. It reports how many it
-// scheduled. The Syncer calls it every ScanInterval; hosts may call it after
+// enabled for incoming mail, but has no next sync time and no approval to wait
+// for. It reports how many it scheduled. The Syncer calls it every ScanInterval; hosts may call it after
 // changes (approval, Apply Default Email Settings) to start work sooner.
 func (s *Syncer) ScheduleReady(ctx context.Context) (int, error) {
+	settings, err := s.store.GetOrgSettings(ctx)
+	if err != nil {
+		return 0, err
+	}
 	yes, no := true, false
 	var ids []string
 	for _, filter := range []MailboxFilter{{TestAndEnablePending: &yes, Scheduled: &no}, {Enabled: &yes, Scheduled: &no}} {
@@ -355,7 +359,9 @@ func (s *Syncer) ScheduleReady(ctx context.Context) (int, error) {
 			if err != nil {
 				return 0, err
 			}
-			if m.NextSyncAt.IsZero() && m.LeaseHost == "" && (m.TestAndEnablePending || m.IncomingEnabled) {
+			// Nothing is done for a mailbox waiting for approval: its test waits too.
+			waiting := (&work{m: m, settings: settings}).awaitingApproval()
+			if m.NextSyncAt.IsZero() && m.LeaseHost == "" && (m.TestAndEnablePending || m.IncomingEnabled) && !waiting {
 				ids = append(ids, m.ID)
 			}
 		}
@@ -488,10 +494,11 @@ func (s *Syncer) processMailbox(ctx context.Context, id string, log *slog.Logger
 		return time.Time{}
 	}
 	if m.TestAndEnablePending {
-		if m, err = s.testAndEnable(ctx, m); err != nil {
-			log.Error("test and enable", "err", err)
-			return s.cfg.Now().Add(s.cfg.RetryInterval)
+		tested, next, done := s.testInBackground(ctx, m, log)
+		if done {
+			return next
 		}
+		m = tested
 	}
 	w, err := s.loadWork(ctx, m)
 	if err != nil {

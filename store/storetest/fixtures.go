@@ -134,6 +134,8 @@ func FullMailbox(profileID, email string) *serversync.Mailbox {
 	m.Status = serversync.TestFailure
 	m.TestCompletedOn = BaseTime.Add(-2 * time.Hour)
 	m.TestAndEnablePending = true
+	m.TestHost, m.TestLockExpiresAt = "host-b", BaseTime.Add(time.Minute).In(otherZone)
+	m.TestRun, m.TestRunStored = 7, 6
 	m.Username = "queue@example.com"
 	m.Password = auth.NewSecret("mailbox-password")
 	m.OAuthToken = serversync.OAuthToken{
