@@ -217,3 +217,47 @@ type LeaseStore interface {
 type SecretRotator interface {
 	RotateSecrets(ctx context.Context) (int, error)
 }
+
+// ConnectionSlotRequest asks for one connection slot of a budget.
+type ConnectionSlotRequest struct {
+	// Key names the budget: what MaxConcurrentConnections counts, a profile or a
+	// mailbox ("profile:<id>", "mailbox:<id>").
+	Key   string
+	Limit int           // how many slots the budget has now, at least 1
+	Host  string        // who takes the slot; recorded as ConnectionSlot.Host
+	Now   time.Time     // the caller's clock, so tests can inject one
+	TTL   time.Duration // how long the slot is held unless renewed
+}
+
+// ConnectionSlot is one host's hold on one of a budget's connection slots until
+// ExpiresAt.
+type ConnectionSlot struct {
+	Key       string
+	Slot      int // 0 ≤ Slot < the Limit it was acquired with
+	Host      string
+	ExpiresAt time.Time
+	// Token is unique to this acquisition, so a stale holder's renew or release is
+	// told apart from the current holder's.
+	Token int64
+}
+
+// ConnectionSlotStore is implemented by stores that count connections for every
+// process sharing them, so MaxConcurrentConnections holds across processes (a
+// Syncer without it counts only its own connections). Store implementations that
+// several processes share should implement it; store/storetest checks it when
+// they do.
+type ConnectionSlotStore interface {
+	// AcquireConnectionSlot atomically takes a slot of budget Key when fewer than
+	// Limit of its slots are held, and reports ok false, with no error, when Limit or
+	// more are. A slot whose ExpiresAt <= Now is no longer held: taking any slot of
+	// the budget frees every expired one, whose holders' renew and release then
+	// fail. Two concurrent callers never get the same slot, nor more than Limit
+	// between them.
+	AcquireConnectionSlot(ctx context.Context, req ConnectionSlotRequest) (slot ConnectionSlot, ok bool, err error)
+	// RenewConnectionSlot extends a slot to now+ttl. It fails with ErrLeaseLost
+	// when the slot is no longer held (released, or expired and freed).
+	RenewConnectionSlot(ctx context.Context, slot ConnectionSlot, now time.Time, ttl time.Duration) (ConnectionSlot, error)
+	// ReleaseConnectionSlot gives the slot back. It fails with ErrLeaseLost when
+	// the slot is no longer held.
+	ReleaseConnectionSlot(ctx context.Context, slot ConnectionSlot) error
+}

@@ -56,6 +56,9 @@ type Store struct {
 
 	alerts   []*serversync.Alert // storing order
 	alertIDs map[string]bool
+
+	connectionSlots  map[string]map[int]serversync.ConnectionSlot // budget key → slot number → hold
+	connectionTokens int64                                        // the last ConnectionSlot.Token handed out
 }
 
 type mailboxRecord struct {
@@ -67,7 +70,10 @@ type activityKey struct{ mailboxID, messageKey string }
 
 type cursorKey struct{ mailboxID, folder string }
 
-var _ serversync.Store = (*Store)(nil)
+var (
+	_ serversync.Store               = (*Store)(nil)
+	_ serversync.ConnectionSlotStore = (*Store)(nil)
+)
 
 // New returns an empty store.
 func New() *Store {
