@@ -57,8 +57,7 @@ type Store struct {
 	alerts   []*serversync.Alert // storing order
 	alertIDs map[string]bool
 
-	connectionSlots  map[string]map[int]serversync.ConnectionSlot // budget key → slot number → hold
-	connectionTokens int64                                        // the last ConnectionSlot.Token handed out
+	connectionBudgets map[string]*connectionBudget // by ConnectionSlot.Key, while any slot or place is held
 }
 
 type mailboxRecord struct {

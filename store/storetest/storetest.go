@@ -56,9 +56,8 @@
 //     still holds it. A lease is identified by MailboxID, Host and Token; a lease on a
 //     deleted mailbox is lost (ErrLeaseLost). ReleaseLease clears LeaseHost and
 //     LeaseExpiresAt.
-//   - Connection slots: like leases, a slot past its ExpiresAt is its holder's until
-//     an AcquireConnectionSlot of the same budget frees it; a slot is identified by
-//     Key, Slot, Host and Token, and tokens are never handed out twice.
+//   - Connection slots: like leases, a slot or place in line past its ExpiresAt is
+//     its holder's until an AcquireConnectionSlot of the same budget frees it.
 //   - Alerts are listed in reverse storing order (the suite stores them with
 //     increasing CreatedAt, so ordering by CreatedAt passes too).
 //   - Update callbacks are not called for a missing record or with a cancelled
