@@ -114,11 +114,11 @@ type Syncer struct {
 	log   *slog.Logger
 	met   *metrics
 
-	workers     *semaphore.Weighted
-	idle        *semaphore.Weighted
-	connMu      sync.Mutex
-	connSems    map[string]*budget
-	orphanSlots map[string][]ConnectionSlot // by budget key: held in the store, release failed
+	workers  *semaphore.Weighted
+	idle     *semaphore.Weighted
+	connMu   sync.Mutex
+	connSems map[string]*budget
+	orphans  map[string][]ConnectionSlot // by budget key: slots held in the store whose release failed
 
 	wakeLeases chan struct{}
 	wakeOutbox chan struct{}
@@ -166,19 +166,18 @@ func NewSyncer(store Store, connectors Connectors, cfg *Config) (*Syncer, error)
 		log = slog.Default()
 	}
 	s := &Syncer{
-		store:       store,
-		conns:       connectors,
-		cfg:         c,
-		log:         log.With("syncer", c.Host),
-		met:         newMetrics(c.MeterProvider),
-		workers:     semaphore.NewWeighted(int64(c.Workers)),
-		idle:        semaphore.NewWeighted(int64(max(c.IdleConnections, 0))),
-		connSems:    make(map[string]*budget),
-		orphanSlots: make(map[string][]ConnectionSlot),
-		wakeLeases:  make(chan struct{}, 1),
-		wakeOutbox:  make(chan struct{}, 1),
-		stopping:    make(chan struct{}),
-		done:        make(chan struct{}),
+		store:      store,
+		conns:      connectors,
+		cfg:        c,
+		log:        log.With("syncer", c.Host),
+		met:        newMetrics(c.MeterProvider),
+		workers:    semaphore.NewWeighted(int64(c.Workers)),
+		idle:       semaphore.NewWeighted(int64(max(c.IdleConnections, 0))),
+		connSems:   make(map[string]*budget),
+		wakeLeases: make(chan struct{}, 1),
+		wakeOutbox: make(chan struct{}, 1),
+		stopping:   make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	return s, nil
 }
@@ -631,16 +630,16 @@ const ConnectionSlotTTLDefault = 30 * time.Second
 func (s *Syncer) adoptOrphan(ctx context.Context, slots ConnectionSlotStore, key string, ttl time.Duration) (ConnectionSlot, bool) {
 	for {
 		s.connMu.Lock()
-		orphans := s.orphanSlots[key]
+		orphans := s.orphans[key]
 		if len(orphans) == 0 {
 			s.connMu.Unlock()
 			return ConnectionSlot{}, false
 		}
 		orphan := orphans[len(orphans)-1]
 		if orphans = orphans[:len(orphans)-1]; len(orphans) == 0 {
-			delete(s.orphanSlots, key)
+			delete(s.orphans, key)
 		} else {
-			s.orphanSlots[key] = orphans
+			s.orphans[key] = orphans
 		}
 		s.connMu.Unlock()
 		renewed, err := slots.RenewConnectionSlot(ctx, orphan, s.cfg.Now(), ttl)
@@ -649,7 +648,7 @@ func (s *Syncer) adoptOrphan(ctx context.Context, slots ConnectionSlotStore, key
 			return renewed, true
 		case !errors.Is(err, ErrLeaseLost): // the store still failing: try again next time
 			s.connMu.Lock()
-			s.orphanSlots[key] = append(s.orphanSlots[key], orphan)
+			s.orphans[key] = append(s.orphans[key], orphan)
 			s.connMu.Unlock()
 			return ConnectionSlot{}, false
 		}
@@ -734,7 +733,10 @@ func (s *Syncer) takeSharedSlot(ctx context.Context, b *budget, request string) 
 			if err != nil && !errors.Is(err, ErrLeaseLost) {
 				s.log.Warn("release connection slot: it is used again by this process or expires", "budget", b.key, "err", err)
 				s.connMu.Lock()
-				s.orphanSlots[b.key] = append(s.orphanSlots[b.key], slot)
+				if s.orphans == nil {
+					s.orphans = make(map[string][]ConnectionSlot)
+				}
+				s.orphans[b.key] = append(s.orphans[b.key], slot)
 				s.connMu.Unlock()
 			}
 		}
