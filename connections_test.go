@@ -2,6 +2,7 @@ package serversync_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -132,4 +133,70 @@ func TestConnectionBudgetHoldsAcrossSyncers(t *testing.T) {
 	t.Logf("%d sessions (by host: %v), at most %d open at once", opened, byHost, peak)
 	assert.LessOrEqual(t, peak, limit, "connections open at once on the profile's service account")
 	assert.Equal(t, limit, peak, "the budget is used in full")
+}
+
+// lossyReplies is a store whose every other AcquireConnectionSlot reply is lost on
+// the way back, as when the database connection drops just after the commit: the
+// slot is taken, but the caller sees an error.
+type lossyReplies struct {
+	serversync.Store
+	slots serversync.ConnectionSlotStore
+	mu    sync.Mutex
+	calls int
+}
+
+func (l *lossyReplies) AcquireConnectionSlot(ctx context.Context, req serversync.ConnectionSlotRequest) (serversync.ConnectionSlot, bool, error) {
+	slot, ok, err := l.slots.AcquireConnectionSlot(ctx, req)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.calls++; l.calls%2 == 1 && err == nil {
+		return serversync.ConnectionSlot{}, false, errors.New("store: connection reset after the commit")
+	}
+	return slot, ok, err
+}
+
+func (l *lossyReplies) RenewConnectionSlot(ctx context.Context, slot serversync.ConnectionSlot, now time.Time, ttl time.Duration) (serversync.ConnectionSlot, error) {
+	return l.slots.RenewConnectionSlot(ctx, slot, now, ttl)
+}
+
+func (l *lossyReplies) ReleaseConnectionSlot(ctx context.Context, slot serversync.ConnectionSlot) error {
+	return l.slots.ReleaseConnectionSlot(ctx, slot)
+}
+
+// A slot whose grant never reached the Syncer is not lost with it: asking again
+// gets the same slot, so a budget of one connection keeps working through lost
+// replies instead of waiting for the phantom slots to expire.
+func TestLostSlotRepliesTakeNoSecondSlot(t *testing.T) {
+	e := newSyncEnv(t, func(p *serversync.Profile) {
+		p.MaxConcurrentConnections = 1
+		p.IncomingCredentialSource = serversync.CredentialsProfile
+		p.UseImpersonation = true
+		p.Username, p.Password = "service", auth.NewSecret("service-pass")
+	})
+	ctx := context.Background()
+	for i := range 3 {
+		m := e.mailbox(t, fmt.Sprintf("user%d", i), nil)
+		_, err := e.store.UpdateMailbox(ctx, m.ID, func(m *serversync.Mailbox) error {
+			m.IncomingMethod, m.IncomingEnabled, m.TestAndEnablePending = serversync.IncomingServerSideSync, true, false
+			m.NextSyncAt = time.Now()
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	counter := &openCounter{byHost: map[string]int{}, holdFor: func(int) time.Duration { return time.Millisecond }}
+	store := &lossyReplies{Store: e.store, slots: e.store.(serversync.ConnectionSlotStore)}
+	s, err := serversync.NewSyncer(store, serversync.Connectors{
+		Incoming: map[serversync.ServerType]serversync.IncomingConnector{serversync.ServerTypeIMAPSMTP: countingIncoming{counter, "host-a"}},
+	}, &serversync.Config{ // slots last 30 s: a phantom would hold the budget past the test's patience
+		Host: "host-a", Tick: 5 * time.Millisecond, ActivePoll: 10 * time.Millisecond, MaxIdlePoll: 10 * time.Millisecond,
+		ScanInterval: time.Hour, IdleConnections: -1, Logger: testLogger(),
+	})
+	require.NoError(t, err)
+	run(t, s)
+	eventually(t, "20 syncs through lost replies", func() bool {
+		_, opened, _ := counter.state()
+		return opened >= 20
+	})
+	peak, _, _ := counter.state()
+	assert.Equal(t, 1, peak)
 }
