@@ -171,7 +171,7 @@ func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
 		return r.stats, err
 	}
 	req := FetchRequest{Folder: InboxFolder, Since: r.w.m.EffectiveProcessEmailFrom(r.w.p),
-		ExtraConnection: func() (func(), bool) { return r.s.tryAcquireConnection(r.w, Incoming) }}
+		ExtraConnection: func() (func(), bool) { return r.s.tryAcquireConnection(ctx, r.w, Incoming) }}
 	switch {
 	case !r.w.m.IncomingResyncRequestedAt.IsZero():
 		// Read from the start, not from the cursor: ProcessEmailFrom moved earlier.

@@ -218,3 +218,56 @@ type LeaseStore interface {
 type SecretRotator interface {
 	RotateSecrets(ctx context.Context) (int, error)
 }
+
+// ConnectionSlotRequest asks for one connection slot of a budget.
+type ConnectionSlotRequest struct {
+	// ID names this request and the slot it gets; the caller sets it (NewID) and
+	// passes the same ID when it asks again, after an error or while waiting in
+	// line, so a slot granted by a call whose reply was lost is not granted twice.
+	ID string
+	// Key names the budget: what MaxConcurrentConnections counts, a profile or a
+	// mailbox ("profile:<id>", "mailbox:<id>").
+	Key   string
+	Limit int           // how many slots the budget has now, at least 1
+	Host  string        // who takes the slot; recorded as ConnectionSlot.Host
+	Now   time.Time     // the caller's clock, so tests can inject one
+	TTL   time.Duration // how long the slot is held unless renewed
+	// WaitTTL is how long a place in line is kept when no slot is free (0: TTL); a
+	// caller that waits asks again before it runs out.
+	WaitTTL time.Duration
+}
+
+// ConnectionSlot is one host's hold on one of a budget's connection slots until
+// ExpiresAt, or, with Slot -1, its place in line for one.
+type ConnectionSlot struct {
+	ID        string // the request's ID
+	Key       string
+	Slot      int // 0 ≤ Slot < the Limit it was acquired with; -1 for a place in line
+	Host      string
+	ExpiresAt time.Time
+}
+
+// ConnectionSlotStore is implemented by stores that count connections for every
+// process sharing them, so MaxConcurrentConnections holds across processes (a
+// Syncer without it counts only its own connections). Store implementations that
+// several processes share should implement it; store/storetest checks it when
+// they do. A slot is identified by ID, Key and Host.
+type ConnectionSlotStore interface {
+	// AcquireConnectionSlot atomically takes a slot of budget Key for request ID,
+	// first come first served: a slot is granted when fewer than Limit are held and
+	// every place in line ahead of the request's has been served (a new request
+	// queues behind them all). Otherwise it reports ok false, with no error, and
+	// the request's place in line (Slot -1), kept until Now+WaitTTL. Asking again
+	// with the ID of a slot already granted returns that slot, extended to Now+TTL.
+	// A slot or place whose ExpiresAt <= Now is no longer held: the next
+	// acquisition of the budget frees it, and its holder's renew and release then
+	// fail. Two concurrent callers never get the same slot, nor more than Limit
+	// between them.
+	AcquireConnectionSlot(ctx context.Context, req ConnectionSlotRequest) (slot ConnectionSlot, ok bool, err error)
+	// RenewConnectionSlot extends a slot to now+ttl. It fails with ErrLeaseLost
+	// when the slot is no longer held (released, or expired and freed).
+	RenewConnectionSlot(ctx context.Context, slot ConnectionSlot, now time.Time, ttl time.Duration) (ConnectionSlot, error)
+	// ReleaseConnectionSlot gives the slot, or the place in line, back. It fails
+	// with ErrLeaseLost when it is no longer held.
+	ReleaseConnectionSlot(ctx context.Context, slot ConnectionSlot) error
+}

@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -44,6 +46,10 @@ const (
 	emails    = 20  // half queued before the Syncers start, half while they run
 	leaseTTL  = 2 * time.Second
 	victim    = "host-1"
+	// connLimit is the profile's MaxConcurrentConnections. Its mailboxes log in
+	// with the profile's service account (a Dovecot master user), so the limit
+	// counts every IMAP and SMTP connection of the three hosts together.
+	connLimit = 2
 )
 
 // firstUser is the first of the bulk users of scripts/mailservers behind the
@@ -68,7 +74,10 @@ func user(i int) string { return fmt.Sprintf("user%04d", firstUser+i) }
 //     its leases expired;
 //   - every email sent reached its recipient's INBOX exactly once; one whose sender
 //     died while the server had it is failed with the Syncer's honest "may have
-//     been delivered", and reached it at most once.
+//     been delivered", and reached it at most once;
+//   - the mail server never had more of the profile's connections open at once
+//     than its MaxConcurrentConnections, counted by relays in front of it, the
+//     victim's included until it died.
 func TestMultiProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the multi-process test runs three Syncer processes for several seconds; skipped with -short")
@@ -95,6 +104,7 @@ func TestMultiProcess(t *testing.T) {
 	}
 
 	// The Syncers start; for a few seconds mail keeps arriving and email is queued.
+	e.conns.reset() // Test & Enable's connections are not the children's
 	children := make([]*child, hosts)
 	for i := range children {
 		children[i] = startChild(t, fmt.Sprintf("host-%d", i+1), e.schema, e.keyFile)
@@ -183,6 +193,9 @@ func TestMultiProcess(t *testing.T) {
 	elapsed := time.Since(started)
 
 	checkTrackedOnce(t, e, seededIn)
+	peak, total := e.conns.state()
+	assert.Positive(t, total)
+	assert.LessOrEqual(t, peak, connLimit, "the profile's connections open at once on the mail server, over all hosts")
 	sessions := e.readSessions(t, ctx, "kind IN ('incoming', 'outgoing')")
 	openAtKill := 0
 	for i := range sessions {
@@ -220,6 +233,7 @@ func TestMultiProcess(t *testing.T) {
 	t.Logf("%d messages tracked once each (%d before start, %d while running); of %d emails, %d sent and delivered once, %d failed as outcome-unknown",
 		len(seededIn), seeded, arriving, emails, sent, unknown)
 	t.Logf("%d sessions recorded, %d of them syncs (by host: %v), none overlapping", len(sessions), len(syncs), perHost)
+	t.Logf("%d IMAP and SMTP connections to the mail server, at most %d open at once (MaxConcurrentConnections %d)", total, peak, connLimit)
 }
 
 // ---- The test's world -------------------------------------------------------
@@ -234,7 +248,8 @@ type env struct {
 	schema   string
 	sessions string // the sessions table, schema-qualified
 	keyFile  string
-	run      string // in every Message-ID and subject of this run
+	conns    *connCounter // the profile's connections, counted by relays in front of the mail server
+	run      string       // in every Message-ID and subject of this run
 	boxes    []*serversync.Mailbox
 	clients  []*imapclient.Client
 }
@@ -267,23 +282,27 @@ func setUp(t *testing.T, ctx context.Context, url string, mail *mailtest.Env) *e
 	admin := serversync.NewAdmin(e.store, &serversync.AdminConfig{
 		CanApprove: func(context.Context, string, *serversync.Mailbox) error { return nil }, Logger: slog.New(slog.DiscardHandler),
 	})
+	// The mail server is reached through relays that count the connections open
+	// at once, as the server sees them.
+	e.conns = &connCounter{}
+	imapRelay := startRelay(t, net.JoinHostPort(mail.Host, strconv.Itoa(mail.Port(mailtest.IMAPS))), e.conns)
+	smtpRelay := startRelay(t, net.JoinHostPort(mail.Host, strconv.Itoa(mail.Port(mailtest.Submission))), e.conns)
 	profile, err := admin.CreateProfile(ctx, &serversync.Profile{
 		Name: "dovecot " + e.run, ServerType: serversync.ServerTypeIMAPSMTP,
-		IncomingServer: mail.Host, IncomingPort: mail.Port(mailtest.IMAPS), IncomingTLS: serversync.TLSImplicit,
-		OutgoingServer: mail.Host, OutgoingPort: mail.Port(mailtest.Submission), OutgoingTLS: serversync.TLSStartTLS,
+		IncomingServer: mail.Host, IncomingPort: imapRelay, IncomingTLS: serversync.TLSImplicit,
+		OutgoingServer: mail.Host, OutgoingPort: smtpRelay, OutgoingTLS: serversync.TLSStartTLS,
 		ExtraRootCAsPEM: mail.CAPEM, ConnectionTimeout: 20 * time.Second,
-		// MaxConcurrentConnections stays at its default, 10: a send holds its
-		// connection slot while it waits for a second one to save the copy in Sent,
-		// so as many concurrent sends of one mailbox as the limit deadlock it
-		// (reported with this test). Each mailbox sends four emails here.
+		IncomingCredentialSource: serversync.CredentialsProfile, OutgoingCredentialSource: serversync.CredentialsProfile,
+		UseImpersonation: true, ImpersonationStyle: auth.ImpersonateMasterUser,
+		Username: mail.MasterUser, Password: auth.NewSecret(mail.MasterPassword),
+		MaxConcurrentConnections: connLimit,
 	})
 	require.NoError(t, err)
 	tester, err := serversync.NewSyncer(e.store, standard.Connectors(nil), &serversync.Config{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	for i := range mailboxes {
 		m, err := admin.CreateMailbox(ctx, &serversync.Mailbox{
-			Name: user(i), EmailAddress: mail.Login(user(i)), ProfileID: profile.ID,
-			Password: auth.NewSecret(mailtest.Password(user(i))), IncomingFilter: serversync.FilterAll,
+			Name: user(i), EmailAddress: mail.Login(user(i)), ProfileID: profile.ID, IncomingFilter: serversync.FilterAll,
 			Regarding: serversync.Regarding{Type: serversync.RegardingUser, ID: "crm-" + user(i)},
 		})
 		require.NoError(t, err)
@@ -777,6 +796,98 @@ type blockingReader struct{ ctx context.Context }
 func (b blockingReader) Read([]byte) (int, error) {
 	<-b.ctx.Done()
 	return 0, b.ctx.Err()
+}
+
+// ---- Counting the connections the mail server sees ------------------------------
+
+// connCounter counts connections open at once, and their peak.
+type connCounter struct {
+	mu                sync.Mutex
+	open, peak, total int
+}
+
+func (c *connCounter) add(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.open += n
+	c.peak = max(c.peak, c.open)
+	if n > 0 {
+		c.total += n
+	}
+}
+
+func (c *connCounter) state() (peak, total int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peak, c.total
+}
+
+// reset starts a new peak and total from the connections open now.
+func (c *connCounter) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.peak, c.total = c.open, 0
+}
+
+// startRelay relays loopback connections to target until the test ends, counting
+// each in c from its accept until either side closes it: a client that closes (or
+// dies, or is killed) stops counting at once, before its connection slot can pass
+// to another host. It returns the port to connect to.
+func startRelay(t *testing.T, target string, c *connCounter) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var (
+		relays sync.WaitGroup
+		mu     sync.Mutex
+		conns  = map[net.Conn]struct{}{}
+		ending bool
+	)
+	track := func(conn net.Conn) { // so that the clean-up can end every relay
+		mu.Lock()
+		defer mu.Unlock()
+		if ending {
+			_ = conn.Close()
+		}
+		conns[conn] = struct{}{}
+	}
+	relays.Go(func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.add(1)
+			track(client)
+			relays.Go(func() {
+				defer client.Close()
+				server, err := net.Dial("tcp", target)
+				if err != nil {
+					c.add(-1)
+					return
+				}
+				defer server.Close()
+				track(server)
+				var once sync.Once
+				closed := func() { once.Do(func() { c.add(-1); _ = client.Close(); _ = server.Close() }) }
+				var pipes sync.WaitGroup
+				pipes.Go(func() { _, _ = io.Copy(server, client); closed() })
+				pipes.Go(func() { _, _ = io.Copy(client, server); closed() })
+				pipes.Wait()
+			})
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		ending = true
+		for conn := range conns {
+			_ = conn.Close()
+		}
+		mu.Unlock()
+		relays.Wait()
+	})
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // ---- Mail, PostgreSQL and polling ---------------------------------------------

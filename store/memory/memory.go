@@ -56,6 +56,8 @@ type Store struct {
 
 	alerts   []*serversync.Alert // storing order
 	alertIDs map[string]bool
+
+	connectionBudgets map[string]*connectionBudget // by ConnectionSlot.Key, while any slot or place is held
 }
 
 type mailboxRecord struct {
@@ -67,7 +69,10 @@ type activityKey struct{ mailboxID, messageKey string }
 
 type cursorKey struct{ mailboxID, folder string }
 
-var _ serversync.Store = (*Store)(nil)
+var (
+	_ serversync.Store               = (*Store)(nil)
+	_ serversync.ConnectionSlotStore = (*Store)(nil)
+)
 
 // New returns an empty store.
 func New() *Store {

@@ -138,3 +138,45 @@ func BenchmarkLeases(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkConnectionSlots measures what MaxConcurrentConnections across processes
+// costs a connection: one AcquireConnectionSlot and one ReleaseConnectionSlot, each
+// one statement in one round trip, while 8 callers share a budget of 4 (so some
+// wait in line) or each has a budget of its own.
+func BenchmarkConnectionSlots(b *testing.B) {
+	for _, shared := range []bool{false, true} {
+		b.Run(map[bool]string{false: "own budget", true: "shared budget of 4"}[shared], func(b *testing.B) {
+			s := open(b, pgtest.FreshSchema(b), keys(b, 1))
+			ctx := context.Background()
+			var acquired atomic.Int64
+			start := time.Now()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				key := "mailbox:" + serversync.NewID()
+				if shared {
+					key = "profile:p1"
+				}
+				for pb.Next() {
+					req := serversync.ConnectionSlotRequest{ID: serversync.NewID(), Key: key, Limit: 4, Host: "host", TTL: time.Minute}
+					for {
+						req.Now = time.Now()
+						slot, ok, err := s.AcquireConnectionSlot(ctx, req)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if ok {
+							acquired.Add(1)
+							if err := s.ReleaseConnectionSlot(ctx, slot); err != nil {
+								b.Error(err)
+								return
+							}
+							break
+						}
+					}
+				}
+			})
+			b.ReportMetric(float64(acquired.Load())/time.Since(start).Seconds(), "slots/s")
+		})
+	}
+}

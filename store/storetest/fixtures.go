@@ -152,11 +152,12 @@ func FullMailbox(profileID, email string) *serversync.Mailbox {
 	m.Stats = serversync.MailboxStats{
 		TransientFailureCount: 3,
 		LastError: serversync.LastError{
-			Code:    "connect_timeout",
-			Message: "the server did not answer within 100s",
-			Count:   2,
-			Host:    "host-a",
-			At:      BaseTime.Add(-4 * time.Minute),
+			Workload: serversync.Incoming,
+			Code:     "connect_timeout",
+			Message:  "the server did not answer within 100s",
+			Count:    2,
+			Host:     "host-a",
+			At:       BaseTime.Add(-4 * time.Minute),
 		},
 		LastSyncStartedAt:         BaseTime.Add(-5 * time.Minute),
 		LastSyncSucceededAt:       BaseTime.Add(-10 * time.Minute),

@@ -56,6 +56,8 @@
 //     still holds it. A lease is identified by MailboxID, Host and Token; a lease on a
 //     deleted mailbox is lost (ErrLeaseLost). ReleaseLease clears LeaseHost and
 //     LeaseExpiresAt.
+//   - Connection slots: like leases, a slot or place in line past its ExpiresAt is
+//     its holder's until an AcquireConnectionSlot of the same budget frees it.
 //   - Alerts are listed in reverse storing order (the suite stores them with
 //     increasing CreatedAt, so ordering by CreatedAt passes too).
 //   - Update callbacks are not called for a missing record or with a cancelled
@@ -80,7 +82,8 @@ type NewStore func(t *testing.T) serversync.Store
 
 // Run runs every conformance test against stores from newStore, as parallel subtests
 // grouped by concern (Profiles, Mailboxes, OrgSettings, Activities, Outbox, Alerts,
-// Leases, Lifecycle). Each subtest gets its own store.
+// Leases, ConnectionSlots, Lifecycle). Each subtest gets its own store. The
+// ConnectionSlots tests skip a store that implements no serversync.ConnectionSlotStore.
 func Run(t *testing.T, newStore NewStore) {
 	t.Helper()
 	h := harness{newStore: newStore}
@@ -95,6 +98,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Outbox", testOutbox},
 		{"Alerts", testAlerts},
 		{"Leases", testLeases},
+		{"ConnectionSlots", testConnectionSlots},
 		{"Lifecycle", testLifecycle},
 	}
 	for _, g := range groups {
