@@ -50,6 +50,9 @@ func TestPOP3DeleteAfterProcessingIsNoReset(t *testing.T) {
 	s := h.syncer(t, nil)
 	h.testAndEnable(t, s, q)
 	h.run(t, s)
+	// The first sync must be over before mail arrives, or it may take and delete a
+	// message before the test has seen it delivered.
+	h.waitBetweenSyncs(t, q.ID)
 
 	for round, subjects := range [][]string{{"first", "second"}, {"third"}, nil, {"fourth"}} {
 		var ids []string
