@@ -29,7 +29,7 @@ func (e Endpoint) Address() string { return fmt.Sprintf("%s:%d", e.Host, e.Port)
 
 // Target is everything a connector needs to open a session for one mailbox: where
 // to connect and with which credentials. The Syncer builds it from the profile, the
-// mailbox and the org settings (see [Admin.Target]).
+// mailbox and the org settings with [ResolveTarget].
 type Target struct {
 	ProfileID    string
 	MailboxID    string

@@ -50,6 +50,7 @@
 //		EmailAddress: "alice@contoso.com",
 //		Regarding:    serversync.Regarding{Type: serversync.RegardingUser, ID: "user-42"},
 //		ProfileID:    profile.ID,
+//		Password:     auth.NewSecret(password), // the profile uses the mailbox's credentials by default
 //	})
 //	err = admin.Approve(ctx, currentUserID, mb.ID)
 //
@@ -72,38 +73,128 @@
 // with TLS off is refused (code "tls_required_by_org") once AllowNonSSLEmail is turned
 // off, and no connector sends credentials over an unencrypted connection unless
 // AllowCredentialsOverNonSecureChannels is on. [Admin.UpdateOrgSettings] lists the
-// profiles a change stops from connecting. [TestConnection] reports each step
-// (connect, tls, authenticate, open the inbox / send a test envelope) with advice on
-// the one that failed. A mailbox on OAuth credentials has its
-// access token refreshed through the profile's TokenURL when it expires; the Syncer
-// stores each refreshed token on the mailbox, sealed, for the next connection.
+// profiles a change stops from connecting. [TestConnection] reports each step (for
+// IMAP: connect, tls, greeting, authenticate, open-inbox; for SMTP: connect, tls,
+// ehlo, authenticate, mail-from with a test envelope never sent) with advice on the
+// one that failed. A mailbox on OAuth credentials has its access token refreshed
+// through the profile's TokenURL when it expires; the Syncer stores each refreshed
+// token on the mailbox, sealed, for the next connection.
 //
 // # Synchronizing
 //
 // A [Syncer] is the engine a host embeds. It leases due mailboxes from the Store
 // (so several processes can share one PostgreSQL database without processing a
-// mailbox twice), runs each mailbox's incoming pipeline — approval gate, fetch after
+// mailbox twice) and runs each mailbox's incoming pipeline: approval gate, fetch after
 // the cursor and ProcessEmailFrom, MIME parsing, the mailbox's filter, correlation
 // by headers, tracking token or smart matching, the host's [TrackFunc], then the
-// activities and the cursor stored in one transaction — and sends queued email with
-// each attempt recorded before the message leaves:
+// activities and the cursor stored in one transaction:
 //
 //	syncer, err := serversync.NewSyncer(store, standard.Connectors(nil), &serversync.Config{
 //		Track: func(ctx context.Context, a *serversync.EmailActivity, m *serversync.Mailbox) error {
 //			a.Regarding = lookUpRecord(a) // or return an error to fail the item
 //			return nil
 //		},
-//		OnEvent: func(e serversync.Event) { … },
+//		OnEvent: func(e serversync.Event) { … }, // keep it quick: it runs on the Syncer's goroutines
 //	})
 //	go syncer.Run(ctx)
-//	syncer.TestAndEnable(ctx, mailboxID)            // test the servers, enable what passed
-//	syncer.QueueEmail(ctx, &serversync.EmailActivity{…}) // sent by whichever host claims it
-//	syncer.Stop(shutdownCtx)
+//	mb, err = syncer.TestAndEnable(ctx, mb.ID) // test the servers, enable what passed
+//	…
+//	syncer.Stop(shutdownCtx) // once it returns, the store may be closed
 //
-// Errors are classified (DESIGN §6): permanent ones (bad credentials, 5xx) disable
-// the workload at once, transient ones are retried [MaxTransientFailures] times about
-// five minutes apart; each raises an [Alert] for the mailbox owner and, when the
-// whole profile is concerned, the profile owner.
+// Nothing is fetched or sent for a mailbox until Test & Enable has passed.
+// [Syncer.TestAndEnable] is for a person waiting on one mailbox;
+// [Admin.ApplyDefaultEmailSettings] and [Syncer.TestAndEnableProfile] leave many to
+// the running Syncers. One test runs per mailbox at a time, whichever process runs
+// it, and its outcome is stored only if the settings it tested are still the saved
+// ones.
+//
+// Each tracked message becomes an [EmailActivity] with [StatusTracked] (or
+// [StatusFailed] when the Track hook refused it), and the [EventMailTracked] event
+// carries its ID. It is stored once per mailbox under its MessageKey (built from
+// the Message-ID and a digest of the content), so a redelivery, a resync, a retry
+// or a crash never tracks it twice. A broken message is tracked with what could be
+// read, ParseError set and its raw bytes kept; one that is merely odd (no Date, an
+// unknown charset…) lists that in ParseWarnings. The Store's ListActivities and
+// GetActivity read activities back. The package's runnable Example runs the whole
+// loop against an in-process mail server.
+//
+// # Sending
+//
+// [Syncer.QueueEmail] (or the function [QueueEmail], from a process without a
+// Syncer) stores an outgoing email; whichever Syncer claims it sends it through the
+// mailbox's profile, adds the tracking token, marks it [StatusSent] and appends a copy
+// to the server's Sent folder (IMAP):
+//
+//	email, err := syncer.QueueEmail(ctx, &serversync.EmailActivity{
+//		MailboxID: mb.ID,
+//		To:        []serversync.Address{{Email: "bob@fabrikam.com"}},
+//		Subject:   "Your quote",
+//		TextBody:  "…",
+//	}) // then EventEmailSent, or EventEmailFailed with the reason
+//
+// An email its mailbox can never send is refused at once (see Errors). One queued
+// before the mailbox is approved or has passed Test & Enable (or after a failure
+// disabled its outgoing mail) waits for that, up to Config.MaxSendWait. Each attempt is recorded before the message leaves, so an
+// email whose sender died while the server had it is marked failed with a warning
+// that it may have been delivered: never sent twice without a person deciding to.
+//
+// # Errors
+//
+// Check errors with errors.Is and errors.As; their text is for people and never
+// holds a secret.
+//
+// Admin returns a *[ValidationError] when a record breaks a rule: Entity and Field
+// name what to fix, Reason says how, and nothing was saved (a name or address
+// already taken also wraps [ErrAlreadyExists]). Other Admin and Store errors wrap
+// [ErrNotFound], [ErrProfileInUse] (a profile that mailboxes still use) or
+// [ErrPermissionDenied] (AdminConfig.CanApprove said no).
+//
+// What goes wrong between a mailbox and its mail servers is a *[ConnectorError]: the
+// connectors' errors, [ResolveTarget]'s, and what the Syncer finds before any server
+// is involved. Kind says whether retrying can help: [ErrorTransient] (network trouble,
+// timeouts, 4xx replies, a busy server) may work later; [ErrorPermanent] (5xx, a
+// missing folder, TLS unavailable) and [ErrorAuth] (credentials refused or expired)
+// will not. Scope is [ScopeMailbox], [ScopeProfile] (every mailbox of the profile is
+// hit: the server down, TLS broken) or [ScopeItem] (one email). Code is stable and
+// machine-readable ("auth_failed", "tls_unavailable", [CodeNoProfile]…), the one
+// Mailbox.Stats.LastError and alerts carry. Err keeps the protocol's own error:
+//
+//	var ce *serversync.ConnectorError
+//	if errors.As(err, &ce) && ce.Kind == serversync.ErrorAuth {
+//		// ask the mailbox's owner for a new password
+//	}
+//
+// Some wrap a sentinel as well: [ErrConnectionForbidden] when the org's security
+// settings forbid the profile to connect (Code [CodeTLSRequiredByOrg],
+// [CodeTLSRequired] or [CodePlaintextAuthRefused]), [ErrUnsupportedCredentials] for a
+// credential source no connector implements, and [ErrInvalidEmail] when QueueEmail
+// refuses an email (Code [CodeNotServerSideSync], [CodeNoProfile], [CodeNotApproved],
+// [CodeNoConnector]…; a malformed email, without recipients say, wraps it without a
+// ConnectorError). [Syncer.TestAndEnable] returns an error wrapping
+// [ErrSettingsChanged] when the settings changed while it tested (call it again), or
+// [ErrLeaseLost] when it stalled past its lock. [Syncer.Run] returns
+// [ErrSyncerStopped] after Stop. A panic in a host hook becomes a *[HookPanicError],
+// and the Syncer goes on.
+//
+// A host rarely handles a sync or send failure itself: the Syncer does (DESIGN §6).
+// It keeps a mailbox's failure in Mailbox.Stats.LastError until that workload works
+// again or Test & Enable passes, and raises an [Alert] for the mailbox owner and,
+// for profile-wide trouble, the profile owner:
+//   - Incoming, permanent or authentication: the workload is disabled at once
+//     ([EventMailboxDisabled], an Error alert) until Test & Enable passes again.
+//   - Incoming, transient: retried Config.RetryInterval (5 minutes) later, with a
+//     Warning alert at the first; the tenth in a row disables the workload like a
+//     permanent failure.
+//   - Failures that are not a mail server's (the Store unreachable, the
+//     AddressResolver failing): retried for as long as it takes, never counted
+//     towards disabling the mailbox.
+//   - Outgoing: a transient failure is retried with back-off until the email has had
+//     Config.MaxSendAttempts attempts; then, or at once for a permanent failure, the
+//     email fails ([EventEmailFailed], an Error alert about it), and an
+//     authentication or profile-wide failure also disables outgoing mail for the
+//     mailbox. An email that may have been delivered ([CodeSendOutcomeUnknown]) is
+//     failed with a Warning, never sent again.
+//   - An error from the Track hook fails that message only; the sync goes on.
 //
 // # Concurrency
 //
