@@ -164,3 +164,18 @@ func gaps(calls []fakeconn.Call) []time.Duration {
 // settle lets every goroutine of the bubble run until all of them wait, without
 // moving the clock.
 func settle() { synctest.Wait() }
+
+// within returns what ch delivers, failing the test when nothing comes within d
+// on the bubble's clock: the Syncer's loops keep that clock moving, so a broken
+// Syncer fails the test at once rather than at the test binary's timeout.
+func within[T any](t *testing.T, d time.Duration, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("%s: nothing within %v", what, d)
+		var zero T
+		return zero
+	}
+}

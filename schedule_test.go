@@ -195,7 +195,7 @@ func TestLostLeaseStopsWorkAtTheNextHeartbeat(t *testing.T) {
 		s := e.syncer(t, &serversync.Config{IdleConnections: -1, Track: slowTrack(entered, canceled)})
 		testAndEnable(t, s, alice)
 		e.run(t, s)
-		leased := <-entered
+		leased := within(t, time.Minute, "the sync", entered)
 
 		// Another host, its clock past the lease's expiry, takes the mailbox.
 		stolen, err := e.store.AcquireLeases(ctx, serversync.LeaseRequest{Host: "other-host", Now: leased.Add(serversync.LeaseTTLDefault), TTL: time.Hour, Limit: 1})
@@ -203,7 +203,7 @@ func TestLostLeaseStopsWorkAtTheNextHeartbeat(t *testing.T) {
 		require.Len(t, stolen, 1)
 		require.True(t, stolen[0].TakenOver)
 
-		stopped := <-canceled
+		stopped := within(t, serversync.LeaseTTLDefault, "the work stopped", canceled)
 		assert.Equal(t, serversync.LeaseTTLDefault/3, stopped.Sub(leased), "stopped at the first heartbeat")
 		time.Sleep(time.Hour)
 		settle()
@@ -265,8 +265,8 @@ func TestUnrenewableLeaseStopsWorkBeforeItExpires(t *testing.T) {
 		s := e.syncer(t, &serversync.Config{IdleConnections: -1, Track: slowTrack(entered, canceled)})
 		testAndEnable(t, s, alice)
 		e.run(t, s)
-		leased := <-entered
-		stopped := <-canceled
+		leased := within(t, time.Minute, "the sync", entered)
+		stopped := within(t, serversync.LeaseTTLDefault, "the work stopped", canceled)
 		assert.Less(t, stopped.Sub(leased), serversync.LeaseTTLDefault, "stopped before the lease ran out")
 		assert.Equal(t, 2*serversync.LeaseTTLDefault/3, stopped.Sub(leased), "at the heartbeat that found it about to expire")
 		settle()
