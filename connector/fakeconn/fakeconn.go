@@ -5,12 +5,15 @@
 // Syncer's scheduling under testing/synctest.
 //
 //	fake := fakeconn.New(nil)
-//	fake.Deliver("alice@example.test", raw)               // into alice's INBOX
-//	fake.Inject(fakeconn.Fault{Op: fakeconn.OpOpenIncoming, // the server is down…
-//		Err: fakeconn.Error(serversync.ErrorTransient, serversync.ScopeProfile, "network"), Times: 3}) // …three times
-//	s, _ := serversync.NewSyncer(store, fake.Connectors(), cfg)
+//	fake.Deliver("alice@example.test", raw) // into alice's INBOX
+//	// The server is unreachable for the next three connections:
+//	fake.Inject(fakeconn.Fault{Op: fakeconn.OpOpenIncoming, Times: 3,
+//		Err: fakeconn.Error(serversync.ErrorTransient, serversync.ScopeProfile, "network")})
+//	s, err := serversync.NewSyncer(store, fake.Connectors(), cfg)
 //	…
-//	for _, c := range fake.CallsOf(fakeconn.OpFetch) { … c.Cursor … }
+//	for _, call := range fake.CallsOf(fakeconn.OpFetch) {
+//		… call.At, call.Cursor, call.Delivered, call.Err …
+//	}
 //
 // Each mailbox, named by the Target's EmailAddress, is a set of folders of
 // messages with IMAP-like UIDs: a fetch delivers the messages after its cursor in
@@ -32,6 +35,10 @@
 //
 // A Connector is safe for concurrent use; its sessions, like every connector's,
 // are not.
+//
+// It is a package of its own rather than part of connectortest, the conformance
+// suite, because it is not a test of a connector but a stand-in for one: a host's
+// tests import it without the suite's testify and test servers.
 package fakeconn
 
 import (
