@@ -629,45 +629,6 @@ func TestTestAndEnableProfile(t *testing.T) {
 	assert.ErrorIs(t, err, serversync.ErrNotFound)
 }
 
-// A slow send keeps its claim: another host looking for work never gets it while
-// the first is still at it, however long past the claim's first expiry.
-func TestSlowSendKeepsItsClaim(t *testing.T) {
-	ctx := context.Background()
-	e := newSyncEnv(t, nil)
-	alice := e.mailbox(t, "alice", nil)
-	bob := e.mailbox(t, "bob", nil)
-	const ttl = 600 * time.Millisecond // renewed every 200 ms of real time
-	s := e.syncer(t, &serversync.Config{Workers: 1, OutboxClaimTTL: ttl})
-	testAndEnable(t, s, alice)
-	inData, release := make(chan struct{}), make(chan struct{})
-	e.demo.SetSendHook(func(string, []string) error {
-		close(inData)
-		<-release
-		return nil
-	})
-	run(t, s)
-	queued, err := s.QueueEmail(ctx, &serversync.EmailActivity{MailboxID: alice.ID, To: []serversync.Address{{Email: bob.EmailAddress}}, Subject: "slow"})
-	require.NoError(t, err)
-	select {
-	case <-inData:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the email never reached the server")
-	}
-	// The Syncer's clock runs at half speed for 3 s: 1.5 s, well past the TTL.
-	for range 150 {
-		time.Sleep(20 * time.Millisecond)
-		e.clock.Advance(10 * time.Millisecond)
-		taken, err := e.store.ClaimOutgoing(ctx, serversync.ClaimRequest{Host: "other-host", Now: e.clock.Now(), TTL: time.Hour, Limit: 1})
-		require.NoError(t, err)
-		require.Empty(t, taken, "another host took an email that is being sent")
-	}
-	close(release)
-	eventually(t, "sent", func() bool {
-		got, err := e.store.GetActivity(ctx, queued.ID)
-		return err == nil && got.Status == serversync.StatusSent
-	})
-}
-
 // A large first fetch may open extra IMAP connections, but only as many as the
 // profile's connection budget has room for.
 func TestParallelFetchWithinTheConnectionBudget(t *testing.T) {
@@ -819,33 +780,6 @@ func TestFailedSaveLosesNothing(t *testing.T) {
 	assert.Greater(t, store.calls, 2, "the failed save happened")
 }
 
-// A store that keeps failing (the host's database is down) is not the mailbox's
-// fault: the sync is retried for as long as it takes, and the mailbox is neither
-// disabled nor its owner alerted.
-func TestStoreOutageDoesNotDisableMailboxes(t *testing.T) {
-	e := newSyncEnv(t, nil)
-	alice := e.mailbox(t, "alice", nil)
-	require.NoError(t, e.demo.Deliver(alice.EmailAddress, message("x@p.test", alice.EmailAddress, "during the outage", "", "b")))
-	store := &flakySaves{Store: e.store, failFirst: 2 * serversync.MaxTransientFailures}
-	e.store = store
-	s := e.syncer(t, nil)
-	testAndEnable(t, s, alice)
-	run(t, s)
-	eventually(t, "the message tracked once the store is back", func() bool {
-		e.clock.Advance(serversync.RetryIntervalDefault)
-		return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID})) == 1
-	})
-	store.mu.Lock()
-	assert.Greater(t, store.calls, 2*serversync.MaxTransientFailures, "every failed save was a retried sync")
-	store.mu.Unlock()
-	m, err := e.store.GetMailbox(context.Background(), alice.ID)
-	require.NoError(t, err)
-	assert.True(t, m.IncomingEnabled)
-	assert.Zero(t, m.Stats.TransientFailureCount)
-	assert.Empty(t, e.alerts(t, serversync.AlertFilter{Recipient: "owner-alice", Level: serversync.AlertWarning}))
-	assert.Empty(t, e.alerts(t, serversync.AlertFilter{Recipient: "owner-alice", Level: serversync.AlertError}))
-}
-
 func TestForwardMailboxAttributesAndDeletes(t *testing.T) {
 	e := newSyncEnv(t, nil)
 	dave := e.mailbox(t, "dave", func(m *serversync.Mailbox) { m.IncomingMethod = serversync.IncomingForwardMailbox })
@@ -995,42 +929,6 @@ func testLogger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
-}
-
-// A host that loses its lease (it stalled past the lease and another host took the
-// mailbox) stops working on that mailbox at once and stores nothing.
-func TestLostLeaseStopsWorkAtOnce(t *testing.T) {
-	e := newSyncEnv(t, nil)
-	alice := e.mailbox(t, "alice", nil)
-	require.NoError(t, e.demo.Deliver(alice.EmailAddress, message("x@p.test", alice.EmailAddress, "slow", "", "b")))
-	hookEntered, hookCanceled := make(chan struct{}), make(chan struct{})
-	s := e.syncer(t, &serversync.Config{LeaseTTL: 300 * time.Millisecond, Track: func(ctx context.Context, _ *serversync.EmailActivity, _ *serversync.Mailbox) error {
-		close(hookEntered)
-		<-ctx.Done() // a slow host hook
-		close(hookCanceled)
-		return ctx.Err()
-	}})
-	testAndEnable(t, s, alice)
-	run(t, s)
-	<-hookEntered
-
-	e.clock.Advance(time.Second) // the lease expires while the hook runs…
-	stolen, err := e.store.AcquireLeases(context.Background(), serversync.LeaseRequest{Host: "other-host", Now: e.clock.Now(), TTL: time.Hour, Limit: 1})
-	require.NoError(t, err)
-	require.Len(t, stolen, 1, "…and another host takes the mailbox")
-	assert.True(t, stolen[0].TakenOver)
-
-	select {
-	case <-hookCanceled:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the job went on after its lease was lost")
-	}
-	time.Sleep(100 * time.Millisecond)
-	assert.Empty(t, e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID}), "nothing stored by the host that lost the lease")
-	m, err := e.store.GetMailbox(context.Background(), alice.ID)
-	require.NoError(t, err)
-	assert.Equal(t, "other-host", m.LeaseHost, "the new holder's lease is untouched")
-	assert.Equal(t, 1, m.ForcedUnlockCount)
 }
 
 // Malformed mail is tracked with what could be read, or recorded as an item
