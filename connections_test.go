@@ -14,6 +14,7 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
+	imapconn "github.com/serversync/serversync/connector/imap"
 )
 
 // openCounter counts the sessions open at once on a fake mail server, and their peak.
@@ -199,4 +200,58 @@ func TestLostSlotRepliesTakeNoSecondSlot(t *testing.T) {
 	})
 	peak, _, _ := counter.state()
 	assert.Equal(t, 1, peak)
+}
+
+// A large first fetch may open extra IMAP connections, but only as many as the
+// profile's connection budget has room for.
+func TestParallelFetchWithinTheConnectionBudget(t *testing.T) {
+	e := newSyncEnv(t, func(p *serversync.Profile) { p.MaxConcurrentConnections = 2 })
+	alice := e.mailbox(t, "alice", nil)
+	const messages = 60 // 12 batches of 5
+	for i := range messages {
+		require.NoError(t, e.demo.Deliver(alice.EmailAddress, message("x@p.test", alice.EmailAddress, fmt.Sprintf("m%d", i), "", "b")))
+	}
+	e.imap = &imapconn.Options{FetchBatchSize: 5, MaxParallelFetch: 4}
+	s := e.syncer(t, nil)
+	testAndEnable(t, s, alice)
+	eventually(t, "Test & Enable's connections closed", func() bool {
+		e.demo.ResetPeakIMAPConnections()
+		return e.demo.PeakIMAPConnections() == 0
+	})
+	run(t, s)
+	eventually(t, "every message tracked", func() bool {
+		return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID})) == messages
+	})
+	assert.Equal(t, 2, e.demo.PeakIMAPConnections(), "the session and one extra fetch connection, not four")
+}
+
+func TestSendingWithinAConnectionBudgetOfOne(t *testing.T) {
+	e := newSyncEnv(t, func(p *serversync.Profile) { p.MaxConcurrentConnections = 1 })
+	alice := e.mailbox(t, "alice", nil)
+	bob := e.mailbox(t, "bob", nil)
+	s := e.syncer(t, nil)
+	testAndEnable(t, s, alice)
+	var queued []*serversync.EmailActivity
+	for i := range 3 {
+		a, err := s.QueueEmail(context.Background(), &serversync.EmailActivity{
+			MailboxID: alice.ID, To: []serversync.Address{{Email: bob.EmailAddress}}, Subject: fmt.Sprintf("email %d", i),
+		})
+		require.NoError(t, err)
+		queued = append(queued, a)
+	}
+	require.NoError(t, e.demo.Deliver(alice.EmailAddress, message("x@p.test", alice.EmailAddress, "incoming", "", "b")))
+	run(t, s)
+	for _, q := range queued {
+		eventually(t, "sent", func() bool {
+			a, err := e.store.GetActivity(context.Background(), q.ID)
+			return err == nil && a.Status == serversync.StatusSent
+		})
+	}
+	eventually(t, "incoming tracked", func() bool {
+		return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID, Direction: serversync.Incoming})) == 1
+	})
+	eventually(t, "Sent copies", func() bool {
+		copies, err := e.demo.Messages(alice.EmailAddress, serversync.SentFolder)
+		return err == nil && len(copies) == 3
+	})
 }

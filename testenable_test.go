@@ -517,3 +517,67 @@ func TestLongTestRenewsItsLock(t *testing.T) {
 	assert.Equal(t, 1, e.mailboxEvents(serversync.EventMailboxTested, alice.ID))
 	assert.Empty(t, g.overlaps())
 }
+
+// Test & Enable for a whole profile runs in the background: every mailbox of the
+// profile is tested by the running Syncer and enabled.
+func TestTestAndEnableProfile(t *testing.T) {
+	e := newSyncEnv(t, nil)
+	alice := e.mailbox(t, "alice", nil)
+	bob := e.mailbox(t, "bob", nil)
+	s := e.syncer(t, nil)
+	run(t, s)
+	n, err := s.TestAndEnableProfile(context.Background(), e.profile.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	for _, m := range []*serversync.Mailbox{alice, bob} {
+		eventually(t, m.EmailAddress+" tested and enabled", func() bool {
+			got, err := e.store.GetMailbox(context.Background(), m.ID)
+			return err == nil && got.Status == serversync.TestSuccess && got.IncomingEnabled && got.OutgoingEnabled && !got.TestAndEnablePending
+		})
+	}
+	_, err = s.TestAndEnableProfile(context.Background(), serversync.NewID())
+	assert.ErrorIs(t, err, serversync.ErrNotFound)
+}
+
+func TestApplyDefaultSettingsTestsAndEnablesInTheBackground(t *testing.T) {
+	e := newSyncEnv(t, nil)
+	_, err := e.admin.UpdateOrgSettings(context.Background(), func(s *serversync.OrgSettings) { s.DefaultProfileID = e.profile.ID })
+	require.NoError(t, err)
+	alice := e.mailbox(t, "alice", nil)
+	wrong := e.mailbox(t, "wrong", func(m *serversync.Mailbox) { m.Password = auth.NewSecret("nope") })
+	unapproved := e.mailbox(t, "unapproved", nil)
+	require.NoError(t, e.admin.Reject(context.Background(), "admin-user", unapproved.ID))
+	require.NoError(t, e.admin.ApplyDefaultEmailSettings(context.Background(), []string{alice.ID, wrong.ID, unapproved.ID}))
+	s := e.syncer(t, &serversync.Config{SendTestMessage: true})
+	run(t, s)
+	tested := func(id string) *serversync.Mailbox {
+		var m *serversync.Mailbox
+		eventually(t, "tested", func() bool {
+			var err error
+			m, err = e.store.GetMailbox(context.Background(), id)
+			return err == nil && !m.TestAndEnablePending && !m.TestCompletedOn.IsZero()
+		})
+		return m
+	}
+	a := tested(alice.ID)
+	assert.True(t, a.IncomingEnabled && a.OutgoingEnabled)
+	assert.Equal(t, serversync.TestSuccess, a.Status)
+	w := tested(wrong.ID)
+	assert.False(t, w.IncomingEnabled || w.OutgoingEnabled)
+	assert.Equal(t, serversync.TestFailure, w.Status)
+	u := tested(unapproved.ID)
+	assert.Equal(t, serversync.TestFailure, u.Status)
+
+	// The alerts are raised just after the results are stored.
+	eventually(t, "the alerts", func() bool {
+		return len(e.alerts(t, serversync.AlertFilter{MailboxID: alice.ID, Level: serversync.AlertInformation})) > 0 &&
+			len(e.alerts(t, serversync.AlertFilter{MailboxID: wrong.ID, Level: serversync.AlertError})) > 0
+	})
+	info := e.alerts(t, serversync.AlertFilter{MailboxID: alice.ID, Level: serversync.AlertInformation})
+	require.Len(t, info, 1)
+	assert.Equal(t, "test_and_enable_succeeded", info[0].Code)
+	assert.Len(t, e.alerts(t, serversync.AlertFilter{MailboxID: wrong.ID, Level: serversync.AlertError}), 1)
+	eventually(t, "the test message arrives and is tracked", func() bool {
+		return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID})) == 1
+	})
+}
