@@ -365,7 +365,7 @@ func TestTransientFailuresDisableAfterTenRetries(t *testing.T) {
 	testAndEnable(t, s, alice)
 	require.NoError(t, e.demo.Close()) // the server goes away: connection refused is transient
 	run(t, s)
-	for attempt := 1; attempt < serversync.MaxTransientFailures; attempt++ {
+	for attempt := 1; attempt < serversync.MaxTransientFailuresDefault; attempt++ {
 		eventually(t, fmt.Sprintf("attempt %d", attempt), func() bool {
 			m, err := e.store.GetMailbox(context.Background(), alice.ID)
 			return err == nil && m.Stats.TransientFailureCount == attempt
@@ -826,7 +826,7 @@ func TestStoreOutageDoesNotDisableMailboxes(t *testing.T) {
 	e := newSyncEnv(t, nil)
 	alice := e.mailbox(t, "alice", nil)
 	require.NoError(t, e.demo.Deliver(alice.EmailAddress, message("x@p.test", alice.EmailAddress, "during the outage", "", "b")))
-	store := &flakySaves{Store: e.store, failFirst: 2 * serversync.MaxTransientFailures}
+	store := &flakySaves{Store: e.store, failFirst: 2 * serversync.MaxTransientFailuresDefault}
 	e.store = store
 	s := e.syncer(t, nil)
 	testAndEnable(t, s, alice)
@@ -836,7 +836,7 @@ func TestStoreOutageDoesNotDisableMailboxes(t *testing.T) {
 		return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID})) == 1
 	})
 	store.mu.Lock()
-	assert.Greater(t, store.calls, 2*serversync.MaxTransientFailures, "every failed save was a retried sync")
+	assert.Greater(t, store.calls, 2*serversync.MaxTransientFailuresDefault, "every failed save was a retried sync")
 	store.mu.Unlock()
 	m, err := e.store.GetMailbox(context.Background(), alice.ID)
 	require.NoError(t, err)
