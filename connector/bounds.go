@@ -64,8 +64,9 @@ func BodyAllowance(n int64) time.Duration {
 }
 
 // ReplyLimitError is returned by reads once a reply broke its limits. Code is
-// serversync.CodeReplyTooLong or serversync.CodeReplyTooSlow. It is a net.Error (Timeout for
-// serversync.CodeReplyTooSlow) so protocol libraries treat it as the connection failing.
+// serversync.CodeReplyTooLong or serversync.CodeReplyTooSlow. It is a net.Error
+// (Timeout for CodeReplyTooSlow) so protocol libraries treat it as the connection
+// failing.
 type ReplyLimitError struct {
 	Code   string
 	Reason string

@@ -157,7 +157,8 @@ func handshake(ctx context.Context, conn net.Conn, ep serversync.Endpoint, confi
 	return tlsConn, nil
 }
 
-// Error builds a classified connector error.
+// Error builds a classified connector error; code is one of the serversync.Code…
+// constants, so one code means one thing whichever connector returns it.
 func Error(op string, kind serversync.ErrorKind, scope serversync.AlertScope, code string, err error) *serversync.ConnectorError {
 	return &serversync.ConnectorError{Op: op, Kind: kind, Scope: scope, Code: code, Err: err}
 }

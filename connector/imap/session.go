@@ -19,12 +19,12 @@ import (
 	"github.com/serversync/serversync/connector"
 )
 
-// session is an authenticated IMAP connection for one mailbox. It implements
-// serversync.IncomingSession and serversync.IdleSession and is not safe for
-// concurrent use.
 // IMAP has folders: the Syncer moves to Undeliverable and appends to Sent through them.
 var _ serversync.FolderSession = (*session)(nil)
 
+// session is an authenticated IMAP connection for one mailbox. It implements
+// serversync.IncomingSession, serversync.FolderSession and serversync.IdleSession
+// and is not safe for concurrent use.
 type session struct {
 	c       *Connector
 	target  serversync.Target
