@@ -193,7 +193,7 @@ type ConnectorError struct {
 	Op    string     // "dial", "starttls", "authenticate", "select", "fetch", "send", …
 	Kind  ErrorKind  //
 	Scope AlertScope // ScopeMailbox or ScopeProfile (server down, TLS broken: every mailbox is hit)
-	Code  string     // stable, machine-readable, e.g. "auth_failed", "tls_unavailable"
+	Code  string     // stable, machine-readable: one of the Code… constants, e.g. CodeAuthFailed
 	Err   error
 }
 
