@@ -7,10 +7,11 @@ import (
 	"time"
 )
 
-// minLeaseTTL is the shortest LeaseTTL: the lease is renewed every third of it,
-// and a renewal is a store write that must come back within that third (a
-// PostgreSQL round trip under load takes milliseconds), or leases lapse while
-// their work runs and another host starts the same mailbox.
+// minLeaseTTL is the shortest LeaseTTL and OutboxClaimTTL: a lease (a claim) is
+// renewed every third of it, and a renewal is a store write that must come back
+// within that third (a PostgreSQL round trip under load takes milliseconds), or
+// leases lapse while their work runs and another host starts the same mailbox
+// (sends the same email).
 const minLeaseTTL = 30 * time.Millisecond
 
 // validate refuses values no default can stand for, saying how to fix each. Zero
@@ -43,9 +44,14 @@ func (c *Config) validate() error {
 			return invalidConfig(n.field, fmt.Sprintf("%d is negative: use 0 for the default or a positive number", n.value))
 		}
 	}
-	if c.LeaseTTL != 0 && c.LeaseTTL < minLeaseTTL {
-		return invalidConfig("LeaseTTL", fmt.Sprintf("%v is too short: the lease is renewed every third of it, which leaves a store write no time to renew it; use at least %v (0: the default, %v)",
-			c.LeaseTTL, minLeaseTTL, LeaseTTLDefault))
+	for _, ttl := range []struct {
+		field         string
+		value, preset time.Duration
+	}{{"LeaseTTL", c.LeaseTTL, LeaseTTLDefault}, {"OutboxClaimTTL", c.OutboxClaimTTL, OutboxClaimTTLDefault}} {
+		if ttl.value != 0 && ttl.value < minLeaseTTL {
+			return invalidConfig(ttl.field, fmt.Sprintf("%v is too short: it is renewed every third of it, which leaves a store write no time to renew it; use at least %v (0: the default, %v)",
+				ttl.value, minLeaseTTL, ttl.preset))
+		}
 	}
 	if c.MaxIdlePoll != 0 && c.MaxIdlePoll < cmp.Or(c.ActivePoll, ActivePollDefault) {
 		return invalidConfig("MaxIdlePoll", fmt.Sprintf("%v is shorter than ActivePoll (%v), which it caps the back-off from: set it to at least ActivePoll, or 0 for the default",

@@ -44,6 +44,7 @@ func TestNewSyncerRefusesInvalidConfig(t *testing.T) {
 		{"negative ScanInterval", serversync.Config{ScanInterval: -time.Second}, "ScanInterval"},
 		{"negative Tick", serversync.Config{Tick: -time.Second}, "Tick"},
 		{"LeaseTTL too short for the heartbeat", serversync.Config{LeaseTTL: 10 * time.Millisecond}, "LeaseTTL"},
+		{"OutboxClaimTTL too short for the heartbeat", serversync.Config{OutboxClaimTTL: 10 * time.Millisecond}, "OutboxClaimTTL"},
 		{"MaxIdlePoll below ActivePoll", serversync.Config{ActivePoll: time.Hour, MaxIdlePoll: time.Minute}, "MaxIdlePoll"},
 		{"MaxIdlePoll below the default ActivePoll", serversync.Config{MaxIdlePoll: time.Minute}, "MaxIdlePoll"},
 	} {
