@@ -17,9 +17,9 @@ import (
 )
 
 // TestEveryCodeIsListed reads the source of every package of the module and fails
-// where a code is given as a bare string instead of a constant of codes.go, or
-// where a code constant is not one of them: the list in codes.go is then every
-// code a host can meet.
+// where a code is given as a bare string instead of a constant of codes.go, where
+// a code constant is not one of them, or where a listed code is never used: the
+// list in codes.go is then exactly the codes a host can meet.
 func TestEveryCodeIsListed(t *testing.T) {
 	fset := token.NewFileSet()
 	listFile, err := parser.ParseFile(fset, "codes.go", nil, 0)
@@ -45,6 +45,7 @@ func TestEveryCodeIsListed(t *testing.T) {
 	require.Greater(t, len(listed), 40)
 
 	var problems []string
+	used := map[string]bool{} // identifiers seen outside codes.go
 	report := func(n ast.Node, format string, args ...any) {
 		problems = append(problems, fset.Position(n.Pos()).String()+": "+strings.TrimSpace(fmt.Sprintf(format, args...)))
 	}
@@ -102,6 +103,8 @@ func TestEveryCodeIsListed(t *testing.T) {
 		}
 		ast.Inspect(file, func(n ast.Node) bool {
 			switch n := n.(type) {
+			case *ast.Ident:
+				used[n.Name] = true
 			case *ast.CallExpr:
 				// connector.Error(op, kind, scope, code, err) and Syncer.raise(ctx, w, level, scope, code, …).
 				switch name := callName(n.Fun, file.Name.Name); {
@@ -139,6 +142,9 @@ func TestEveryCodeIsListed(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.Empty(t, problems, "codes outside the list of codes.go:\n%s", strings.Join(problems, "\n"))
+	for name := range names {
+		assert.True(t, used[name], "%s is listed but nothing returns it: remove it from codes.go", name)
+	}
 }
 
 // snakeCase is the form of every code of this library.
