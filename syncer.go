@@ -16,25 +16,26 @@ import (
 
 // Defaults of [Config].
 const (
-	WorkersDefault              = 32
-	LeaseTTLDefault             = 2 * time.Minute
-	LeaseBatchDefault           = 16
-	ActivePollDefault           = 5 * time.Minute
-	MaxIdlePollDefault          = 4 * time.Hour
-	RetryIntervalDefault        = 5 * time.Minute
+	WorkersDefault            = 32
+	LeaseTTLDefault           = 2 * time.Minute
+	LeaseBatchDefault         = 16
+	ActivePollDefault         = 5 * time.Minute
+	MaxIdlePollDefault        = 4 * time.Hour
+	RetryIntervalDefault      = 5 * time.Minute
+	IdleConnectionsDefault    = 100
+	IdleWindowDefault         = time.Hour
+	OutboxIntervalDefault     = 5 * time.Minute
+	OutboxClaimTTLDefault     = 5 * time.Minute
+	MaxSendAttemptsDefault    = 10
+	ScanIntervalDefault       = time.Minute
+	TickDefault               = time.Second
+	SaveBatchDefault          = 100
+	MaxMessageSizeDefault     = 64 << 20
+	MassFailureWindowDefault  = time.Hour
+	ShutdownLeaseGraceDefault = 10 * time.Second
+	MaxSendWaitDefault        = 24 * time.Hour
+
 	MaxTransientFailuresDefault = 10
-	IdleConnectionsDefault      = 100
-	IdleWindowDefault           = time.Hour
-	OutboxIntervalDefault       = 5 * time.Minute
-	OutboxClaimTTLDefault       = 5 * time.Minute
-	MaxSendAttemptsDefault      = 10
-	ScanIntervalDefault         = time.Minute
-	TickDefault                 = time.Second
-	SaveBatchDefault            = 100
-	MaxMessageSizeDefault       = 64 << 20
-	MassFailureWindowDefault    = time.Hour
-	ShutdownLeaseGraceDefault   = 10 * time.Second
-	MaxSendWaitDefault          = 24 * time.Hour
 )
 
 // Connectors are the protocol implementations a Syncer uses, by server type
@@ -53,8 +54,8 @@ type Config struct {
 	Workers int
 	// LeaseTTL is how long a mailbox lease lasts; it is renewed every third of it.
 	LeaseTTL time.Duration
-	// LeaseBatch is how many mailboxes are leased at most per store call (never
-	// more than there are free workers).
+	// LeaseBatch is how many mailboxes are leased, and queued emails claimed, at
+	// most per store call (never more than there are free workers).
 	LeaseBatch int
 	// ShutdownLeaseGrace bounds how long the outcome of work already done is still
 	// recorded, and its lease released, once the Syncer is stopping (or the store
