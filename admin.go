@@ -46,8 +46,13 @@ type Admin struct {
 	log        *slog.Logger
 }
 
-// NewAdmin returns an Admin over store.
+// NewAdmin returns an Admin over store. Every AdminConfig value is valid (nil
+// fields have their documented meaning); a nil store is a programming error and
+// panics here, with the fix, rather than at the Admin's first use.
 func NewAdmin(store Store, cfg *AdminConfig) *Admin {
+	if store == nil {
+		panic("serversync: NewAdmin needs a Store: pass one of the stores under store/ (memory, sqlite, postgres) or your own")
+	}
 	if cfg == nil {
 		cfg = &AdminConfig{}
 	}

@@ -31,7 +31,7 @@ type Alert struct {
 	ProfileID  string
 	MailboxID  string
 	ActivityID string
-	Code       string // stable, machine-readable
+	Code       string // stable, machine-readable: one of the Code… constants
 	Message    string // what a person can act on; never contains secrets
 	CreatedAt  time.Time
 }

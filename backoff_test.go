@@ -27,7 +27,7 @@ func TestTransientFailuresBackOffThenDisable(t *testing.T) {
 			Err: fakeconn.Error(serversync.ErrorTransient, serversync.ScopeProfile, "network")})
 		e.run(t, s)
 
-		for attempt := 1; attempt < serversync.MaxTransientFailures; attempt++ {
+		for attempt := 1; attempt < serversync.MaxTransientFailuresDefault; attempt++ {
 			settle()
 			m := e.get(t, alice.ID)
 			require.Equal(t, attempt, m.Stats.TransientFailureCount)
@@ -40,7 +40,7 @@ func TestTransientFailuresBackOffThenDisable(t *testing.T) {
 		assert.Equal(t, serversync.TestFailure, m.IncomingStatus)
 
 		opens := e.callsFor(fakeconn.OpOpenIncoming, alice)
-		require.Len(t, opens, serversync.MaxTransientFailures)
+		require.Len(t, opens, serversync.MaxTransientFailuresDefault)
 		for i, gap := range gaps(opens) {
 			assert.GreaterOrEqual(t, gap, serversync.RetryIntervalDefault, "retry %d", i+1)
 			assert.LessOrEqual(t, gap, serversync.RetryIntervalDefault+serversync.TickDefault, "retry %d", i+1)
@@ -55,7 +55,7 @@ func TestTransientFailuresBackOffThenDisable(t *testing.T) {
 
 		time.Sleep(serversync.MaxIdlePollDefault)
 		settle()
-		assert.Len(t, e.callsFor(fakeconn.OpOpenIncoming, alice), serversync.MaxTransientFailures, "a disabled mailbox is left alone")
+		assert.Len(t, e.callsFor(fakeconn.OpOpenIncoming, alice), serversync.MaxTransientFailuresDefault, "a disabled mailbox is left alone")
 	})
 }
 
@@ -66,17 +66,17 @@ func TestStoreOutageIsRetriedWithoutCounting(t *testing.T) {
 		e := newFakeEnv(t, nil, nil)
 		alice := e.mailbox(t, "alice", nil)
 		e.fake.Deliver(alice.EmailAddress, message("x@p.test", alice.EmailAddress, "during the outage", "", "b"))
-		store := &flakySaves{Store: e.store, failFirst: 3 * serversync.MaxTransientFailures}
+		store := &flakySaves{Store: e.store, failFirst: 3 * serversync.MaxTransientFailuresDefault}
 		e.store = store
 		s := e.syncer(t, &serversync.Config{IdleConnections: -1})
 		testAndEnable(t, s, alice)
 		e.run(t, s)
-		time.Sleep(3*serversync.MaxTransientFailures*serversync.RetryIntervalDefault + time.Minute)
+		time.Sleep(3*serversync.MaxTransientFailuresDefault*serversync.RetryIntervalDefault + time.Minute)
 		settle()
 
 		assert.Len(t, e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID}), 1, "tracked once the store is back")
 		fetches := e.callsFor(fakeconn.OpFetch, alice)
-		require.Len(t, fetches, 3*serversync.MaxTransientFailures+1, "one sync per RetryInterval")
+		require.Len(t, fetches, 3*serversync.MaxTransientFailuresDefault+1, "one sync per RetryInterval")
 		for _, gap := range gaps(fetches) {
 			assert.GreaterOrEqual(t, gap, serversync.RetryIntervalDefault)
 			assert.LessOrEqual(t, gap, serversync.RetryIntervalDefault+serversync.TickDefault)

@@ -92,22 +92,29 @@ type FetchResult struct {
 }
 
 // IncomingSession is an open, authenticated connection to one mailbox. It is not
-// safe for concurrent use. Optional abilities are separate interfaces ([IdleSession],
-// [CommitSession], [DeletionCursorSession]).
+// safe for concurrent use. Optional abilities are separate interfaces ([FolderSession],
+// [IdleSession], [CommitSession], [DeletionCursorSession]).
 type IncomingSession interface {
 	// Fetch calls fn for each message after req.Cursor, in server order, and returns
 	// the cursor after the last one. An error from fn stops the fetch and is returned.
 	// Reading a message's Body fails, with a classified error, when the connection
 	// breaks: a body cut short is never handed over as a whole message.
 	Fetch(ctx context.Context, req FetchRequest, fn func(*RemoteMessage) error) (FetchResult, error)
-	// Move moves a message to folder, creating the folder if it is missing.
-	Move(ctx context.Context, folder, ref, toFolder string) error
 	// Delete removes a message from the server.
 	Delete(ctx context.Context, folder, ref string) error
-	// Append stores a message in folder (creating it if missing), e.g. a copy in "Sent".
-	Append(ctx context.Context, folder string, received time.Time, msg io.Reader, size int64) error
 	// Close logs out and releases the connection.
 	Close() error
+}
+
+// FolderSession is implemented by incoming sessions whose protocol has folders
+// besides the inbox (IMAP; POP3 has none). It is the one place "has folders" is
+// said: the Syncer moves messages it could not track to Undeliverable, and saves a
+// copy of sent email in Sent, only through a session that implements it.
+type FolderSession interface {
+	// Move moves a message to toFolder, creating that folder if it is missing.
+	Move(ctx context.Context, folder, ref, toFolder string) error
+	// Append stores a message in folder (creating it if missing), e.g. a copy in "Sent".
+	Append(ctx context.Context, folder string, received time.Time, msg io.Reader, size int64) error
 }
 
 // IdleSession is implemented by incoming sessions that can wait for new mail (IMAP IDLE).
@@ -180,18 +187,13 @@ const (
 	ErrorAuth ErrorKind = "Authentication"
 )
 
-// CodeSendOutcomeUnknown is the ConnectorError code of a send whose message was
-// handed to the server without a reply coming back: it may have been delivered, so
-// it must not be sent again without a person deciding to.
-const CodeSendOutcomeUnknown = "send_outcome_unknown"
-
 // ConnectorError is the one error type connectors return. Err keeps the protocol
 // error (e.g. *imap.Error, *smtp.SMTPError) reachable with errors.As.
 type ConnectorError struct {
 	Op    string     // "dial", "starttls", "authenticate", "select", "fetch", "send", …
 	Kind  ErrorKind  //
 	Scope AlertScope // ScopeMailbox or ScopeProfile (server down, TLS broken: every mailbox is hit)
-	Code  string     // stable, machine-readable, e.g. "auth_failed", "tls_unavailable"
+	Code  string     // stable, machine-readable: one of the Code… constants, e.g. CodeAuthFailed
 	Err   error
 }
 
@@ -204,16 +206,46 @@ func (e *ConnectorError) Unwrap() error { return e.Err }
 // Temporary reports whether retrying later may succeed.
 func (e *ConnectorError) Temporary() bool { return e.Kind == ErrorTransient }
 
-// ClassifyError returns the kind and scope of err: those of a wrapped *ConnectorError,
-// transient for context deadlines and network errors, permanent otherwise.
-func ClassifyError(err error) (ErrorKind, AlertScope) {
+// ErrorClass is what [ClassifyError] makes of an error: how to retry it, whom it
+// concerns, and its code.
+type ErrorClass struct {
+	Kind  ErrorKind
+	Scope AlertScope
+	Code  string // one of the Code… constants
+}
+
+// Internal reports that the failure is neither the mail server's nor the
+// mailbox's (Code is [CodeInternal]): the Syncer retries it without counting it
+// towards Config.MaxTransientFailures and without alerting, so an outage of the store
+// cannot disable every mailbox.
+func (c ErrorClass) Internal() bool { return c.Code == CodeInternal }
+
+// ClassifyError is the one rule that turns any error into a retry decision; the
+// Syncer uses it for everything it records, and callers of connectors may use it
+// too. A *ConnectorError anywhere in err's chain says for itself (connectors
+// classify what the server said). A host hook's panic is transient
+// ([CodeHookPanic]); a credential source no connector implements is permanent and
+// profile-wide ([CodeUnsupportedCredentials]). Everything else did not come from
+// a mail server: context deadlines, network errors and errors whose Temporary()
+// is true, like a store's or a host hook's errors, are transient and
+// [ErrorClass.Internal]. Unknown errors are transient on purpose: trouble outside
+// the mail server must never disable a mailbox at once. The class of a nil error
+// is the zero ErrorClass.
+func ClassifyError(err error) ErrorClass {
+	if err == nil {
+		return ErrorClass{}
+	}
 	var ce *ConnectorError
 	if errors.As(err, &ce) {
-		return ce.Kind, ce.Scope
+		return ErrorClass{Kind: ce.Kind, Scope: ce.Scope, Code: ce.Code}
 	}
-	var temporary interface{ Temporary() bool }
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &temporary) && temporary.Temporary()) {
-		return ErrorTransient, ScopeMailbox
+	var panicked *HookPanicError
+	if errors.As(err, &panicked) {
+		return ErrorClass{Kind: ErrorTransient, Scope: ScopeMailbox, Code: CodeHookPanic}
 	}
-	return ErrorPermanent, ScopeMailbox
+	if errors.Is(err, ErrUnsupportedCredentials) {
+		// Retrying changes nothing, and every mailbox of the profile is hit.
+		return ErrorClass{Kind: ErrorPermanent, Scope: ScopeProfile, Code: CodeUnsupportedCredentials}
+	}
+	return ErrorClass{Kind: ErrorTransient, Scope: ScopeMailbox, Code: CodeInternal}
 }

@@ -18,7 +18,7 @@ var (
 // saved when an operation returns it. Err, when set, is the underlying cause (for
 // example ErrAlreadyExists for a duplicate name).
 type ValidationError struct {
-	Entity string // "Profile", "Mailbox" or "OrgSettings"
+	Entity string // "Profile", "Mailbox", "OrgSettings", or "Config" for NewSyncer's
 	Field  string // the Go field name, e.g. "MaxConcurrentConnections"
 	Reason string // how to fix it
 	Err    error

@@ -3,53 +3,11 @@ package serversync
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 )
-
-// Codes of the failures the Syncer finds before any server is involved: what a
-// person must fix in the mailbox, its profile or the deployment. They appear in
-// Mailbox.Stats.LastError, in alerts and in the *ConnectorError that QueueEmail
-// returns or an email fails with.
-const (
-	// CodeNotApproved: the mailbox's email address is not approved (or was
-	// rejected) while the org settings require approval.
-	CodeNotApproved = "not_approved"
-	// CodeNoProfile: the mailbox has no email server profile.
-	CodeNoProfile = "no_profile"
-	// CodeNoConnector: no connector of this Syncer handles the profile's server
-	// type in that direction (every Exchange type, so far).
-	CodeNoConnector = "no_connector"
-	// CodeNotServerSideSync: the mailbox's outgoing method is not ServerSideSync,
-	// so this library never sends its email.
-	CodeNotServerSideSync = "not_server_side_sync"
-	// CodeOutgoingNotEnabled: outgoing email is not enabled for the mailbox: not
-	// yet tested, or disabled after a failure. Test & Enable turns it on.
-	CodeOutgoingNotEnabled = "outgoing_not_enabled"
-)
-
-// failureKind classifies an error for the retry policy of DESIGN §6. Connector
-// errors carry their own kind; anything else (the store, a host hook) is treated
-// as transient, so trouble outside the mail server never disables a mailbox at once.
-func failureKind(err error) (ErrorKind, AlertScope, string) {
-	var ce *ConnectorError
-	if errors.As(err, &ce) {
-		return ce.Kind, ce.Scope, ce.Code
-	}
-	var panicked *HookPanicError
-	if errors.As(err, &panicked) {
-		return ErrorTransient, ScopeMailbox, "hook_panic"
-	}
-	if errors.Is(err, ErrUnsupportedCredentials) {
-		// The profile asks for a credential source no connector implements: retrying
-		// changes nothing, and every mailbox of the profile is hit.
-		return ErrorPermanent, ScopeProfile, "unsupported_credentials"
-	}
-	return ErrorTransient, ScopeMailbox, codeInternal
-}
 
 // notApprovedError is the failure of a mailbox whose email address awaits (or was
 // refused) approval. kind says whether to wait for it: an email queued before the
@@ -73,12 +31,6 @@ func noConnectorError(op string, dir Direction, t ServerType) *ConnectorError {
 	return &ConnectorError{Op: op, Kind: ErrorPermanent, Scope: ScopeProfile, Code: CodeNoConnector,
 		Err: fmt.Errorf("no %s connector for server type %s: this Syncer cannot reach that kind of server", strings.ToLower(string(dir)), t)}
 }
-
-// codeInternal marks a failure that is neither the mail server's nor the
-// mailbox's, such as the store being unreachable: retried, but never counted
-// towards disabling the mailbox, so an outage of the host's database does not
-// leave every mailbox to be Test & Enabled again.
-const codeInternal = "internal"
 
 // noteError makes cause, met by workload, the mailbox's last error, counting
 // repeats of its code.
@@ -112,11 +64,9 @@ func lastErrorOf(m *Mailbox, workload Direction) bool {
 func (s *Syncer) noteTestOutcome(m *Mailbox, incoming, outgoing workloadResult, now time.Time) {
 	switch {
 	case incoming.err != nil:
-		_, _, code := failureKind(incoming.err)
-		s.noteError(m, Incoming, code, incoming.err, now)
+		s.noteError(m, Incoming, ClassifyError(incoming.err).Code, incoming.err, now)
 	case outgoing.err != nil:
-		_, _, code := failureKind(outgoing.err)
-		s.noteError(m, Outgoing, code, outgoing.err, now)
+		s.noteError(m, Outgoing, ClassifyError(outgoing.err).Code, outgoing.err, now)
 	case incoming.tested || outgoing.tested:
 		m.Stats.LastError = LastError{}
 	}
@@ -124,7 +74,7 @@ func (s *Syncer) noteTestOutcome(m *Mailbox, incoming, outgoing workloadResult, 
 
 // incomingFailed records a failed incoming sync: a permanent error disables the
 // incoming workload at once; a transient one is retried RetryInterval later, up to
-// MaxTransientFailures times in a row, then disables it too (internal failures,
+// Config.MaxTransientFailures times in a row, then disables it too (internal failures,
 // such as the store's, are retried without counting). It returns when the mailbox
 // is due next (zero when disabled).
 func (s *Syncer) incomingFailed(ctx context.Context, w *work, started time.Time, cause error, log *slog.Logger) time.Time {
@@ -132,7 +82,8 @@ func (s *Syncer) incomingFailed(ctx context.Context, w *work, started time.Time,
 		// Stopping or the lease was lost: not the mailbox's fault. Try again soon.
 		return s.cfg.Now().Add(s.cfg.Tick)
 	}
-	kind, scope, code := failureKind(cause)
+	class := ClassifyError(cause)
+	kind, scope, code := class.Kind, class.Scope, class.Code
 	s.met.syncError(ctx, kind)
 	now := s.cfg.Now()
 	var disabled bool
@@ -143,10 +94,10 @@ func (s *Syncer) incomingFailed(ctx context.Context, w *work, started time.Time,
 		s.noteError(m, Incoming, code, cause, now)
 		disabled, next = false, time.Time{}
 		if kind == ErrorTransient {
-			if code != codeInternal {
+			if !class.Internal() {
 				m.Stats.TransientFailureCount++
 			}
-			if m.Stats.TransientFailureCount < MaxTransientFailures {
+			if m.Stats.TransientFailureCount < s.cfg.MaxTransientFailures {
 				next = now.Add(s.cfg.RetryInterval)
 				m.Stats.IncomingPostponedUntil = next
 				return nil
@@ -164,7 +115,7 @@ func (s *Syncer) incomingFailed(ctx context.Context, w *work, started time.Time,
 	s.emit(Event{Kind: EventSyncFinished, MailboxID: m.ID, ProfileID: w.p.ID, Err: cause})
 	if !disabled {
 		log.Warn("incoming sync failed; will retry", "code", code, "attempt", m.Stats.TransientFailureCount, "err", cause)
-		if m.Stats.TransientFailureCount == 1 && code != codeInternal {
+		if m.Stats.TransientFailureCount == 1 && !class.Internal() {
 			s.raise(ctx, w, AlertWarning, scope, code, "",
 				fmt.Sprintf("Incoming email for %s could not be synchronised and will be retried: %v", m.EmailAddress, cause))
 		}
@@ -209,17 +160,18 @@ func (s *Syncer) raise(ctx context.Context, w *work, level AlertLevel, scope Ale
 }
 
 // checkMassFailure raises the profile alert of DESIGN §2 when more than half of a
-// profile's mailboxes failed within the last hour (once an hour at most).
+// profile's mailboxes failed within the last MassFailureWindow (an hour by
+// default; once per window at most).
 func (s *Syncer) checkMassFailure(ctx context.Context, w *work) {
 	if w.p == nil || !w.p.SendAlertOnMassFailure || w.p.Owner == "" || !w.settings.AlertErrors {
 		return
 	}
 	now := s.cfg.Now()
-	since := now.Add(-MassFailureWindowDefault)
-	// At most one mass-failure alert an hour: look for it before counting every
+	since := now.Add(-s.cfg.MassFailureWindow)
+	// At most one mass-failure alert per window: look for it before counting every
 	// mailbox of the profile, which each failure would otherwise do again.
 	for a, err := range s.store.ListAlerts(ctx, AlertFilter{ProfileID: w.p.ID, Recipient: w.p.Owner, Level: AlertError, Since: since}) {
-		if err != nil || a.Code == "mass_failure" {
+		if err != nil || a.Code == CodeMassFailure {
 			return
 		}
 	}
@@ -238,10 +190,19 @@ func (s *Syncer) checkMassFailure(ctx context.Context, w *work) {
 	}
 	a := &Alert{
 		ID: NewID(), Level: AlertError, Scope: ScopeProfile, Recipient: w.p.Owner, ProfileID: w.p.ID,
-		Code: "mass_failure", CreatedAt: now,
-		Message: fmt.Sprintf("%d of the %d mailboxes of profile %q failed within the last hour: check the server and the profile.", failed, total, w.p.Name),
+		Code: CodeMassFailure, CreatedAt: now,
+		Message: fmt.Sprintf("%d of the %d mailboxes of profile %q failed within the last %s: check the server and the profile.", failed, total, w.p.Name, window(s.cfg.MassFailureWindow)),
 	}
 	if err := s.store.AddAlert(ctx, a); err == nil {
 		s.emit(Event{Kind: EventAlertRaised, ProfileID: w.p.ID, Alert: a})
 	}
+}
+
+// window names a duration for a person: "hour" for the default mass-failure
+// window, as the alert always said, the duration itself otherwise.
+func window(d time.Duration) string {
+	if d == time.Hour {
+		return "hour"
+	}
+	return d.String()
 }

@@ -54,7 +54,7 @@ func TestTransientFailuresDisableAfterTenRetries(t *testing.T) {
 	testAndEnable(t, s, alice)
 	require.NoError(t, e.demo.Close()) // the server goes away: connection refused is transient
 	run(t, s)
-	for attempt := 1; attempt < serversync.MaxTransientFailures; attempt++ {
+	for attempt := 1; attempt < serversync.MaxTransientFailuresDefault; attempt++ {
 		eventually(t, fmt.Sprintf("attempt %d", attempt), func() bool {
 			m, err := e.store.GetMailbox(context.Background(), alice.ID)
 			return err == nil && m.Stats.TransientFailureCount == attempt

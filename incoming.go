@@ -28,7 +28,7 @@ func (s *Syncer) syncIncoming(ctx context.Context, w *work, log *slog.Logger) ti
 	started := s.cfg.Now()
 	in := s.conns.Incoming[w.p.ServerType]
 	if in == nil {
-		err := &ConnectorError{Op: "connect", Kind: ErrorPermanent, Scope: ScopeProfile, Code: "no_connector",
+		err := &ConnectorError{Op: "connect", Kind: ErrorPermanent, Scope: ScopeProfile, Code: CodeNoConnector,
 			Err: fmt.Errorf("serversync: no incoming connector for server type %s", w.p.ServerType)}
 		return s.incomingFailed(ctx, w, started, err, log)
 	}
@@ -499,7 +499,7 @@ func (r *incomingRun) waitSaved(ctx context.Context) error {
 			r.stats.failed++
 			r.s.met.itemFailures.Add(ctx, 1)
 			r.s.emit(Event{Kind: EventItemFailed, MailboxID: a.MailboxID, ProfileID: r.w.p.ID, ActivityID: a.ID, Err: errors.New(a.LastError)})
-			r.s.raise(ctx, r.w, AlertWarning, ScopeItem, "item_failed", a.ID,
+			r.s.raise(ctx, r.w, AlertWarning, ScopeItem, CodeItemFailed, a.ID,
 				fmt.Sprintf("The message %q from %s could not be tracked: %s", a.Subject, a.From.Email, a.LastError))
 		} else {
 			r.stats.tracked++
@@ -514,12 +514,12 @@ func (r *incomingRun) waitSaved(ctx context.Context) error {
 // the profile and mailbox say. Both are repeated safely after a crash: a message
 // offered again is recognised as stored and only its follow-up is redone.
 func (r *incomingRun) followUps(ctx context.Context) error {
-	for _, ref := range r.moves {
-		if err := r.session.Move(ctx, InboxFolder, ref, UndeliverableFolder); err != nil {
-			if errors.Is(err, errors.ErrUnsupported) {
-				break // POP3: the failure stays recorded on the activity
+	// Without folders (POP3) the failure stays recorded on the activity only.
+	if folders, ok := r.session.(FolderSession); ok {
+		for _, ref := range r.moves {
+			if err := folders.Move(ctx, InboxFolder, ref, UndeliverableFolder); err != nil {
+				return err
 			}
-			return err
 		}
 	}
 	for _, ref := range r.deletes {

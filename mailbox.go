@@ -119,7 +119,7 @@ type OAuthToken struct {
 // a Test & Enable passes, so a set LastError always describes a problem still there.
 type LastError struct {
 	Workload Direction // the workload that hit it: Incoming or Outgoing
-	Code     string    // stable, machine-readable (e.g. "auth_failed", "connect_timeout")
+	Code     string    // stable, machine-readable: one of the Code… constants (e.g. CodeAuthFailed)
 	Message  string    // what a person can act on; never contains secrets
 	Count    int       // how many times in a row this error was seen
 	Host     string    // the Syncer host that saw it

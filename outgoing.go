@@ -58,7 +58,7 @@ func queueEmail(ctx context.Context, store Store, a *EmailActivity, now time.Tim
 	}
 	m, err := store.GetMailbox(ctx, a.MailboxID)
 	if errors.Is(err, ErrNotFound) {
-		return nil, &ConnectorError{Op: "queue", Kind: ErrorPermanent, Scope: ScopeItem, Code: "mailbox_not_found",
+		return nil, &ConnectorError{Op: "queue", Kind: ErrorPermanent, Scope: ScopeItem, Code: CodeMailboxNotFound,
 			Err: fmt.Errorf("%w: no mailbox %s: %w", ErrInvalidEmail, a.MailboxID, err)}
 	}
 	if err != nil {
@@ -123,7 +123,7 @@ func (s *Syncer) outboxLoop(ctx context.Context, jobs *sync.WaitGroup) {
 
 func (s *Syncer) claimAndSend(ctx context.Context, jobs *sync.WaitGroup) int {
 	free := 0
-	for free < LeaseBatchDefault && s.workers.TryAcquire(1) {
+	for free < s.cfg.LeaseBatch && s.workers.TryAcquire(1) {
 		free++
 	}
 	if free == 0 {
@@ -154,7 +154,7 @@ func (s *Syncer) send(ctx context.Context, a *EmailActivity) {
 	defer s.keepClaim(ctx, a, log)()
 	m, err := s.store.GetMailbox(ctx, a.MailboxID)
 	if errors.Is(err, ErrNotFound) {
-		err = &ConnectorError{Op: "send", Kind: ErrorPermanent, Scope: ScopeItem, Code: "mailbox_not_found", Err: err}
+		err = &ConnectorError{Op: "send", Kind: ErrorPermanent, Scope: ScopeItem, Code: CodeMailboxNotFound, Err: err}
 	}
 	if err != nil {
 		s.finishSend(ctx, nil, a, err, log)
@@ -185,7 +185,7 @@ func (s *Syncer) send(ctx context.Context, a *EmailActivity) {
 	a.SentAt = s.cfg.Now()
 	raw, err := composeMessage(a)
 	if err != nil {
-		s.finishSend(ctx, w, a, &ConnectorError{Op: "compose", Kind: ErrorPermanent, Scope: ScopeItem, Code: "bad_message", Err: err}, log)
+		s.finishSend(ctx, w, a, &ConnectorError{Op: "compose", Kind: ErrorPermanent, Scope: ScopeItem, Code: CodeBadMessage, Err: err}, log)
 		return
 	}
 	target, err := s.resolveTarget(ctx, w, Outgoing)
@@ -299,7 +299,7 @@ func (s *Syncer) transmit(ctx context.Context, w *work, a *EmailActivity, out Ou
 
 	// Record the attempt: from here on the server may get the message.
 	started := s.cfg.Now()
-	recordCtx, cancel := context.WithTimeout(ctx, ShutdownLeaseGraceDefault)
+	recordCtx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownLeaseGrace)
 	defer cancel()
 	var stored *EmailActivity
 	err = retryStore(recordCtx, func(ctx context.Context) (err error) {
@@ -372,7 +372,8 @@ func recipients(a *EmailActivity) []string {
 func (s *Syncer) finishSend(ctx context.Context, w *work, a *EmailActivity, sendErr error, log *slog.Logger) {
 	ctx = context.WithoutCancel(ctx) // record what happened even while stopping
 	now := s.cfg.Now()
-	kind, scope, code := failureKind(sendErr)
+	class := ClassifyError(sendErr)
+	kind, scope, code := class.Kind, class.Scope, class.Code
 	if sendErr != nil && errors.Is(sendErr, context.Canceled) && code != CodeSendOutcomeUnknown {
 		kind = ErrorTransient
 	}
@@ -391,7 +392,7 @@ func (s *Syncer) finishSend(ctx context.Context, w *work, a *EmailActivity, send
 	}
 	// Only this call knows the outcome: a store failing for a moment is retried, or
 	// a delivered email would end as "may have been delivered" once its claim ran out.
-	recordCtx, cancel := context.WithTimeout(ctx, ShutdownLeaseGraceDefault)
+	recordCtx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownLeaseGrace)
 	defer cancel()
 	var final bool
 	err := retryStore(recordCtx, func(ctx context.Context) error {
@@ -508,10 +509,10 @@ func (s *Syncer) outgoingWorked(ctx context.Context, w *work, log *slog.Logger) 
 }
 
 // saveSentCopy appends the sent message to the Sent folder through the incoming
-// connector, where the protocol has folders.
+// connector, where its sessions have folders ([FolderSession]).
 func (s *Syncer) saveSentCopy(ctx context.Context, w *work, raw []byte, log *slog.Logger) {
 	in := s.conns.Incoming[w.p.ServerType]
-	if in == nil || !w.incomingActive() || !w.p.ServerType.HasFolders() {
+	if _, folderless := s.folderless.Load(w.p.ServerType); in == nil || !w.incomingActive() || folderless {
 		return
 	}
 	target, err := s.resolveTarget(ctx, w, Incoming)
@@ -524,11 +525,19 @@ func (s *Syncer) saveSentCopy(ctx context.Context, w *work, raw []byte, log *slo
 	}
 	defer release()
 	session, err := in.OpenIncoming(ctx, target)
-	if err == nil {
-		err = session.Append(ctx, SentFolder, s.cfg.Now(), bytes.NewReader(raw), int64(len(raw)))
-		_ = session.Close()
+	if err != nil {
+		log.Warn("could not save a copy in the Sent folder", "err", err)
+		return
 	}
-	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+	defer session.Close()
+	folders, ok := session.(FolderSession)
+	if !ok {
+		// Only a session says whether it has folders: remember the answer, so a
+		// POP3 server is not logged in to after every send just to find out again.
+		s.folderless.Store(w.p.ServerType, true)
+		return
+	}
+	if err := folders.Append(ctx, SentFolder, s.cfg.Now(), bytes.NewReader(raw), int64(len(raw))); err != nil {
 		log.Warn("could not save a copy in the Sent folder", "err", err)
 	}
 }

@@ -29,10 +29,6 @@ func (t ServerType) IsExchangeOnline() bool {
 	return t == ServerTypeExchangeOnline || t == ServerTypeExchangeOnlineHybrid
 }
 
-// HasFolders reports whether t's incoming protocol has folders besides the inbox
-// (Sent, Undeliverable). POP3 has only the inbox.
-func (t ServerType) HasFolders() bool { return t != ServerTypePOP3SMTP }
-
 func (t ServerType) valid() bool {
 	switch t {
 	case ServerTypeExchangeOnline, ServerTypeExchangeOnlineHybrid, ServerTypeExchangeServer,

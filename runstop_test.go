@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/connector/standard"
 	"github.com/serversync/serversync/store/memory"
 )
 
@@ -48,7 +49,7 @@ func (w *watchedStore) ClaimOutgoing(ctx context.Context, r serversync.ClaimRequ
 func newWatchedSyncer(t *testing.T) (*serversync.Syncer, *watchedStore) {
 	t.Helper()
 	store := &watchedStore{Store: memory.New()}
-	s, err := serversync.NewSyncer(store, serversync.Connectors{}, &serversync.Config{Logger: testLogger(), Tick: time.Millisecond})
+	s, err := serversync.NewSyncer(store, standard.Connectors(nil), &serversync.Config{Logger: testLogger(), Tick: time.Millisecond})
 	require.NoError(t, err)
 	return s, store
 }

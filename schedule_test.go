@@ -155,7 +155,7 @@ func TestBrokenIdleConnectionRedialTiming(t *testing.T) {
 				e.fake.Drop(alice.EmailAddress)
 				settle()
 				wait := e.callsFor(fakeconn.OpWait, alice)[0]
-				kind, _ := serversync.ClassifyError(wait.Err)
+				kind := serversync.ClassifyError(wait.Err).Kind
 				require.Equal(t, serversync.ErrorTransient, kind, "the wait broke: %v", wait.Err)
 				time.Sleep(serversync.ActivePollDefault + time.Minute)
 				settle()

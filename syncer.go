@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"time"
 
@@ -24,7 +23,6 @@ const (
 	ActivePollDefault         = 5 * time.Minute
 	MaxIdlePollDefault        = 4 * time.Hour
 	RetryIntervalDefault      = 5 * time.Minute
-	MaxTransientFailures      = 10
 	IdleConnectionsDefault    = 100
 	IdleWindowDefault         = time.Hour
 	OutboxIntervalDefault     = 5 * time.Minute
@@ -37,6 +35,8 @@ const (
 	MassFailureWindowDefault  = time.Hour
 	ShutdownLeaseGraceDefault = 10 * time.Second
 	MaxSendWaitDefault        = 24 * time.Hour
+
+	MaxTransientFailuresDefault = 10
 )
 
 // Connectors are the protocol implementations a Syncer uses, by server type
@@ -55,14 +55,27 @@ type Config struct {
 	Workers int
 	// LeaseTTL is how long a mailbox lease lasts; it is renewed every third of it.
 	LeaseTTL time.Duration
+	// LeaseBatch is how many mailboxes are leased, and queued emails claimed, at
+	// most per store call (never more than there are free workers).
+	LeaseBatch int
+	// ShutdownLeaseGrace bounds how long the outcome of work already done is still
+	// recorded, and its lease released, once the Syncer is stopping (or the store
+	// failing): past it, the lease lapses and another host redoes what is missing.
+	ShutdownLeaseGrace time.Duration
 	// ActivePoll is how soon a mailbox that just had new mail is polled again;
 	// MaxIdlePoll caps the back-off of quiet mailboxes (a quarter of the time since
 	// their last mail). The profile's MinPollingInterval is a floor on both.
 	ActivePoll  time.Duration
 	MaxIdlePoll time.Duration
 	// RetryInterval is the wait after a transient error; after MaxTransientFailures
-	// in a row the workload is disabled.
-	RetryInterval time.Duration
+	// in a row the workload is disabled (failures of the store or the host's hooks
+	// are not counted).
+	RetryInterval        time.Duration
+	MaxTransientFailures int
+	// MassFailureWindow is how far back the profile alert for mass failures looks
+	// (more than half of a profile's mailboxes failed within it), and how often at
+	// most it is raised.
+	MassFailureWindow time.Duration
 	// IdleConnections caps the connections kept open waiting for new mail (IMAP
 	// IDLE); IdleWindow is how recent a mailbox's last mail must be to get one.
 	// IdleConnections < 0 turns IDLE off.
@@ -140,38 +153,32 @@ type Syncer struct {
 	runMu     sync.Mutex
 	started   bool
 	cancelRun context.CancelFunc
+
+	// folderless holds the server types whose incoming sessions turned out to be
+	// no FolderSession (POP3): no session is opened for a Sent copy again.
+	folderless sync.Map
 }
 
-// NewSyncer returns a Syncer over store using connectors.
+// NewSyncer returns a Syncer over store using connectors. It refuses, with an
+// error that says what to change, a nil store, no connectors at all, and a Config
+// with a value out of range (a *ValidationError naming the field): such a Syncer
+// would start and then fail every mailbox.
 func NewSyncer(store Store, connectors Connectors, cfg *Config) (*Syncer, error) {
 	if store == nil {
-		return nil, errors.New("serversync: NewSyncer needs a Store")
+		return nil, errors.New("serversync: NewSyncer needs a Store: pass one of the stores under store/ (memory, sqlite, postgres) or your own")
+	}
+	if len(connectors.Incoming) == 0 && len(connectors.Outgoing) == 0 {
+		return nil, &ValidationError{Entity: "NewSyncer", Field: "Connectors",
+			Reason: "no connectors: every mailbox would be disabled at its first sync; pass standard.Connectors(nil) from package connector/standard (IMAP, POP3, SMTP) or your own"}
 	}
 	c := Config{}
 	if cfg != nil {
 		c = *cfg
 	}
-	if c.Host == "" {
-		name, _ := os.Hostname()
-		c.Host = fmt.Sprintf("%s-%d-%s", cmp.Or(name, "host"), os.Getpid(), NewID()[20:])
+	if err := c.validate(); err != nil {
+		return nil, err
 	}
-	c.Workers = cmp.Or(max(c.Workers, 0), WorkersDefault)
-	c.LeaseTTL = cmp.Or(max(c.LeaseTTL, 0), LeaseTTLDefault)
-	c.ActivePoll = cmp.Or(max(c.ActivePoll, 0), ActivePollDefault)
-	c.MaxIdlePoll = max(cmp.Or(c.MaxIdlePoll, MaxIdlePollDefault), c.ActivePoll)
-	c.RetryInterval = cmp.Or(max(c.RetryInterval, 0), RetryIntervalDefault)
-	if c.IdleConnections == 0 {
-		c.IdleConnections = IdleConnectionsDefault
-	}
-	c.IdleWindow = cmp.Or(max(c.IdleWindow, 0), IdleWindowDefault)
-	c.OutboxInterval = cmp.Or(max(c.OutboxInterval, 0), OutboxIntervalDefault)
-	c.OutboxClaimTTL = cmp.Or(max(c.OutboxClaimTTL, 0), OutboxClaimTTLDefault)
-	c.MaxSendAttempts = cmp.Or(max(c.MaxSendAttempts, 0), MaxSendAttemptsDefault)
-	c.MaxSendWait = cmp.Or(max(c.MaxSendWait, 0), MaxSendWaitDefault)
-	c.ScanInterval = cmp.Or(max(c.ScanInterval, 0), ScanIntervalDefault)
-	c.Tick = cmp.Or(max(c.Tick, 0), TickDefault)
-	c.SaveBatch = cmp.Or(max(c.SaveBatch, 0), SaveBatchDefault)
-	c.MaxMessageSize = cmp.Or(max(c.MaxMessageSize, 0), MaxMessageSizeDefault)
+	c.applyDefaults()
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -301,7 +308,7 @@ func (s *Syncer) leaseLoop(ctx context.Context, jobs *sync.WaitGroup) {
 			return
 		}
 		free := 0
-		for free < LeaseBatchDefault && s.workers.TryAcquire(1) {
+		for free < s.cfg.LeaseBatch && s.workers.TryAcquire(1) {
 			free++
 		}
 		got := 0
@@ -425,7 +432,7 @@ func (s *Syncer) runMailbox(ctx context.Context, lease Lease) {
 		return
 	}
 	// Release even when Run's context ended, so another host can go on at once.
-	releaseCtx, cancelRelease := context.WithTimeout(context.WithoutCancel(ctx), ShutdownLeaseGraceDefault)
+	releaseCtx, cancelRelease := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownLeaseGrace)
 	defer cancelRelease()
 	s.releaseLease(releaseCtx, lease, next, log)
 }

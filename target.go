@@ -86,7 +86,7 @@ func ResolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSet
 	case CredentialsAnonymous:
 		creds = auth.Credentials{Kind: auth.KindAnonymous}
 	default:
-		return nil, &ConnectorError{Op: "credentials", Kind: ErrorPermanent, Scope: ScopeProfile, Code: "unsupported_credentials",
+		return nil, &ConnectorError{Op: "credentials", Kind: ErrorPermanent, Scope: ScopeProfile, Code: CodeUnsupportedCredentials,
 			Err: fmt.Errorf("%w: %s", ErrUnsupportedCredentials, source)}
 	}
 	return &Target{
@@ -108,19 +108,6 @@ func hostOf(server string) string {
 	}
 	return server
 }
-
-// Codes of the errors that refuse a connection the security settings forbid. They
-// are the Code of the *ConnectorError that ResolveTarget (and, for plaintext
-// credentials, the connectors themselves) return, and of a [ProfileConflict].
-const (
-	// CodeTLSRequiredByOrg: the profile turns TLS off, and OrgSettings.AllowNonSSLEmail is off.
-	CodeTLSRequiredByOrg = "tls_required_by_org"
-	// CodeTLSRequired: the profile turns TLS off for a server type that always needs it (Exchange Online).
-	CodeTLSRequired = "tls_required"
-	// CodePlaintextAuthRefused: credentials would be sent over an unencrypted
-	// connection, and OrgSettings.AllowCredentialsOverNonSecureChannels is off.
-	CodePlaintextAuthRefused = "plaintext_auth_refused"
-)
 
 // ErrConnectionForbidden is wrapped by the error ResolveTarget returns for a
 // profile that the current security settings forbid to connect.

@@ -250,7 +250,7 @@ func (s *Syncer) lockTest(ctx context.Context, id string, admit func(*work) erro
 // unlockTest gives up the test lock without storing an outcome, even when ctx
 // has ended; a lock it cannot release lapses after LeaseTTL.
 func (s *Syncer) unlockTest(ctx context.Context, run *testRun) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownLeaseGraceDefault)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownLeaseGrace)
 	defer cancel()
 	_, err := s.store.UpdateMailbox(ctx, run.w.m.ID, func(m *Mailbox) error {
 		if !run.holds(m) {
@@ -395,7 +395,7 @@ func (s *Syncer) storeTest(ctx context.Context, run *testRun, incoming, outgoing
 	w := &work{m: updated, p: run.w.p, settings: run.w.settings}
 	s.emit(Event{Kind: EventMailboxTested, MailboxID: updated.ID, ProfileID: updated.ProfileID, Err: errors.Join(incoming.err, outgoing.err)})
 	if updated.Status == TestSuccess {
-		s.raise(ctx, w, AlertInformation, ScopeMailbox, "test_and_enable_succeeded", "",
+		s.raise(ctx, w, AlertInformation, ScopeMailbox, CodeTestAndEnableSucceeded, "",
 			fmt.Sprintf("The mailbox %s was tested and enabled successfully.", updated.EmailAddress))
 		return updated, nil
 	}
@@ -407,7 +407,7 @@ func (s *Syncer) storeTest(ctx context.Context, run *testRun, incoming, outgoing
 	}{{"incoming", incoming}, {"outgoing", outgoing}} {
 		if r.err != nil {
 			problems = append(problems, fmt.Sprintf("%s email: %v", r.name, r.err))
-			if _, sc, _ := failureKind(r.err); sc == ScopeProfile {
+			if ClassifyError(r.err).Scope == ScopeProfile {
 				scope = ScopeProfile
 			}
 		}
@@ -415,7 +415,7 @@ func (s *Syncer) storeTest(ctx context.Context, run *testRun, incoming, outgoing
 	if len(problems) == 0 {
 		problems = append(problems, "no workload uses server-side synchronization")
 	}
-	s.raise(ctx, w, AlertError, scope, "test_and_enable_failed", "",
+	s.raise(ctx, w, AlertError, scope, CodeTestAndEnableFailed, "",
 		fmt.Sprintf("Test & Enable failed for %s: %s.", updated.EmailAddress, strings.Join(problems, "; ")))
 	return updated, nil
 }

@@ -281,7 +281,11 @@ func TestNewcomerIsTestedOnce(t *testing.T) {
 			if first == "background" {
 				n, err := s.ScheduleReady(ctx)
 				require.NoError(t, err)
-				require.Equal(t, 1, n, "the approved mailbox waits for Test & Enable")
+				if n == 0 { // the Syncer's own first scan, started by run, got there first
+					m, err := e.store.GetMailbox(ctx, m.ID)
+					require.NoError(t, err)
+					require.True(t, !m.NextSyncAt.IsZero() || m.LeaseHost != "", "the approved mailbox waits for Test & Enable")
+				}
 				g.waitEntered(t, m.EmailAddress)
 				got = <-testAsync(s, m.ID)
 			} else {

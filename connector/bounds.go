@@ -30,28 +30,6 @@ const (
 	MessageBytesPerSecond = 64 << 10
 )
 
-// Stable error codes for replies that break the limits, and for servers that
-// speak another protocol than the profile says.
-const (
-	// CodeReplyTooLong: a reply outgrew MaxReplyBytes (an endless line, atom or
-	// list) or a message body outgrew MaxMessageBytes. Permanent: a server that
-	// sends it is broken (or the limits are too small for it), and asking again
-	// gets the same reply; the message says which limit to raise if the server is
-	// legitimate.
-	CodeReplyTooLong = "reply_too_long"
-	// CodeReplyTooSlow: a reply did not arrive whole within the endpoint timeout
-	// (plus a second per 64 KiB of message body), though bytes kept trickling in.
-	// Transient, like any timeout: an overloaded server or link may recover.
-	CodeReplyTooSlow = "reply_too_slow"
-	// CodeProtocolMismatch: the server greeted in another protocol (a POP3 server
-	// at the IMAP port…). Permanent and profile-wide: the port or server type in
-	// the profile is wrong.
-	CodeProtocolMismatch = "protocol_mismatch"
-	// CodeTLSMismatch: a TLS client met a server that does not speak TLS on
-	// that port. Permanent and profile-wide, like a protocol mismatch.
-	CodeTLSMismatch = "tls_mismatch"
-)
-
 // ReplyLimits bound what one server reply may cost, whatever the server sends.
 // Zero fields take the defaults.
 type ReplyLimits struct {
@@ -86,23 +64,24 @@ func BodyAllowance(n int64) time.Duration {
 }
 
 // ReplyLimitError is returned by reads once a reply broke its limits. Code is
-// CodeReplyTooLong or CodeReplyTooSlow. It is a net.Error (Timeout for
-// CodeReplyTooSlow) so protocol libraries treat it as the connection failing.
+// serversync.CodeReplyTooLong or serversync.CodeReplyTooSlow. It is a net.Error
+// (Timeout for CodeReplyTooSlow) so protocol libraries treat it as the connection
+// failing.
 type ReplyLimitError struct {
 	Code   string
 	Reason string
 }
 
 func (e *ReplyLimitError) Error() string   { return "connector: " + e.Reason }
-func (e *ReplyLimitError) Timeout() bool   { return e.Code == CodeReplyTooSlow }
-func (e *ReplyLimitError) Temporary() bool { return e.Code == CodeReplyTooSlow }
+func (e *ReplyLimitError) Timeout() bool   { return e.Code == serversync.CodeReplyTooSlow }
+func (e *ReplyLimitError) Temporary() bool { return e.Code == serversync.CodeReplyTooSlow }
 
 // Classify turns the limit error into a *serversync.ConnectorError for op:
 // too long is permanent, too slow transient; scope is where the fault lies
 // (the profile before login, since every mailbox meets the same server there).
 func (e *ReplyLimitError) Classify(op string, scope serversync.AlertScope, err error) *serversync.ConnectorError {
 	kind := serversync.ErrorPermanent
-	if e.Code == CodeReplyTooSlow {
+	if e.Code == serversync.CodeReplyTooSlow {
 		kind = serversync.ErrorTransient
 	}
 	if err == nil {
@@ -199,7 +178,7 @@ func (c *BoundedConn) Read(b []byte) (int, error) {
 		var netErr net.Error
 		if c.replyStarted && c.replyBudget > 0 && c.replyWaited >= c.replyBudget &&
 			(errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)) {
-			err = &ReplyLimitError{Code: CodeReplyTooSlow,
+			err = &ReplyLimitError{Code: serversync.CodeReplyTooSlow,
 				Reason: fmt.Sprintf("the server's reply did not arrive whole within %v", c.replyBudget)}
 		}
 		c.readErr = err
@@ -262,7 +241,7 @@ func (c *BoundedConn) account(p []byte) error {
 		switch {
 		case ev.literal >= 0 && c.imap.fetch:
 			if ev.literal > c.limits.MaxMessageBytes {
-				return &ReplyLimitError{Code: CodeReplyTooLong, Reason: fmt.Sprintf(
+				return &ReplyLimitError{Code: serversync.CodeReplyTooLong, Reason: fmt.Sprintf(
 					"the server announced a %d-byte message body, over the %d-byte limit (raise Options.MaxMessageBytes if the server is legitimate)",
 					ev.literal, c.limits.MaxMessageBytes)}
 			}
@@ -288,7 +267,7 @@ func (c *BoundedConn) startReply() {
 }
 
 func (c *BoundedConn) tooLong() error {
-	return &ReplyLimitError{Code: CodeReplyTooLong, Reason: fmt.Sprintf(
+	return &ReplyLimitError{Code: serversync.CodeReplyTooLong, Reason: fmt.Sprintf(
 		"the server's reply is longer than %d bytes (an endless line or list; raise Options.MaxReplyBytes if the server is legitimate)",
 		c.limits.MaxReplyBytes)}
 }
@@ -481,7 +460,7 @@ func MismatchError(op, want, got string, cause error) error {
 	if got == "TLS" {
 		advice = "the port expects TLS from the start: set the profile's TLS mode to implicit TLS, or use the port for " + want + " without TLS"
 	}
-	return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, CodeProtocolMismatch,
+	return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeProtocolMismatch,
 		fmt.Errorf("%s server expected, but the server answered like a %s server: %s: %w", want, got, advice, cause))
 }
 

@@ -43,13 +43,13 @@ func TestBoundedConnIMAPFraming(t *testing.T) {
 		code string // "" when it must pass
 	}{
 		{"many short responses", strings.Repeat("* 1 EXISTS\r\n", 100), ""},
-		{"a long line", "* OK " + strings.Repeat("a", 200) + "\r\n", connector.CodeReplyTooLong},
+		{"a long line", "* OK " + strings.Repeat("a", 200) + "\r\n", serversync.CodeReplyTooLong},
 		{"a body in FETCH", "* 1 FETCH (UID 1 BODY[] {900}\r\n" + body + ")\r\n* 2 FETCH (UID 2 BODY[] {900+}\r\n" + body + ")\r\n", ""},
 		{"a literal8 body in FETCH", "* 1 FETCH (UID 1 BINARY[] ~{900}\r\n" + body + ")\r\n", ""},
-		{"a body over the message limit", "* 1 FETCH (UID 1 BODY[] {1001}\r\n" + body, connector.CodeReplyTooLong},
-		{"a literal outside FETCH", "* LIST () \"/\" {900}\r\n" + body + "\r\n", connector.CodeReplyTooLong},
-		{"a long line after a body", "* 1 FETCH (UID 1 BODY[] {900}\r\n" + body + strings.Repeat(" X", 60) + ")\r\n", connector.CodeReplyTooLong},
-		{"a text ending like a literal", "* OK what {900}\r\n" + body + "\r\n", connector.CodeReplyTooLong},
+		{"a body over the message limit", "* 1 FETCH (UID 1 BODY[] {1001}\r\n" + body, serversync.CodeReplyTooLong},
+		{"a literal outside FETCH", "* LIST () \"/\" {900}\r\n" + body + "\r\n", serversync.CodeReplyTooLong},
+		{"a long line after a body", "* 1 FETCH (UID 1 BODY[] {900}\r\n" + body + strings.Repeat(" X", 60) + ")\r\n", serversync.CodeReplyTooLong},
+		{"a text ending like a literal", "* OK what {900}\r\n" + body + "\r\n", serversync.CodeReplyTooLong},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := readThrough(t, limits, connector.FrameIMAP, tc.sent)
@@ -128,7 +128,7 @@ func TestDialImplicitTLSAtPlaintextPort(t *testing.T) {
 			_, err = connector.Dial(context.Background(), ep, nil)
 			var ce *serversync.ConnectorError
 			require.ErrorAs(t, err, &ce)
-			assert.Equal(t, connector.CodeTLSMismatch, ce.Code, "%v", err)
+			assert.Equal(t, serversync.CodeTLSMismatch, ce.Code, "%v", err)
 			assert.Equal(t, serversync.ErrorPermanent, ce.Kind)
 			assert.Equal(t, serversync.ScopeProfile, ce.Scope)
 			assert.Contains(t, err.Error(), "greeted in "+protocol)

@@ -41,7 +41,7 @@ func TLSConfig(ep serversync.Endpoint) (*tls.Config, error) {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM([]byte(ep.RootCAsPEM)) {
-			return nil, Error("tls", serversync.ErrorPermanent, serversync.ScopeProfile, "tls_bad_root_ca",
+			return nil, Error("tls", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeTLSBadRootCA,
 				errors.New("the profile's extra root CAs hold no PEM certificate"))
 		}
 		cfg.RootCAs = pool
@@ -157,7 +157,8 @@ func handshake(ctx context.Context, conn net.Conn, ep serversync.Endpoint, confi
 	return tlsConn, nil
 }
 
-// Error builds a classified connector error.
+// Error builds a classified connector error; code is one of the serversync.Code…
+// constants, so one code means one thing whichever connector returns it.
 func Error(op string, kind serversync.ErrorKind, scope serversync.AlertScope, code string, err error) *serversync.ConnectorError {
 	return &serversync.ConnectorError{Op: op, Kind: kind, Scope: scope, Code: code, Err: err}
 }
@@ -180,21 +181,21 @@ func NetError(op string, err error) error {
 	)
 	switch {
 	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verify):
-		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, "tls_verify_failed",
+		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeTLSVerifyFailed,
 			fmt.Errorf("the server's certificate is not trusted (add its CA to the profile's ExtraRootCAsPEM if it is yours): %w", err))
 	case errors.As(err, &recordHeader):
 		spoke := ""
 		if protocol := RecognizeGreeting(recordHeader.RecordHeader[:]); protocol != "" && protocol != "TLS" {
 			spoke = " (it greeted in " + protocol + " without TLS)"
 		}
-		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, CodeTLSMismatch,
+		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeTLSMismatch,
 			fmt.Errorf("the server did not answer with TLS%s: check the port, the server type and the TLS mode (implicit TLS is for 993, 995 and 465; STARTTLS for 143, 110 and 587): %w", spoke, err))
 	case errors.Is(err, context.Canceled):
-		return Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, "canceled", err)
+		return Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, serversync.CodeCanceled, err)
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, "host_not_found", err)
+		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeHostNotFound, err)
 	}
-	return Error(op, serversync.ErrorTransient, serversync.ScopeProfile, "network", err)
+	return Error(op, serversync.ErrorTransient, serversync.ScopeProfile, serversync.CodeNetwork, err)
 }
 
 // ErrPlaintextAuth is returned instead of sending credentials over an unencrypted
@@ -235,39 +236,39 @@ func Advice(err error, ep serversync.Endpoint) string {
 		return err.Error()
 	}
 	switch ce.Code {
-	case "network":
+	case serversync.CodeNetwork:
 		return fmt.Sprintf("the server could not be reached at %s: check the server name, the port and the firewall", ep.Address())
-	case "host_not_found":
+	case serversync.CodeHostNotFound:
 		return fmt.Sprintf("the host name %q does not resolve: check the profile's server name", ep.Host)
-	case "timeout":
+	case serversync.CodeTimeout:
 		return fmt.Sprintf("the server at %s did not answer within %s: check the port (and that it serves this protocol) and that the server is up", ep.Address(), ep.Timeout)
-	case "tls_verify_failed":
+	case serversync.CodeTLSVerifyFailed:
 		return fmt.Sprintf("the certificate of %s is not trusted (unknown authority, wrong host name or expired): fix the server's certificate, or add its CA to the profile's ExtraRootCAsPEM if it is your own", ep.Host)
-	case "tls_mismatch":
+	case serversync.CodeTLSMismatch:
 		return fmt.Sprintf("the server at %s did not answer with TLS: check the port and the TLS mode (Implicit for 993/995/465, STARTTLS for 143/110/587)", ep.Address())
-	case "tls_bad_root_ca":
+	case serversync.CodeTLSBadRootCA:
 		return "the profile's ExtraRootCAsPEM holds no PEM certificate: paste the CA certificate in PEM form"
-	case "tls_unavailable":
+	case serversync.CodeTLSUnavailable:
 		return "the server does not offer STARTTLS, which the profile requires: use implicit TLS (its own port) or have STARTTLS enabled on the server"
 	case serversync.CodePlaintextAuthRefused:
 		return "the credentials would travel unencrypted: turn TLS on for this profile (Implicit or STARTTLS), or turn the organisation setting AllowCredentialsOverNonSecureChannels on"
 	case serversync.CodeTLSRequiredByOrg:
 		return "TLS is off for this profile, which the organisation setting AllowNonSSLEmail does not allow: turn TLS on for the profile, or turn AllowNonSSLEmail on"
-	case "auth_failed":
+	case serversync.CodeAuthFailed:
 		return "the server refused the credentials: check the user name and password (or token) of this mailbox, or of the profile's service account"
-	case "auth_expired":
+	case serversync.CodeAuthExpired:
 		return "the server says the password or token has expired: renew it, then test again"
-	case "auth_unavailable":
+	case serversync.CodeAuthUnavailable:
 		return "the server offers no login mechanism these credentials can use: check the profile's credential source and authentication protocol"
-	case "delegation_unavailable":
+	case serversync.CodeDelegationUnavailable:
 		return "the server has no shared (other users') namespace to open delegated mailboxes in: use impersonation (UseImpersonation) or mailbox credentials"
-	case "folder_not_found":
+	case serversync.CodeFolderNotFound:
 		return "the mailbox's inbox could not be opened: check that the mailbox exists on the server and, with Profile credentials, that the service account was granted access to it"
-	case "no_permission":
+	case serversync.CodeNoPermission:
 		return "the account may not open the inbox: check its rights on the server"
-	case "server_unavailable":
+	case serversync.CodeServerUnavailable:
 		return "the server is busy or refusing connections for now: try again later"
-	case "protocol_error":
+	case serversync.CodeProtocolError:
 		return fmt.Sprintf("the server at %s did not answer as the protocol expects: check the port and the profile's server type", ep.Address())
 	}
 	return ce.Error()

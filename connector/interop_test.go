@@ -13,7 +13,6 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
-	"github.com/serversync/serversync/connector"
 	"github.com/serversync/serversync/connector/imap"
 	"github.com/serversync/serversync/connector/pop3"
 	"github.com/serversync/serversync/connector/smtp"
@@ -154,20 +153,20 @@ func TestInteropWrongPort(t *testing.T) {
 		at     mailtest.Service
 		code   string
 	}{
-		{imapClient, serversync.TLSImplicit, mailtest.POP3S, connector.CodeProtocolMismatch},
-		{imapClient, serversync.TLSImplicit, mailtest.Submissions, connector.CodeProtocolMismatch},
-		{imapClient, serversync.TLSStartTLS, mailtest.POP3, connector.CodeProtocolMismatch},
-		{imapClient, serversync.TLSStartTLS, mailtest.Submission, connector.CodeProtocolMismatch},
-		{imapClient, serversync.TLSImplicit, mailtest.IMAP, connector.CodeTLSMismatch},
-		{pop3Client, serversync.TLSImplicit, mailtest.IMAPS, connector.CodeProtocolMismatch},
-		{pop3Client, serversync.TLSImplicit, mailtest.Submissions, connector.CodeProtocolMismatch},
-		{pop3Client, serversync.TLSStartTLS, mailtest.IMAP, connector.CodeProtocolMismatch},
-		{pop3Client, serversync.TLSImplicit, mailtest.POP3, connector.CodeTLSMismatch},
-		{smtpClient, serversync.TLSImplicit, mailtest.IMAPS, connector.CodeProtocolMismatch},
-		{smtpClient, serversync.TLSImplicit, mailtest.POP3S, connector.CodeProtocolMismatch},
-		{smtpClient, serversync.TLSStartTLS, mailtest.IMAP, connector.CodeProtocolMismatch},
-		{smtpClient, serversync.TLSStartTLS, mailtest.POP3, connector.CodeProtocolMismatch},
-		{smtpClient, serversync.TLSImplicit, mailtest.Submission, connector.CodeTLSMismatch},
+		{imapClient, serversync.TLSImplicit, mailtest.POP3S, serversync.CodeProtocolMismatch},
+		{imapClient, serversync.TLSImplicit, mailtest.Submissions, serversync.CodeProtocolMismatch},
+		{imapClient, serversync.TLSStartTLS, mailtest.POP3, serversync.CodeProtocolMismatch},
+		{imapClient, serversync.TLSStartTLS, mailtest.Submission, serversync.CodeProtocolMismatch},
+		{imapClient, serversync.TLSImplicit, mailtest.IMAP, serversync.CodeTLSMismatch},
+		{pop3Client, serversync.TLSImplicit, mailtest.IMAPS, serversync.CodeProtocolMismatch},
+		{pop3Client, serversync.TLSImplicit, mailtest.Submissions, serversync.CodeProtocolMismatch},
+		{pop3Client, serversync.TLSStartTLS, mailtest.IMAP, serversync.CodeProtocolMismatch},
+		{pop3Client, serversync.TLSImplicit, mailtest.POP3, serversync.CodeTLSMismatch},
+		{smtpClient, serversync.TLSImplicit, mailtest.IMAPS, serversync.CodeProtocolMismatch},
+		{smtpClient, serversync.TLSImplicit, mailtest.POP3S, serversync.CodeProtocolMismatch},
+		{smtpClient, serversync.TLSStartTLS, mailtest.IMAP, serversync.CodeProtocolMismatch},
+		{smtpClient, serversync.TLSStartTLS, mailtest.POP3, serversync.CodeProtocolMismatch},
+		{smtpClient, serversync.TLSImplicit, mailtest.Submission, serversync.CodeTLSMismatch},
 	} {
 		t.Run(fmt.Sprintf("%s %s at %s", tc.client.name, tc.mode, tc.at), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -6,7 +6,6 @@
 //		connectortest.RunIncoming(t, connectortest.Incoming{
 //			Connector: imap.New(nil),
 //			NewMailbox: func(t *testing.T) connectortest.Mailbox { … a fresh, empty mailbox … },
-//			Folders:   true,
 //		})
 //	}
 //
@@ -15,7 +14,8 @@
 // cursor; cursors resume; a callback error stops a fetch; a deletion is seen by
 // other sessions once committed (CommitSession); a connection dropped in
 // the middle of a fetch is a transient error that loses nothing; moved, deleted and
-// appended messages end up where they should; sending delivers the exact message.
+// appended messages end up where they should (for sessions that are a
+// serversync.FolderSession); sending delivers the exact message.
 package connectortest
 
 import (
@@ -47,9 +47,6 @@ type Mailbox struct {
 type Incoming struct {
 	Connector  serversync.IncomingConnector
 	NewMailbox func(t *testing.T) Mailbox
-	// Folders says whether the protocol has folders (IMAP yes, POP3 no): Move and
-	// Append are then tested.
-	Folders bool
 }
 
 // Message returns a small test message with a unique Message-ID.
@@ -178,8 +175,11 @@ func RunIncoming(t *testing.T, h Incoming) {
 		})
 		require.Error(t, err)
 		require.Positive(t, proxy.Drops())
-		kind, _ := serversync.ClassifyError(err)
-		assert.Equal(t, serversync.ErrorTransient, kind, "a dropped connection is worth retrying: %v", err)
+		// Classified by the connector: an unclassified error would be retried too,
+		// but as the Syncer's own trouble, never counted against the mailbox.
+		class := serversync.ClassifyError(err)
+		assert.Equal(t, serversync.ErrorTransient, class.Kind, "a dropped connection is worth retrying: %v", err)
+		assert.False(t, class.Internal(), "a dropped connection is classified by the connector: %v", err)
 		require.NotEmpty(t, got, "messages read before the drop are handed over")
 		require.Less(t, len(got), len(sent))
 		for i := range got {
@@ -214,17 +214,20 @@ func RunIncoming(t *testing.T, h Incoming) {
 		require.Len(t, again, 1, "the session is still usable")
 	})
 
-	if !h.Folders {
+	// Whether the protocol has folders is the session's to say: Move and Append
+	// are tested on sessions that implement them.
+	if _, ok := open(t, h.Connector, h.NewMailbox(t)).(serversync.FolderSession); !ok {
 		return
 	}
 	t.Run("MoveCreatesFolder", func(t *testing.T) {
 		mb := h.NewMailbox(t)
 		s := open(t, h.Connector, mb)
+		folders := s.(serversync.FolderSession)
 		raw := Message(1, "cannot be tracked")
 		mb.Deliver(t, raw)
 		got, _ := fetch(t, s, serversync.FetchRequest{})
 		require.Len(t, got, 1)
-		require.NoError(t, s.Move(context.Background(), got[0].folder, got[0].ref, "Undeliverable"))
+		require.NoError(t, folders.Move(context.Background(), got[0].folder, got[0].ref, "Undeliverable"))
 		inbox, _ := fetch(t, s, serversync.FetchRequest{})
 		assert.Empty(t, inbox, "moved out of the inbox")
 		moved, _ := fetch(t, s, serversync.FetchRequest{Folder: "Undeliverable"})
@@ -236,8 +239,9 @@ func RunIncoming(t *testing.T, h Incoming) {
 	t.Run("AppendCreatesFolder", func(t *testing.T) {
 		mb := h.NewMailbox(t)
 		s := open(t, h.Connector, mb)
+		folders := s.(serversync.FolderSession)
 		raw := Message(1, "a copy of what was sent")
-		require.NoError(t, s.Append(context.Background(), "Sent", time.Now(), bytes.NewReader(raw), int64(len(raw))))
+		require.NoError(t, folders.Append(context.Background(), "Sent", time.Now(), bytes.NewReader(raw), int64(len(raw))))
 		sent, _ := fetch(t, s, serversync.FetchRequest{Folder: "Sent"})
 		require.Len(t, sent, 1)
 		assert.Equal(t, string(normalize(raw)), string(normalize(sent[0].body)))

@@ -112,9 +112,9 @@ func TestCallsAreRecorded(t *testing.T) {
 	s := open(t, c)
 	got, res, err := fetch(t, s, serversync.FetchRequest{})
 	require.NoError(t, err)
-	require.NoError(t, s.Move(ctx, serversync.InboxFolder, got[0].Ref, serversync.UndeliverableFolder))
+	require.NoError(t, s.(serversync.FolderSession).Move(ctx, serversync.InboxFolder, got[0].Ref, serversync.UndeliverableFolder))
 	require.NoError(t, s.Delete(ctx, serversync.InboxFolder, got[1].Ref))
-	require.NoError(t, s.Append(ctx, serversync.SentFolder, time.Time{}, bytes.NewReader(msg(3)), int64(len(msg(3)))))
+	require.NoError(t, s.(serversync.FolderSession).Append(ctx, serversync.SentFolder, time.Time{}, bytes.NewReader(msg(3)), int64(len(msg(3)))))
 	_, _, err = fetch(t, s, serversync.FetchRequest{Cursor: res.Cursor})
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
@@ -219,7 +219,7 @@ func TestDroppedBodyMidRead(t *testing.T) {
 		whole = append(whole, *m)
 		return nil
 	})
-	kind, _ := serversync.ClassifyError(err)
+	kind := serversync.ClassifyError(err).Kind
 	assert.Equal(t, serversync.ErrorTransient, kind, "%v", err)
 	require.Len(t, whole, 2)
 	assert.NotEmpty(t, partial)
@@ -278,7 +278,7 @@ func TestWaitForChange(t *testing.T) {
 		got, _, err := fetch(t, s, serversync.FetchRequest{})
 		require.NoError(t, err)
 		idle := s.(serversync.IdleSession)
-		require.NoError(t, s.Move(ctx, serversync.InboxFolder, got[0].Ref, "Archive"))
+		require.NoError(t, s.(serversync.FolderSession).Move(ctx, serversync.InboxFolder, got[0].Ref, "Archive"))
 
 		done := make(chan error, 1)
 		go func() { done <- idle.WaitForChange(ctx, serversync.InboxFolder) }()
@@ -298,7 +298,7 @@ func TestWaitForChange(t *testing.T) {
 		time.Sleep(2 * time.Hour)
 		c.Drop(alice)
 		err = <-done
-		kind, _ := serversync.ClassifyError(err)
+		kind := serversync.ClassifyError(err).Kind
 		assert.Equal(t, serversync.ErrorTransient, kind, "a dropped connection: %v", err)
 
 		timeout, cancel := context.WithTimeout(ctx, time.Minute)

@@ -96,12 +96,20 @@ func (c *Connector) probe(ctx context.Context, t *serversync.Target, op, openOp 
 		return steps
 	}
 	failed := 0
-	if kind, _ := serversync.ClassifyError(err); kind == serversync.ErrorAuth {
+	if serversync.ClassifyError(err).Kind == serversync.ErrorAuth {
 		failed = 1
 	}
 	steps[failed] = serversync.TestStep{Name: steps[failed].Name, Err: err, Detail: err.Error()}
 	return steps[:failed+1]
 }
+
+// Sessions have everything the Syncer looks for: folders, waiting for new mail,
+// and committing deletions.
+var (
+	_ serversync.FolderSession = (*session)(nil)
+	_ serversync.IdleSession   = (*session)(nil)
+	_ serversync.CommitSession = (*session)(nil)
+)
 
 // session is an open connection. Its fields other than c, id and mailbox are
 // guarded by c.mu (Drop breaks sessions from another goroutine).

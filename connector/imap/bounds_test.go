@@ -17,7 +17,6 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
-	"github.com/serversync/serversync/connector"
 	"github.com/serversync/serversync/connector/connectortest"
 	imapconn "github.com/serversync/serversync/connector/imap"
 )
@@ -137,41 +136,41 @@ func TestBoundedReplies(t *testing.T) {
 	}{
 		{name: "endless greeting line",
 			greet: func(w io.Writer) { connectortest.Endless(w, "* OK ", "a") },
-			kind:  serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeProfile},
+			kind:  serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeProfile},
 		{name: "endless greeting atom",
 			greet: func(w io.Writer) { connectortest.Endless(w, "* OK [", "A") },
-			kind:  serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeProfile},
+			kind:  serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeProfile},
 		{name: "endless line in a FETCH response",
 			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, fetchStart+"ENVELOPE (\"", "x") },
-			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
+			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "endless list in a FETCH response",
 			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, fetchStart+"FLAGS (", "\\Seen ") },
-			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
+			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "endless atom in a FETCH response",
 			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, fetchStart+"X", "A") },
-			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
+			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "large literal outside FETCH",
 			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, "* LIST () \"/\" {200000000}\r\n", "a") },
-			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
+			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "message body over the limit",
 			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, fetchStart+"BODY[] {2000000000}\r\n", "m") },
-			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
+			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "message body over a configured limit",
 			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, fetchStart+"BODY[] {1073741824}\r\n", "m") },
 			opts: &imapconn.Options{MaxMessageBytes: 10 << 20},
-			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
+			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "large body before its size and date",
 			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, "* 1 FETCH (UID 1 BODY[] {100000000}\r\n", "m") },
-			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
+			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "greeting dripping",
 			greet: func(w io.Writer) { connectortest.Drip(w, "* OK ", 'a', timeout/5) },
-			kind:  serversync.ErrorTransient, code: connector.CodeReplyTooSlow, scope: serversync.ScopeProfile},
+			kind:  serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeProfile},
 		{name: "FETCH response dripping",
 			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Drip(w, fetchStart+"FLAGS (", 'a', timeout/5) },
-			kind: serversync.ErrorTransient, code: connector.CodeReplyTooSlow, scope: serversync.ScopeMailbox, atFetch: true},
+			kind: serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "message body dripping",
 			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Drip(w, fetchStart+"BODY[] {1000}\r\n", 'm', timeout/5) },
-			kind: serversync.ErrorTransient, code: connector.CodeReplyTooSlow, scope: serversync.ScopeMailbox, atFetch: true},
+			kind: serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeMailbox, atFetch: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			port, sent := hostileServer(t, tc.greet, tc.fetch)
@@ -180,7 +179,7 @@ func TestBoundedReplies(t *testing.T) {
 			defer cancel()
 
 			endpointTimeout := 30 * time.Second
-			if tc.code == connector.CodeReplyTooSlow {
+			if tc.code == serversync.CodeReplyTooSlow {
 				endpointTimeout = timeout
 			}
 			sess, err := imapconn.New(tc.opts).OpenIncoming(ctx, hostileTarget(port, endpointTimeout))

@@ -16,7 +16,6 @@ import (
 func TestConformanceInProcess(t *testing.T) {
 	connectortest.RunIncoming(t, connectortest.Incoming{
 		Connector: imapconn.New(nil),
-		Folders:   true,
 		NewMailbox: func(t *testing.T) connectortest.Mailbox {
 			ts := newTestServer(t, serverConfig{})
 			c := ts.client(t, "alice")
@@ -36,7 +35,6 @@ func TestConformanceDovecot(t *testing.T) {
 	e := interopEnv(t)
 	connectortest.RunIncoming(t, connectortest.Incoming{
 		Connector: imapconn.New(nil),
-		Folders:   true,
 		NewMailbox: func(t *testing.T) connectortest.Mailbox {
 			user := fmt.Sprintf("user%04d", 11+conformanceUser.Add(1)%10)
 			c := e.env.IMAPClient(t, user)

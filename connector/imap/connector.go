@@ -120,14 +120,14 @@ func (c *Connector) open(ctx context.Context, target *serversync.Target) (*sessi
 // rec for Test Connection when rec is not nil.
 func (c *Connector) openSteps(ctx context.Context, target *serversync.Target, rec *steps) (*session, error) {
 	if target == nil || target.Endpoint.Host == "" || target.Endpoint.Port == 0 {
-		return nil, rec.fail("connect", connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, "bad_target",
+		return nil, rec.fail("connect", connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeBadTarget,
 			errors.New("imap: target has no host or port")))
 	}
 	ep := target.Endpoint
 	switch ep.TLS {
 	case serversync.TLSImplicit, serversync.TLSStartTLS, serversync.TLSNone:
 	default:
-		return nil, rec.fail("connect", connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, "bad_target",
+		return nil, rec.fail("connect", connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeBadTarget,
 			fmt.Errorf("imap: unresolved TLS mode %q", ep.TLS)))
 	}
 	// Refused before connecting: a password must not follow a greeting in the clear.
@@ -226,7 +226,7 @@ func (s *session) authenticate(ctx context.Context) error {
 		return err
 	}
 	if creds.Kind == auth.KindAnonymous || creds.Kind == "" {
-		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, CodeAuthUnavailable,
+		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeAuthUnavailable,
 			fmt.Errorf("imap: %q credentials cannot log in to IMAP", creds.Kind))
 	}
 	var caps goimap.CapSet
@@ -240,7 +240,7 @@ func (s *session) authenticate(ctx context.Context) error {
 		return err
 	}
 	if s.client.State() != goimap.ConnStateNotAuthenticated {
-		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, CodeProtocol,
+		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeProtocolError,
 			errors.New("imap: server pre-authenticated the connection (PREAUTH): cannot log in as the profile says"))
 	}
 
@@ -262,7 +262,7 @@ func (s *session) authenticate(ctx context.Context) error {
 	var refused saslError
 	if errors.As(err, &refused) {
 		// The mechanism itself gave up (e.g. the server's XOAUTH2 error challenge).
-		return connector.Error("authenticate", serversync.ErrorAuth, credentialScope(creds), CodeAuthFailed, refused.err)
+		return connector.Error("authenticate", serversync.ErrorAuth, credentialScope(creds), serversync.CodeAuthFailed, refused.err)
 	}
 	if err != nil {
 		return err

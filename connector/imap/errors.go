@@ -25,26 +25,6 @@ var ErrSessionBroken = errors.New("imap: session unusable after a lost or aborte
 // errSessionClosed is returned by a session used after Close.
 var errSessionClosed = errors.New("imap: session closed")
 
-// Stable error codes of this package, besides those of package connector.
-const (
-	CodeAuthFailed            = "auth_failed"
-	CodeAuthExpired           = "auth_expired"
-	CodeAuthUnavailable       = "auth_unavailable" // no mechanism the credentials can use
-	CodeTLSUnavailable        = "tls_unavailable"
-	CodeDelegationUnavailable = "delegation_unavailable"
-	CodeFolderNotFound        = "folder_not_found"
-	CodeUIDValidityChanged    = "uidvalidity_changed"
-	CodeBadCursor             = "bad_cursor"
-	CodeBadRef                = "bad_ref"
-	CodeServerUnavailable     = "server_unavailable"
-	CodeOverQuota             = "over_quota"
-	CodeNoPermission          = "no_permission"
-	CodeCommandFailed         = "command_failed"
-	CodeProtocol              = "protocol_error"
-	CodeCanceled              = "canceled"
-	CodeTimeout               = "timeout"
-)
-
 // credentialScope is where an authentication problem belongs: a service account
 // (impersonation, delegation) is shared by every mailbox of the profile.
 func credentialScope(creds auth.Credentials) serversync.AlertScope {
@@ -78,9 +58,9 @@ func (s *session) classify(op string, err error, ctxErr error) error {
 		return err
 	}
 	if ctxErr != nil {
-		code := CodeCanceled
+		code := serversync.CodeCanceled
 		if errors.Is(ctxErr, context.DeadlineExceeded) {
-			code = CodeTimeout
+			code = serversync.CodeTimeout
 		}
 		return connector.Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, code,
 			fmt.Errorf("imap: %s: %w (%w)", op, ctxErr, ErrSessionBroken))
@@ -91,10 +71,10 @@ func (s *session) classify(op string, err error, ctxErr error) error {
 	}
 	var retrieve *oauth2.RetrieveError
 	if errors.As(err, &retrieve) {
-		return connector.Error(op, serversync.ErrorAuth, credentialScope(s.target.Credentials), CodeAuthFailed, err)
+		return connector.Error(op, serversync.ErrorAuth, credentialScope(s.target.Credentials), serversync.CodeAuthFailed, err)
 	}
 	if errors.Is(err, auth.ErrMechanismUnavailable) {
-		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, CodeAuthUnavailable, err)
+		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeAuthUnavailable, err)
 	}
 	// Anything else is the connection failing under us: imapclient reports
 	// network errors as text, so prefer the one the connection saw.
@@ -111,36 +91,36 @@ func (s *session) classify(op string, err error, ctxErr error) error {
 
 // classifyResponse classifies a tagged NO or BAD by its response code (RFC 5530).
 func classifyResponse(op string, imapErr *goimap.Error, err error, creds auth.Credentials) error {
-	kind, scope, code := serversync.ErrorPermanent, serversync.ScopeMailbox, CodeCommandFailed
+	kind, scope, code := serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeCommandFailed
 	switch imapErr.Type {
 	case goimap.StatusResponseTypeBad:
-		code = CodeProtocol
+		code = serversync.CodeProtocolError
 	case goimap.StatusResponseTypeBye: // e.g. a greeting refusing more connections
-		kind, code = serversync.ErrorTransient, CodeServerUnavailable
+		kind, code = serversync.ErrorTransient, serversync.CodeServerUnavailable
 	}
 	switch imapErr.Code {
 	case goimap.ResponseCodeUnavailable, goimap.ResponseCodeServerBug, goimap.ResponseCodeInUse,
 		goimap.ResponseCodeLimit, goimap.ResponseCode("TOOMANY"), goimap.ResponseCode("EXPUNGEISSUED"):
-		kind, code = serversync.ErrorTransient, CodeServerUnavailable
+		kind, code = serversync.ErrorTransient, serversync.CodeServerUnavailable
 	case goimap.ResponseCodeAuthenticationFailed:
-		kind, scope, code = serversync.ErrorAuth, credentialScope(creds), CodeAuthFailed
+		kind, scope, code = serversync.ErrorAuth, credentialScope(creds), serversync.CodeAuthFailed
 	case goimap.ResponseCodeAuthorizationFailed:
 		// The service account authenticated but may not act for this mailbox.
-		kind, code = serversync.ErrorAuth, CodeAuthFailed
+		kind, code = serversync.ErrorAuth, serversync.CodeAuthFailed
 	case goimap.ResponseCodeExpired, goimap.ResponseCodeContactAdmin:
-		kind, scope, code = serversync.ErrorAuth, credentialScope(creds), CodeAuthExpired
+		kind, scope, code = serversync.ErrorAuth, credentialScope(creds), serversync.CodeAuthExpired
 	case goimap.ResponseCodePrivacyRequired:
-		scope, code = serversync.ScopeProfile, CodeTLSUnavailable
+		scope, code = serversync.ScopeProfile, serversync.CodeTLSUnavailable
 	case goimap.ResponseCodeNonExistent, goimap.ResponseCodeTryCreate:
-		code = CodeFolderNotFound
+		code = serversync.CodeFolderNotFound
 	case goimap.ResponseCodeOverQuota:
-		code = CodeOverQuota
+		code = serversync.CodeOverQuota
 	case goimap.ResponseCodeNoPerm:
-		code = CodeNoPermission
+		code = serversync.CodeNoPermission
 	case "":
 		if op == "authenticate" && imapErr.Type == goimap.StatusResponseTypeNo {
 			// Many servers refuse a login without a response code.
-			kind, scope, code = serversync.ErrorAuth, credentialScope(creds), CodeAuthFailed
+			kind, scope, code = serversync.ErrorAuth, credentialScope(creds), serversync.CodeAuthFailed
 		}
 	}
 	return connector.Error(op, kind, scope, code, fmt.Errorf("imap: %s: %w", op, err))

@@ -41,10 +41,12 @@ func Example() {
 	}
 	defer sess.Close()
 
-	// Deliver two messages, e.g. a copy of sent mail.
+	// Deliver two messages, e.g. a copy of sent mail. IMAP has folders: its
+	// sessions are a serversync.FolderSession, which can append.
+	folders := sess.(serversync.FolderSession)
 	for _, subject := range []string{"Quote request", "Re: Quote request"} {
 		msg := []byte("From: bob@example.test\r\nSubject: " + subject + "\r\n\r\nHello\r\n")
-		if err := sess.Append(ctx, "INBOX", time.Now(), bytes.NewReader(msg), int64(len(msg))); err != nil {
+		if err := folders.Append(ctx, "INBOX", time.Now(), bytes.NewReader(msg), int64(len(msg))); err != nil {
 			log.Fatal(err)
 		}
 	}

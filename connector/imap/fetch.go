@@ -129,7 +129,7 @@ func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn fun
 	}
 	prev, err := decodeCursor(req.Cursor)
 	if err != nil {
-		return serversync.FetchResult{}, connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeMailbox, CodeBadCursor, err)
+		return serversync.FetchResult{}, connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeBadCursor, err)
 	}
 	name := s.mailboxName(req.Folder)
 
@@ -296,7 +296,7 @@ func (s *session) fetchStream(ctx context.Context, run *fetchRun, batches []goim
 				case ev.batch == cur:
 					_, firstErr = readMessage(ev.msg, run.deliver, earlyBodyLimit)
 					if errors.Is(firstErr, errBodyNotHeld) {
-						firstErr = connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeMailbox, connector.CodeReplyTooLong,
+						firstErr = connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeReplyTooLong,
 							fmt.Errorf("imap: the server sent a message body over %d bytes before the message's size and date: it cannot be streamed", earlyBodyLimit))
 					}
 				default:
@@ -420,13 +420,13 @@ func readMessage(msg *imapclient.FetchMessageData, deliver func(*fetchedMessage,
 		return nil, errBodyNotHeld
 	}
 	if m.uid == 0 {
-		return nil, connector.Error("fetch", serversync.ErrorTransient, serversync.ScopeMailbox, CodeProtocol,
+		return nil, connector.Error("fetch", serversync.ErrorTransient, serversync.ScopeMailbox, serversync.CodeProtocolError,
 			fmt.Errorf("imap: FETCH response for message %d has no UID", msg.SeqNum))
 	}
 	if !hasBody {
 		// E.g. an unsolicited flags update for this UID was taken for the reply:
 		// fail rather than skip the message.
-		return nil, connector.Error("fetch", serversync.ErrorTransient, serversync.ScopeMailbox, CodeProtocol,
+		return nil, connector.Error("fetch", serversync.ErrorTransient, serversync.ScopeMailbox, serversync.CodeProtocolError,
 			fmt.Errorf("imap: FETCH response for UID %d has no body", m.uid))
 	}
 	if deliver != nil && !delivered {

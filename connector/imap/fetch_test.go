@@ -187,7 +187,7 @@ func TestFetchMissingFolder(t *testing.T) {
 	ts := newTestServer(t, serverConfig{})
 	sess := ts.open(t, ts.target("alice"), nil)
 	_, err := sess.Fetch(context.Background(), serversync.FetchRequest{Folder: "nope"}, func(*serversync.RemoteMessage) error { return nil })
-	ce := requireConnectorError(t, err, serversync.ErrorPermanent, imapconn.CodeFolderNotFound)
+	ce := requireConnectorError(t, err, serversync.ErrorPermanent, serversync.CodeFolderNotFound)
 	assert.Equal(t, serversync.ScopeMailbox, ce.Scope)
 	var imapErr *goimap.Error
 	require.ErrorAs(t, err, &imapErr)
@@ -203,7 +203,7 @@ func TestFetchBadCursor(t *testing.T) {
 	sess := ts.open(t, ts.target("alice"), nil)
 	for _, c := range []string{"garbage", `{"v":9,"uid":3}`} {
 		_, err := sess.Fetch(context.Background(), serversync.FetchRequest{Cursor: []byte(c)}, func(*serversync.RemoteMessage) error { return nil })
-		requireConnectorError(t, err, serversync.ErrorPermanent, imapconn.CodeBadCursor)
+		requireConnectorError(t, err, serversync.ErrorPermanent, serversync.CodeBadCursor)
 	}
 }
 
@@ -225,8 +225,9 @@ func TestFetchCanceled(t *testing.T) {
 	})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.Canceled)
-	kind, _ := serversync.ClassifyError(err)
-	assert.Equal(t, serversync.ErrorTransient, kind)
+	class := serversync.ClassifyError(err)
+	assert.False(t, class.Internal(), "classified by the connector: %v", err)
+	assert.Equal(t, serversync.ErrorTransient, class.Kind)
 	// An aborted command leaves the session broken.
 	_, err = sess.Fetch(context.Background(), serversync.FetchRequest{}, func(*serversync.RemoteMessage) error { return nil })
 	assert.ErrorIs(t, err, imapconn.ErrSessionBroken)

@@ -142,13 +142,13 @@ func TestLoginRefusals(t *testing.T) {
 		scope serversync.AlertScope
 		code  string
 	}{
-		{"{tag} NO [EXPIRED] password expired\r\n", serversync.ErrorAuth, serversync.ScopeMailbox, imapconn.CodeAuthExpired},
-		{"{tag} NO [CONTACTADMIN] call us\r\n", serversync.ErrorAuth, serversync.ScopeMailbox, imapconn.CodeAuthExpired},
-		{"{tag} NO [AUTHENTICATIONFAILED] wrong\r\n", serversync.ErrorAuth, serversync.ScopeMailbox, imapconn.CodeAuthFailed},
-		{"{tag} NO login refused\r\n", serversync.ErrorAuth, serversync.ScopeMailbox, imapconn.CodeAuthFailed},
-		{"{tag} NO [UNAVAILABLE] try later\r\n", serversync.ErrorTransient, serversync.ScopeMailbox, imapconn.CodeServerUnavailable},
-		{"{tag} NO [PRIVACYREQUIRED] use TLS\r\n", serversync.ErrorPermanent, serversync.ScopeProfile, imapconn.CodeTLSUnavailable},
-		{"{tag} BAD what?\r\n", serversync.ErrorPermanent, serversync.ScopeMailbox, imapconn.CodeProtocol},
+		{"{tag} NO [EXPIRED] password expired\r\n", serversync.ErrorAuth, serversync.ScopeMailbox, serversync.CodeAuthExpired},
+		{"{tag} NO [CONTACTADMIN] call us\r\n", serversync.ErrorAuth, serversync.ScopeMailbox, serversync.CodeAuthExpired},
+		{"{tag} NO [AUTHENTICATIONFAILED] wrong\r\n", serversync.ErrorAuth, serversync.ScopeMailbox, serversync.CodeAuthFailed},
+		{"{tag} NO login refused\r\n", serversync.ErrorAuth, serversync.ScopeMailbox, serversync.CodeAuthFailed},
+		{"{tag} NO [UNAVAILABLE] try later\r\n", serversync.ErrorTransient, serversync.ScopeMailbox, serversync.CodeServerUnavailable},
+		{"{tag} NO [PRIVACYREQUIRED] use TLS\r\n", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeTLSUnavailable},
+		{"{tag} BAD what?\r\n", serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeProtocolError},
 		{"* BYE too many connections\r\n", serversync.ErrorTransient, serversync.ScopeProfile, "network"},
 	} {
 		t.Run(strings.TrimPrefix(strings.TrimSpace(tc.reply), "{tag} "), func(t *testing.T) {

@@ -58,7 +58,7 @@ func (s *session) WaitForChange(ctx context.Context, folder string) error {
 		select {
 		case <-s.changed:
 		case <-ctx.Done():
-			result = connector.Error("idle", serversync.ErrorTransient, serversync.ScopeMailbox, CodeCanceled,
+			result = connector.Error("idle", serversync.ErrorTransient, serversync.ScopeMailbox, serversync.CodeCanceled,
 				fmt.Errorf("imap: idle: %w", ctxError(ctx)))
 		case <-timer.C:
 			restart = true

@@ -72,14 +72,14 @@ func (e *interop) target(user string, mode serversync.TLSMode) *serversync.Targe
 	}
 }
 
-func (e *interop) open(t testing.TB, target *serversync.Target, opts *imapconn.Options) serversync.IncomingSession {
+func (e *interop) open(t testing.TB, target *serversync.Target, opts *imapconn.Options) imapSession {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sess, err := imapconn.New(opts).OpenIncoming(ctx, target)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sess.Close() })
-	return sess
+	return sess.(imapSession)
 }
 
 // client is a plain go-imap client logged in as user, to set up and check.
@@ -165,7 +165,7 @@ func TestInteropWrongPassword(t *testing.T) {
 	target := e.target(alice, serversync.TLSImplicit)
 	target.Credentials.Password = auth.NewSecret("wrong")
 	_, err := imapconn.New(nil).OpenIncoming(context.Background(), target)
-	ce := requireConnectorError(t, err, serversync.ErrorAuth, imapconn.CodeAuthFailed)
+	ce := requireConnectorError(t, err, serversync.ErrorAuth, serversync.CodeAuthFailed)
 	assert.Equal(t, serversync.ScopeMailbox, ce.Scope)
 	var imapErr *goimap.Error
 	require.ErrorAs(t, err, &imapErr)
@@ -191,7 +191,7 @@ func TestInteropImpersonation(t *testing.T) {
 
 			target.Credentials.Password = auth.NewSecret("wrong")
 			_, err := imapconn.New(nil).OpenIncoming(context.Background(), target)
-			ce := requireConnectorError(t, err, serversync.ErrorAuth, imapconn.CodeAuthFailed)
+			ce := requireConnectorError(t, err, serversync.ErrorAuth, serversync.CodeAuthFailed)
 			assert.Equal(t, serversync.ScopeProfile, ce.Scope, "a broken service account hits every mailbox")
 		})
 	}

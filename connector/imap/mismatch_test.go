@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/serversync/serversync"
-	"github.com/serversync/serversync/connector"
 	imapconn "github.com/serversync/serversync/connector/imap"
 )
 
@@ -30,7 +29,7 @@ func TestGreetingOfAnotherProtocol(t *testing.T) {
 				target := hostileTarget(port, 5*time.Second)
 				target.Endpoint.TLS = mode
 				_, err := imapconn.New(nil).OpenIncoming(context.Background(), target)
-				ce := requireConnectorError(t, err, serversync.ErrorPermanent, connector.CodeProtocolMismatch)
+				ce := requireConnectorError(t, err, serversync.ErrorPermanent, serversync.CodeProtocolMismatch)
 				assert.Equal(t, serversync.ScopeProfile, ce.Scope)
 				assert.Contains(t, err.Error(), "check the port and the server type")
 			})
@@ -67,9 +66,9 @@ func TestStartTLSInjectionAndRefusal(t *testing.T) {
 		reply string
 		code  string
 	}{
-		{"S1 OK begin TLS\r\n* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] injected\r\n", imapconn.CodeProtocol},
-		{"* CAPABILITY IMAP4rev1\r\nS1 NO not here\r\n", imapconn.CodeTLSUnavailable},
-		{"S1 BAD what\r\n", imapconn.CodeTLSUnavailable},
+		{"S1 OK begin TLS\r\n* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] injected\r\n", serversync.CodeProtocolError},
+		{"* CAPABILITY IMAP4rev1\r\nS1 NO not here\r\n", serversync.CodeTLSUnavailable},
+		{"S1 BAD what\r\n", serversync.CodeTLSUnavailable},
 	} {
 		t.Run(tc.code, func(t *testing.T) {
 			t.Parallel()
@@ -99,7 +98,7 @@ func TestStartTLSInjectionAndRefusal(t *testing.T) {
 			require.ErrorAs(t, err, &ce)
 			assert.Equal(t, serversync.ErrorPermanent, ce.Kind, "%v", err)
 			assert.Equal(t, serversync.ScopeProfile, ce.Scope)
-			if tc.code == imapconn.CodeProtocol && ce.Code == connector.CodeTLSMismatch {
+			if tc.code == serversync.CodeProtocolError && ce.Code == serversync.CodeTLSMismatch {
 				// The injected line arrived after the client's read: the TLS
 				// handshake then meets it instead. Refused either way.
 				return

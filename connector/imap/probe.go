@@ -42,7 +42,7 @@ func (c *Connector) Probe(ctx context.Context, target *serversync.Target) []serv
 	})
 	done(err, fmt.Sprintf("opened %s read-only: %d messages", name, messages))
 	var ce *serversync.ConnectorError
-	if errors.As(err, &ce) && ce.Code == CodeCommandFailed {
+	if errors.As(err, &ce) && ce.Code == serversync.CodeCommandFailed {
 		// A plain NO: Dovecot, for one, answers a mailbox the account may not see
 		// without [NONEXISTENT], so as not to tell whether it exists.
 		var imapErr *goimap.Error

@@ -121,7 +121,7 @@ func TestProbeStopsAtTheFailingStep(t *testing.T) {
 		ts := newTestServer(t, serverConfig{})
 		target := ts.target("alice")
 		target.Credentials.Password = auth.NewSecret("wrong")
-		step := requireFailedAt(t, imapconn.New(nil).Probe(ctx, target), []string{"connect", "greeting", "authenticate"}, imapconn.CodeAuthFailed)
+		step := requireFailedAt(t, imapconn.New(nil).Probe(ctx, target), []string{"connect", "greeting", "authenticate"}, serversync.CodeAuthFailed)
 		assert.Contains(t, step.Detail, "check the user name and password")
 		assert.NotContains(t, step.Detail, "wrong")
 	})
@@ -134,7 +134,7 @@ func TestProbeStopsAtTheFailingStep(t *testing.T) {
 		target.Credentials = auth.Credentials{Kind: auth.KindDelegation, Username: "svc", Password: auth.NewSecret("svc-pass"),
 			Mailbox: "alice@example.test"}
 		step := requireFailedAt(t, imapconn.New(nil).Probe(ctx, target),
-			[]string{"connect", "greeting", "authenticate", "open-inbox"}, imapconn.CodeFolderNotFound)
+			[]string{"connect", "greeting", "authenticate", "open-inbox"}, serversync.CodeFolderNotFound)
 		assert.Contains(t, step.Detail, "granted access")
 	})
 
@@ -174,7 +174,7 @@ func TestInteropProbe(t *testing.T) {
 
 	wrong := e.target(alice, serversync.TLSImplicit)
 	wrong.Credentials.Password = auth.NewSecret("wrong")
-	step := requireFailedAt(t, imapconn.New(nil).Probe(ctx, wrong), []string{"connect", "tls", "greeting", "authenticate"}, imapconn.CodeAuthFailed)
+	step := requireFailedAt(t, imapconn.New(nil).Probe(ctx, wrong), []string{"connect", "tls", "greeting", "authenticate"}, serversync.CodeAuthFailed)
 	t.Logf("wrong password: %s", step.Detail)
 
 	for _, mode := range []serversync.TLSMode{serversync.TLSImplicit, serversync.TLSStartTLS} {
@@ -204,7 +204,7 @@ func TestInteropProbe(t *testing.T) {
 	step = steps[len(steps)-1]
 	assert.False(t, step.OK)
 	// Dovecot answers a plain NO, without [NONEXISTENT], for a mailbox the account may not see.
-	requireConnectorError(t, step.Err, serversync.ErrorPermanent, imapconn.CodeCommandFailed)
+	requireConnectorError(t, step.Err, serversync.ErrorPermanent, serversync.CodeCommandFailed)
 	assert.Contains(t, step.Detail, e.sharedPrefix+e.login(alice)+"/INBOX")
 	assert.Contains(t, step.Detail, "granted access")
 	t.Logf("missing folder: %s", step.Detail)

@@ -147,13 +147,21 @@ func (ts *testServer) target(user string) *serversync.Target {
 	}
 }
 
+// imapSession is what an IMAP session is: an incoming session with folders.
+type imapSession interface {
+	serversync.IncomingSession
+	serversync.FolderSession
+}
+
 // open opens a session with the default connector, closed at cleanup.
-func (ts *testServer) open(t *testing.T, target *serversync.Target, opts *imapconn.Options) serversync.IncomingSession {
+func (ts *testServer) open(t *testing.T, target *serversync.Target, opts *imapconn.Options) imapSession {
 	t.Helper()
 	sess, err := imapconn.New(opts).OpenIncoming(context.Background(), target)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sess.Close() })
-	return sess
+	folders, ok := sess.(imapSession)
+	require.True(t, ok, "IMAP sessions have folders")
+	return folders
 }
 
 // client is an independent plain go-imap client logged in as user, for setting

@@ -19,9 +19,12 @@ import (
 	"github.com/serversync/serversync/connector"
 )
 
+// IMAP has folders: the Syncer moves to Undeliverable and appends to Sent through them.
+var _ serversync.FolderSession = (*session)(nil)
+
 // session is an authenticated IMAP connection for one mailbox. It implements
-// serversync.IncomingSession and serversync.IdleSession and is not safe for
-// concurrent use.
+// serversync.IncomingSession, serversync.FolderSession and serversync.IdleSession
+// and is not safe for concurrent use.
 type session struct {
 	c       *Connector
 	target  serversync.Target
@@ -76,9 +79,9 @@ func (s *session) run(ctx context.Context, op string, f func() error) error {
 		return s.broken
 	}
 	if ctx.Err() != nil {
-		code := CodeCanceled
+		code := serversync.CodeCanceled
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			code = CodeTimeout
+			code = serversync.CodeTimeout
 		}
 		return connector.Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, code,
 			fmt.Errorf("imap: %s: %w", op, ctxError(ctx)))
@@ -90,7 +93,7 @@ func (s *session) run(ctx context.Context, op string, f func() error) error {
 		if !completed { // f panicked (a callback, most likely) mid-command
 			stop()
 			s.conn.abort()
-			s.broken = connector.Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, "network",
+			s.broken = connector.Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, serversync.CodeNetwork,
 				fmt.Errorf("imap: %s: panic during the command: %w", op, ErrSessionBroken))
 		}
 	}()
@@ -190,7 +193,7 @@ func (s *session) loadNamespace(ctx context.Context) error {
 	delegation := creds.Kind == auth.KindDelegation
 	if !s.caps.Has(goimap.CapNamespace) {
 		if delegation {
-			return connector.Error("namespace", serversync.ErrorPermanent, serversync.ScopeProfile, CodeDelegationUnavailable,
+			return connector.Error("namespace", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeDelegationUnavailable,
 				errors.New("imap: delegation needs the server's NAMESPACE extension, which it does not offer"))
 		}
 		return nil
@@ -216,11 +219,11 @@ func (s *session) loadNamespace(ctx context.Context) error {
 		other = &ns.Shared[0]
 	}
 	if other == nil || other.Delim == 0 {
-		return connector.Error("namespace", serversync.ErrorPermanent, serversync.ScopeProfile, CodeDelegationUnavailable,
+		return connector.Error("namespace", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeDelegationUnavailable,
 			errors.New("imap: the server has no other-users or shared namespace with a hierarchy delimiter to open delegated mailboxes in"))
 	}
 	if creds.Mailbox == "" {
-		return connector.Error("namespace", serversync.ErrorPermanent, serversync.ScopeMailbox, CodeDelegationUnavailable,
+		return connector.Error("namespace", serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeDelegationUnavailable,
 			errors.New("imap: delegation credentials name no mailbox"))
 	}
 	prefix := other.Prefix
@@ -273,7 +276,7 @@ func (s *session) selectForWrite(name string) error {
 		}
 	}
 	if known, ok := s.folders[name]; ok && known.uidValidity != s.selectedUV {
-		return connector.Error("select", serversync.ErrorTransient, serversync.ScopeMailbox, CodeUIDValidityChanged,
+		return connector.Error("select", serversync.ErrorTransient, serversync.ScopeMailbox, serversync.CodeUIDValidityChanged,
 			fmt.Errorf("imap: UIDVALIDITY of %q changed from %d to %d since its messages were fetched: fetch again",
 				name, known.uidValidity, s.selectedUV))
 	}
@@ -320,7 +323,7 @@ func (s *session) expungeUIDs(set goimap.UIDSet) error {
 func parseRef(op, ref string) (goimap.UIDSet, error) {
 	uid, err := strconv.ParseUint(ref, 10, 32)
 	if err != nil || uid == 0 {
-		return nil, connector.Error(op, serversync.ErrorPermanent, serversync.ScopeItem, CodeBadRef,
+		return nil, connector.Error(op, serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeBadRef,
 			fmt.Errorf("imap: %q is not an IMAP UID", ref))
 	}
 	return goimap.UIDSetNum(goimap.UID(uid)), nil
@@ -385,7 +388,7 @@ func (s *session) Append(ctx context.Context, folder string, received time.Time,
 	if size < 0 {
 		b, err := io.ReadAll(msg)
 		if err != nil {
-			return connector.Error("append", serversync.ErrorPermanent, serversync.ScopeItem, "bad_message",
+			return connector.Error("append", serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeBadMessage,
 				fmt.Errorf("imap: read the message to append: %w", err))
 		}
 		msg, size = bytes.NewReader(b), int64(len(b))
@@ -419,9 +422,9 @@ func (s *session) Append(ctx context.Context, folder string, received time.Time,
 		return err
 	})
 	if err == nil && readErr != nil {
-		s.broken = connector.Error("append", serversync.ErrorTransient, serversync.ScopeMailbox, "network",
+		s.broken = connector.Error("append", serversync.ErrorTransient, serversync.ScopeMailbox, serversync.CodeNetwork,
 			fmt.Errorf("imap: connection dropped after an incomplete APPEND: %w", ErrSessionBroken))
-		return connector.Error("append", serversync.ErrorPermanent, serversync.ScopeItem, "bad_message",
+		return connector.Error("append", serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeBadMessage,
 			fmt.Errorf("imap: read %d-byte message to append: %w", size, readErr))
 	}
 	return err

@@ -83,7 +83,7 @@ func TestDelete(t *testing.T) {
 	assert.Equal(t, "3", got[1].msg.Ref)
 
 	err := sess.Delete(context.Background(), "INBOX", "not-a-uid")
-	requireConnectorError(t, err, serversync.ErrorPermanent, imapconn.CodeBadRef)
+	requireConnectorError(t, err, serversync.ErrorPermanent, serversync.CodeBadRef)
 }
 
 func TestRefsRefusedAfterUIDValidityChange(t *testing.T) {
@@ -103,7 +103,7 @@ func TestRefsRefusedAfterUIDValidityChange(t *testing.T) {
 	fetchAll(t, sess, serversync.FetchRequest{})
 	// UID 1 is now another message: deleting it by the old ref must not happen.
 	err := sess.Delete(context.Background(), "t-del", got[0].msg.Ref)
-	requireConnectorError(t, err, serversync.ErrorTransient, imapconn.CodeUIDValidityChanged)
+	requireConnectorError(t, err, serversync.ErrorTransient, serversync.CodeUIDValidityChanged)
 	assert.Equal(t, uint32(1), countMessages(t, helper, "t-del"))
 }
 
@@ -178,26 +178,26 @@ func TestAuthentication(t *testing.T) {
 		{name: "password SASL PLAIN", server: ts, creds: password("alice", "alice-pass"), wire: "AUTHENTICATE PLAIN"},
 		{name: "password LOGIN fallback", server: loginOnly, creds: password("alice", "alice-pass"), wire: "LOGIN"},
 		{name: "wrong password", server: ts, creds: password("alice", "nope"),
-			code: imapconn.CodeAuthFailed, kind: serversync.ErrorAuth, scope: serversync.ScopeMailbox},
+			code: serversync.CodeAuthFailed, kind: serversync.ErrorAuth, scope: serversync.ScopeMailbox},
 		{name: "wrong password LOGIN", server: loginOnly, creds: password("alice", "nope"),
-			code: imapconn.CodeAuthFailed, kind: serversync.ErrorAuth, scope: serversync.ScopeMailbox},
+			code: serversync.CodeAuthFailed, kind: serversync.ErrorAuth, scope: serversync.ScopeMailbox},
 		{name: "master user", server: ts, creds: impersonate(auth.ImpersonateMasterUser, masterPassword)},
 		{name: "master user LOGIN", server: loginOnly, creds: impersonate(auth.ImpersonateMasterUser, masterPassword), wire: "alice*master"},
 		{name: "wrong master password", server: ts, creds: impersonate(auth.ImpersonateMasterUser, "nope"),
-			code: imapconn.CodeAuthFailed, kind: serversync.ErrorAuth, scope: serversync.ScopeProfile},
+			code: serversync.CodeAuthFailed, kind: serversync.ErrorAuth, scope: serversync.ScopeProfile},
 		{name: "authzid", server: ts, creds: impersonate(auth.ImpersonateAuthzID, masterPassword)},
 		{name: "authzid wrong password", server: ts, creds: impersonate(auth.ImpersonateAuthzID, "nope"),
-			code: imapconn.CodeAuthFailed, kind: serversync.ErrorAuth, scope: serversync.ScopeProfile},
+			code: serversync.CodeAuthFailed, kind: serversync.ErrorAuth, scope: serversync.ScopeProfile},
 		{name: "authzid without SASL PLAIN", server: loginOnly, creds: impersonate(auth.ImpersonateAuthzID, masterPassword),
-			code: imapconn.CodeAuthUnavailable, kind: serversync.ErrorPermanent, scope: serversync.ScopeProfile},
+			code: serversync.CodeAuthUnavailable, kind: serversync.ErrorPermanent, scope: serversync.ScopeProfile},
 		{name: "OAuth XOAUTH2", server: ts, creds: oauth(validToken), wire: "AUTHENTICATE XOAUTH2"},
 		{name: "OAuth refused token", server: ts, creds: oauth("expired-token"),
-			code: imapconn.CodeAuthFailed, kind: serversync.ErrorAuth, scope: serversync.ScopeMailbox},
+			code: serversync.CodeAuthFailed, kind: serversync.ErrorAuth, scope: serversync.ScopeMailbox},
 		{name: "OAuth without XOAUTH2 or OAUTHBEARER", server: loginOnly, creds: oauth(validToken),
-			code: imapconn.CodeAuthUnavailable, kind: serversync.ErrorPermanent, scope: serversync.ScopeProfile},
+			code: serversync.CodeAuthUnavailable, kind: serversync.ErrorPermanent, scope: serversync.ScopeProfile},
 		{name: "delegation", server: other, creds: delegate},
 		{name: "delegation without other-users namespace", server: ts, creds: delegate,
-			code: imapconn.CodeDelegationUnavailable, kind: serversync.ErrorPermanent, scope: serversync.ScopeProfile},
+			code: serversync.CodeDelegationUnavailable, kind: serversync.ErrorPermanent, scope: serversync.ScopeProfile},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := tc.server.target("alice")
@@ -207,7 +207,7 @@ func TestAuthentication(t *testing.T) {
 				ce := requireConnectorError(t, err, tc.kind, tc.code)
 				assert.Equal(t, tc.scope, ce.Scope)
 				assert.NotContains(t, err.Error(), "pass", "no secret in errors")
-				if tc.code == imapconn.CodeAuthFailed && tc.creds.Kind != auth.KindOAuth {
+				if tc.code == serversync.CodeAuthFailed && tc.creds.Kind != auth.KindOAuth {
 					var imapErr *goimap.Error
 					require.ErrorAs(t, err, &imapErr)
 				}
@@ -231,9 +231,10 @@ func TestAuthentication(t *testing.T) {
 			assert.Equal(t, "", got[0].msg.Folder, "the logical folder, not the namespaced one")
 			if tc.creds.Kind == auth.KindDelegation {
 				// Append and Move map folders the same way.
-				require.NoError(t, sess.Move(context.Background(), "", got[0].msg.Ref, "Undeliverable"))
+				folders := sess.(serversync.FolderSession)
+				require.NoError(t, folders.Move(context.Background(), "", got[0].msg.Ref, "Undeliverable"))
 				assert.Equal(t, uint32(1), countMessages(t, tc.server.client(t, "svc"), "shared/alice@example.test/Undeliverable"))
-				require.NoError(t, sess.Append(context.Background(), "Sent", time.Time{}, bytes.NewReader(body), int64(len(body))))
+				require.NoError(t, folders.Append(context.Background(), "Sent", time.Time{}, bytes.NewReader(body), int64(len(body))))
 				assert.Equal(t, uint32(1), countMessages(t, tc.server.client(t, "svc"), "shared/alice@example.test/Sent"))
 				_ = res
 			}
@@ -247,7 +248,7 @@ func TestStartTLSRequiredButNotOffered(t *testing.T) {
 	target := ts.target("alice")
 	target.Endpoint.TLS = serversync.TLSStartTLS
 	_, err := imapconn.New(nil).OpenIncoming(context.Background(), target)
-	ce := requireConnectorError(t, err, serversync.ErrorPermanent, imapconn.CodeTLSUnavailable)
+	ce := requireConnectorError(t, err, serversync.ErrorPermanent, serversync.CodeTLSUnavailable)
 	assert.Equal(t, serversync.ScopeProfile, ce.Scope)
 	assert.Zero(t, ts.logins.Load(), "no login attempted")
 	assert.NotContains(t, ts.wire.String(), "alice-pass")
@@ -297,7 +298,7 @@ func TestTLS(t *testing.T) {
 			require.NoError(t, err)
 			defer sess.Close()
 			body := testMessage(1, 3000)
-			require.NoError(t, sess.Append(context.Background(), "INBOX", time.Time{}, bytes.NewReader(body), int64(len(body))))
+			require.NoError(t, sess.(serversync.FolderSession).Append(context.Background(), "INBOX", time.Time{}, bytes.NewReader(body), int64(len(body))))
 			got, _ := fetchAll(t, sess, serversync.FetchRequest{})
 			require.Len(t, got, 1)
 			assert.Equal(t, body, got[0].body)
@@ -426,8 +427,9 @@ func TestGreetingByeIsTransient(t *testing.T) {
 	}
 	_, err = imapconn.New(nil).OpenIncoming(context.Background(), target)
 	require.Error(t, err)
-	kind, _ := serversync.ClassifyError(err)
-	assert.Equal(t, serversync.ErrorTransient, kind, "%v", err)
+	class := serversync.ClassifyError(err)
+	assert.False(t, class.Internal(), "classified by the connector: %v", err)
+	assert.Equal(t, serversync.ErrorTransient, class.Kind, "%v", err)
 
 	target.Endpoint.TLS = serversync.TLSDefault
 	_, err = imapconn.New(nil).OpenIncoming(context.Background(), target)

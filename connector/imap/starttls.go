@@ -35,9 +35,9 @@ func (c *Connector) startTLS(ctx context.Context, timeout time.Duration, raw net
 	defer stop()
 	fail := func(op string, err error) error {
 		if ctx.Err() != nil {
-			code := CodeCanceled
+			code := serversync.CodeCanceled
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				code = CodeTimeout
+				code = serversync.CodeTimeout
 			}
 			return connector.Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, code,
 				fmt.Errorf("imap: %s: %w", op, ctxError(ctx)))
@@ -60,17 +60,17 @@ func (c *Connector) startTLS(ctx context.Context, timeout time.Duration, raw net
 	switch {
 	case strings.HasPrefix(upper, "* OK"):
 	case strings.HasPrefix(upper, "* BYE"):
-		return nil, connector.Error("greeting", serversync.ErrorTransient, serversync.ScopeProfile, CodeServerUnavailable,
+		return nil, connector.Error("greeting", serversync.ErrorTransient, serversync.ScopeProfile, serversync.CodeServerUnavailable,
 			fmt.Errorf("imap: the server refused the connection: %q", truncate(greeting)))
 	case strings.HasPrefix(upper, "* PREAUTH"):
-		return nil, connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, CodeTLSUnavailable,
+		return nil, connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeTLSUnavailable,
 			errors.New("imap: the server pre-authenticated the connection, so STARTTLS, which the profile requires, is impossible (credentials were not sent)"))
 	default:
 		cause := fmt.Errorf("imap: greeting %q", truncate(greeting))
 		if mismatch := connector.MismatchError("greeting", "IMAP", connector.RecognizeGreeting([]byte(greeting)), cause); mismatch != nil {
 			return nil, mismatch
 		}
-		return nil, connector.Error("greeting", serversync.ErrorPermanent, serversync.ScopeProfile, CodeProtocol,
+		return nil, connector.Error("greeting", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeProtocolError,
 			fmt.Errorf("imap: the server's greeting is not IMAP: %q", truncate(greeting)))
 	}
 
@@ -87,13 +87,13 @@ func (c *Connector) startTLS(ctx context.Context, timeout time.Duration, raw net
 			continue // untagged data, e.g. a CAPABILITY response
 		}
 		if !strings.HasPrefix(strings.ToUpper(tagged), "OK") {
-			return nil, connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, CodeTLSUnavailable,
+			return nil, connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeTLSUnavailable,
 				fmt.Errorf("imap: the server refused STARTTLS, which the profile requires (credentials were not sent): %q", truncate(strings.TrimSpace(tagged))))
 		}
 		break
 	}
 	if r.Buffered() > 0 { // anything sent before the handshake would be injected plaintext
-		return nil, connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, CodeProtocol,
+		return nil, connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeProtocolError,
 			errors.New("imap: the server sent data after its STARTTLS reply, before the TLS handshake"))
 	}
 	// On raw: TLS records are not IMAP; the reply limits apply above TLS now.

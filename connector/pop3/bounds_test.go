@@ -16,7 +16,6 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
-	"github.com/serversync/serversync/connector"
 	"github.com/serversync/serversync/connector/connectortest"
 	pop3conn "github.com/serversync/serversync/connector/pop3"
 )
@@ -132,26 +131,26 @@ func TestBoundedReplies(t *testing.T) {
 	}{
 		{name: "endless greeting", timeout: 30 * time.Second,
 			greet: func(w io.Writer) { connectortest.Endless(w, "+OK ", "a") },
-			kind:  serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeProfile},
+			kind:  serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeProfile},
 		{name: "endless CAPA listing", timeout: 30 * time.Second,
 			greet: greetOK, answer: on("CAPA", func(w io.Writer) { connectortest.Endless(w, "+OK\r\n", "USER\r\n") }),
-			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeProfile},
+			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeProfile},
 		{name: "endless UIDL listing", timeout: 30 * time.Second,
 			greet: greetOK, answer: on("UIDL", func(w io.Writer) { connectortest.Endless(w, "+OK\r\n", "1 abcdefgh\r\n") }),
-			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox},
+			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox},
 		{name: "endless UIDL line", timeout: 30 * time.Second,
 			greet: greetOK, answer: on("UIDL", func(w io.Writer) { connectortest.Endless(w, "+OK\r\n1 ", "a") }),
-			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox},
+			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox},
 		{name: "message over the limit", timeout: 30 * time.Second,
 			greet: greetOK, answer: on("RETR", func(w io.Writer) { connectortest.Endless(w, "+OK\r\n", "0123456789abcde\n") }),
 			opts: &pop3conn.Options{MaxMessageBytes: 10 << 20},
-			kind: serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox},
+			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox},
 		{name: "greeting dripping", timeout: drip,
 			greet: func(w io.Writer) { connectortest.Drip(w, "+OK ", 'a', drip/5) },
-			kind:  serversync.ErrorTransient, code: connector.CodeReplyTooSlow, scope: serversync.ScopeProfile},
+			kind:  serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeProfile},
 		{name: "UIDL dripping", timeout: drip,
 			greet: greetOK, answer: on("UIDL", func(w io.Writer) { connectortest.Drip(w, "+OK\r\n1 ", 'a', drip/5) }),
-			kind: serversync.ErrorTransient, code: connector.CodeReplyTooSlow, scope: serversync.ScopeMailbox},
+			kind: serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeMailbox},
 		{name: "message dripping under a huge claimed size", timeout: drip,
 			greet: greetOK,
 			answer: func(w io.Writer, verb string) bool {
@@ -166,7 +165,7 @@ func TestBoundedReplies(t *testing.T) {
 				return true
 			},
 			opts: &pop3conn.Options{MaxMessageBytes: 64 << 10}, // one second more for the body
-			kind: serversync.ErrorTransient, code: connector.CodeReplyTooSlow, scope: serversync.ScopeMailbox},
+			kind: serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeMailbox},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := hostilePOP3(t, tc.timeout, tc.greet, tc.answer)
@@ -211,7 +210,7 @@ func TestGreetingOfAnotherProtocol(t *testing.T) {
 				require.ErrorAs(t, err, &ce)
 				assert.Equal(t, serversync.ErrorPermanent, ce.Kind, "%v", err)
 				assert.Equal(t, serversync.ScopeProfile, ce.Scope, "%v", err)
-				assert.Equal(t, connector.CodeProtocolMismatch, ce.Code, "%v", err)
+				assert.Equal(t, serversync.CodeProtocolMismatch, ce.Code, "%v", err)
 				assert.Contains(t, err.Error(), "check the port and the server type")
 			})
 		}

@@ -17,7 +17,7 @@
 //     deletions are committed;
 //   - Delete marks a message (DELE); the server removes it when the session ends
 //     with QUIT (Commit, Close, or the next Fetch);
-//   - Move and Append fail with a permanent error matching errors.ErrUnsupported;
+//   - sessions are no serversync.FolderSession: nothing can be moved or appended;
 //   - delegation (opening another user's mailbox) does not exist in POP3 and is
 //     refused; impersonation works with SASL PLAIN's authorization identity or the
 //     master-user login form;
@@ -54,26 +54,6 @@ import (
 	"github.com/serversync/serversync/connector"
 	"github.com/serversync/serversync/internal/pop3"
 )
-
-// Stable error codes of this package, besides those of package connector.
-const (
-	CodeAuthFailed            = "auth_failed"
-	CodeAuthUnavailable       = "auth_unavailable"
-	CodeTLSUnavailable        = "tls_unavailable"
-	CodeDelegationUnavailable = "delegation_unavailable"
-	CodeFolderNotFound        = "folder_not_found"
-	CodeUnsupported           = "unsupported"
-	CodeBadRef                = "bad_ref"
-	CodeServerUnavailable     = "server_unavailable"
-	CodeCommandFailed         = "command_failed"
-	CodeProtocol              = "protocol_error"
-	CodeCanceled              = "canceled"
-	CodeTimeout               = "timeout"
-)
-
-// ErrUnsupported is wrapped by the errors of Move and Append: POP3 has no folders.
-// It matches errors.ErrUnsupported.
-var ErrUnsupported = fmt.Errorf("pop3: the protocol has no folders: %w", errors.ErrUnsupported)
 
 // Options configure a [Connector]. A nil *Options means defaults.
 type Options struct {
@@ -169,17 +149,17 @@ func (c *Connector) Probe(ctx context.Context, target *serversync.Target) []serv
 
 func checkTarget(target *serversync.Target) error {
 	if target == nil || target.Endpoint.Host == "" || target.Endpoint.Port == 0 {
-		return connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, "bad_target",
+		return connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeBadTarget,
 			errors.New("pop3: target has no host or port"))
 	}
 	switch target.Endpoint.TLS {
 	case serversync.TLSImplicit, serversync.TLSStartTLS, serversync.TLSNone:
 	default:
-		return connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, "bad_target",
+		return connector.Error("dial", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeBadTarget,
 			fmt.Errorf("pop3: unresolved TLS mode %q", target.Endpoint.TLS))
 	}
 	if target.Credentials.Kind == auth.KindDelegation {
-		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, CodeDelegationUnavailable,
+		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeDelegationUnavailable,
 			errors.New("pop3: delegation needs a shared namespace, which POP3 lacks: use impersonation or mailbox credentials"))
 	}
 	return nil
@@ -244,7 +224,7 @@ func (s *session) login(ctx context.Context, report func(name, ok string) func(e
 		})
 		var perr *pop3.Error
 		if errors.As(err, &perr) {
-			err = connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, CodeTLSUnavailable,
+			err = connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeTLSUnavailable,
 				fmt.Errorf("pop3: the server refused STLS, which the profile requires (credentials were not sent): %w", err))
 		}
 		done(err)
@@ -285,7 +265,7 @@ func (s *session) authenticate(ctx context.Context, caps pop3.Capabilities) erro
 		return err
 	}
 	if creds.Kind == auth.KindAnonymous || creds.Kind == "" {
-		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, CodeAuthUnavailable,
+		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeAuthUnavailable,
 			fmt.Errorf("pop3: %q credentials cannot log in to POP3", creds.Kind))
 	}
 	_, mech, err := creds.SASLClient(ctx, caps.SASLMechanisms())
@@ -315,7 +295,7 @@ func (s *session) callWithin(parent context.Context, op string, d time.Duration,
 	defer cancel()
 	err := fn(ctx)
 	if err != nil && parent.Err() == nil && errors.Is(context.Cause(ctx), errReplyTooSlow) {
-		limit := &connector.ReplyLimitError{Code: connector.CodeReplyTooSlow,
+		limit := &connector.ReplyLimitError{Code: serversync.CodeReplyTooSlow,
 			Reason: fmt.Sprintf("the server's reply did not arrive whole within %v", d)}
 		return limit.Classify(op, s.limitScope(op), fmt.Errorf("pop3: %s: %w (%w)", op, limit, err))
 	}
@@ -344,9 +324,9 @@ func (s *session) classify(op string, err, ctxErr error) error {
 		return err
 	}
 	if ctxErr != nil {
-		code := CodeCanceled
+		code := serversync.CodeCanceled
 		if errors.Is(ctxErr, context.DeadlineExceeded) {
-			code = CodeTimeout
+			code = serversync.CodeTimeout
 		}
 		return connector.Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, code, fmt.Errorf("pop3: %s: %w", op, err))
 	}
@@ -365,25 +345,25 @@ func (s *session) classify(op string, err, ctxErr error) error {
 		}
 	}
 	if errors.Is(err, pop3.ErrReplyTooLong) {
-		limit := &connector.ReplyLimitError{Code: connector.CodeReplyTooLong, Reason: fmt.Sprintf(
+		limit := &connector.ReplyLimitError{Code: serversync.CodeReplyTooLong, Reason: fmt.Sprintf(
 			"a reply of the server is over its limit (raise Options.MaxReplyBytes, %d, or MaxMessageBytes, %d, if the server is legitimate)",
 			s.limits.MaxReplyBytes, s.limits.MaxMessageBytes)}
 		return limit.Classify(op, s.limitScope(op), fmt.Errorf("pop3: %s: %w (%w)", op, limit, err))
 	}
 	switch {
 	case errors.As(err, &perr) && perr.IsAuth():
-		return connector.Error(op, serversync.ErrorAuth, scope, CodeAuthFailed, err)
+		return connector.Error(op, serversync.ErrorAuth, scope, serversync.CodeAuthFailed, err)
 	case errors.As(err, &perr) && perr.Temporary():
-		return connector.Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, CodeServerUnavailable, err)
+		return connector.Error(op, serversync.ErrorTransient, serversync.ScopeMailbox, serversync.CodeServerUnavailable, err)
 	case errors.As(err, &perr):
-		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeMailbox, CodeCommandFailed, err)
+		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeCommandFailed, err)
 	case errors.Is(err, pop3.ErrProtocol):
-		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeMailbox, CodeProtocol, err)
+		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeProtocolError, err)
 	case errors.Is(err, auth.ErrMechanismUnavailable):
-		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, CodeAuthUnavailable, err)
+		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeAuthUnavailable, err)
 	case op == "authenticate" && !isNetwork(err):
 		// The SASL mechanism gave up (e.g. the token source failed).
-		return connector.Error(op, serversync.ErrorAuth, scope, CodeAuthFailed, err)
+		return connector.Error(op, serversync.ErrorAuth, scope, serversync.CodeAuthFailed, err)
 	}
 	return connector.NetError(op, fmt.Errorf("pop3: %s: %w", op, err))
 }
@@ -395,7 +375,7 @@ func isNetwork(err error) bool {
 
 func (s *session) usable() error {
 	if s.client == nil {
-		return connector.Error("session", serversync.ErrorTransient, serversync.ScopeMailbox, CodeCanceled,
+		return connector.Error("session", serversync.ErrorTransient, serversync.ScopeMailbox, serversync.CodeCanceled,
 			errors.New("pop3: session closed or broken: open a new one"))
 	}
 	return nil
@@ -405,7 +385,7 @@ func (s *session) usable() error {
 func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn func(*serversync.RemoteMessage) error) (serversync.FetchResult, error) {
 	var result serversync.FetchResult
 	if req.Folder != "" && !strings.EqualFold(req.Folder, "INBOX") {
-		return result, connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeMailbox, CodeFolderNotFound,
+		return result, connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeFolderNotFound,
 			fmt.Errorf("pop3: no folder %q: POP3 has only the inbox", req.Folder))
 	}
 	if !s.open {
@@ -505,7 +485,7 @@ func (s *session) retrieve(ctx context.Context, u pop3.UIDEntry, size int64, rec
 // of parent): ctx running out while parent did not is "reply_too_slow".
 func (s *session) classifyRetr(parent, ctx context.Context, within time.Duration, err error) error {
 	if err != nil && parent.Err() == nil && errors.Is(context.Cause(ctx), errReplyTooSlow) {
-		limit := &connector.ReplyLimitError{Code: connector.CodeReplyTooSlow,
+		limit := &connector.ReplyLimitError{Code: serversync.CodeReplyTooSlow,
 			Reason: fmt.Sprintf("the message did not arrive whole within %v", within)}
 		return limit.Classify("retr", serversync.ScopeMailbox, fmt.Errorf("pop3: retr: %w (%w)", limit, err))
 	}
@@ -566,7 +546,7 @@ func (s *session) Delete(ctx context.Context, folder, ref string) error {
 	}
 	n, ok := s.numbers[ref]
 	if !ok {
-		return connector.Error("delete", serversync.ErrorPermanent, serversync.ScopeMailbox, CodeBadRef,
+		return connector.Error("delete", serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeBadRef,
 			fmt.Errorf("pop3: message %q is not in this session's listing", ref))
 	}
 	if s.deleted[ref] {
@@ -618,16 +598,6 @@ func (s *session) CursorAfterDeletes(cursor []byte) []byte {
 		}
 	}
 	return cursorAt(kept, len(kept))
-}
-
-// Move is not possible in POP3.
-func (s *session) Move(ctx context.Context, folder, ref, toFolder string) error {
-	return connector.Error("move", serversync.ErrorPermanent, serversync.ScopeMailbox, CodeUnsupported, ErrUnsupported)
-}
-
-// Append is not possible in POP3.
-func (s *session) Append(ctx context.Context, folder string, received time.Time, msg io.Reader, size int64) error {
-	return connector.Error("append", serversync.ErrorPermanent, serversync.ScopeMailbox, CodeUnsupported, ErrUnsupported)
 }
 
 // CursorWindow is how many UIDLs a cursor remembers: the last messages read, so

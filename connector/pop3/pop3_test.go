@@ -3,7 +3,6 @@ package pop3_test
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -119,21 +118,18 @@ func TestNoFoldersInPOP3(t *testing.T) {
 	_, msgs, _ := fetchAll(t, s, serversync.FetchRequest{})
 	require.Len(t, msgs, 1)
 
-	err := s.Move(context.Background(), "", msgs[0].Ref, "Undeliverable")
-	requireCode(t, err, serversync.ErrorPermanent, pop3conn.CodeUnsupported)
-	assert.ErrorIs(t, err, errors.ErrUnsupported)
-	err = s.Append(context.Background(), "Sent", time.Now(), strings.NewReader("x"), 1)
-	assert.ErrorIs(t, err, errors.ErrUnsupported)
-	_, err = s.Fetch(context.Background(), serversync.FetchRequest{Folder: "Sent"}, nil)
-	requireCode(t, err, serversync.ErrorPermanent, pop3conn.CodeFolderNotFound)
+	_, hasFolders := s.(serversync.FolderSession)
+	assert.False(t, hasFolders, "nothing can be moved or appended in POP3")
+	_, err := s.Fetch(context.Background(), serversync.FetchRequest{Folder: "Sent"}, nil)
+	requireCode(t, err, serversync.ErrorPermanent, serversync.CodeFolderNotFound)
 	err = s.Delete(context.Background(), "", "no-such-uidl")
-	requireCode(t, err, serversync.ErrorPermanent, pop3conn.CodeBadRef)
+	requireCode(t, err, serversync.ErrorPermanent, serversync.CodeBadRef)
 }
 
 func TestSTLSNeverSkipped(t *testing.T) {
 	srv := newMemServer(t, func(s *memServer) { s.noSTLS = true })
 	_, err := pop3conn.New(nil).OpenIncoming(context.Background(), srv.target("alice", "alice-pass", serversync.TLSStartTLS))
-	ce := requireCode(t, err, serversync.ErrorPermanent, pop3conn.CodeTLSUnavailable)
+	ce := requireCode(t, err, serversync.ErrorPermanent, serversync.CodeTLSUnavailable)
 	assert.Equal(t, serversync.ScopeProfile, ce.Scope)
 	assert.Zero(t, srv.logins, "no credentials sent")
 }
@@ -154,7 +150,7 @@ func TestPlaintextAuthRefused(t *testing.T) {
 func TestWrongPassword(t *testing.T) {
 	srv := newMemServer(t, nil)
 	_, err := pop3conn.New(nil).OpenIncoming(context.Background(), srv.target("alice", "Not-Alices-Secret", serversync.TLSStartTLS))
-	ce := requireCode(t, err, serversync.ErrorAuth, pop3conn.CodeAuthFailed)
+	ce := requireCode(t, err, serversync.ErrorAuth, serversync.CodeAuthFailed)
 	assert.Equal(t, serversync.ScopeMailbox, ce.Scope)
 	var perr *pop3.Error
 	require.ErrorAs(t, err, &perr, "the protocol error stays reachable")
@@ -176,14 +172,14 @@ func TestImpersonationAndDelegation(t *testing.T) {
 
 			target.Credentials.Password = auth.NewSecret("wrong")
 			_, err := pop3conn.New(nil).OpenIncoming(context.Background(), target)
-			ce := requireCode(t, err, serversync.ErrorAuth, pop3conn.CodeAuthFailed)
+			ce := requireCode(t, err, serversync.ErrorAuth, serversync.CodeAuthFailed)
 			assert.Equal(t, serversync.ScopeProfile, ce.Scope, "a service account's failure hits every mailbox")
 		})
 	}
 	target := srv.target("alice", "", serversync.TLSStartTLS)
 	target.Credentials = auth.Credentials{Kind: auth.KindDelegation, Username: "master", Password: auth.NewSecret("master-pass"), Mailbox: "alice"}
 	_, err := pop3conn.New(nil).OpenIncoming(context.Background(), target)
-	requireCode(t, err, serversync.ErrorPermanent, pop3conn.CodeDelegationUnavailable)
+	requireCode(t, err, serversync.ErrorPermanent, serversync.CodeDelegationUnavailable)
 }
 
 func TestCanceledFetch(t *testing.T) {
@@ -196,7 +192,7 @@ func TestCanceledFetch(t *testing.T) {
 		_, err := io.ReadAll(m.Body)
 		return err
 	})
-	requireCode(t, err, serversync.ErrorTransient, pop3conn.CodeCanceled)
+	requireCode(t, err, serversync.ErrorTransient, serversync.CodeCanceled)
 	require.Error(t, s.Delete(context.Background(), "", "uid-000001"), "a broken connection is not used again")
 	bodies, _, _ := fetchAll(t, s, serversync.FetchRequest{})
 	assert.Len(t, bodies, 1, "the next Fetch logs in again")
@@ -232,10 +228,10 @@ func TestInteropMasterUser(t *testing.T) {
 
 	target.Credentials.Password = auth.NewSecret("not-the-master-password")
 	_, err := pop3conn.New(nil).OpenIncoming(context.Background(), target)
-	requireCode(t, err, serversync.ErrorAuth, pop3conn.CodeAuthFailed)
+	requireCode(t, err, serversync.ErrorAuth, serversync.CodeAuthFailed)
 
 	target = e.Target(mailtest.POP3, carol)
 	target.Credentials.Password = auth.NewSecret("wrong")
 	_, err = pop3conn.New(nil).OpenIncoming(context.Background(), target)
-	requireCode(t, err, serversync.ErrorAuth, pop3conn.CodeAuthFailed)
+	requireCode(t, err, serversync.ErrorAuth, serversync.CodeAuthFailed)
 }

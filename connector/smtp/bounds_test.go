@@ -15,7 +15,6 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
-	"github.com/serversync/serversync/connector"
 	"github.com/serversync/serversync/connector/connectortest"
 )
 
@@ -97,23 +96,23 @@ func TestBoundedReplies(t *testing.T) {
 		{name: "endless greeting line", timeout: 30 * time.Second,
 			greet:  func(w io.Writer) { connectortest.Endless(w, "220 ", "a") },
 			answer: answerAll("", nil),
-			kind:   serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeProfile},
+			kind:   serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeProfile},
 		{name: "endless multi-line EHLO reply", timeout: 30 * time.Second,
 			greet:  greet220,
 			answer: answerAll("EHLO", func(w io.Writer) { connectortest.Endless(w, "", "250-"+strings.Repeat("x", 60)+"\r\n") }),
-			kind:   serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeProfile},
+			kind:   serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeProfile},
 		{name: "endless multi-line MAIL reply", timeout: 30 * time.Second,
 			greet:  greet220,
 			answer: answerAll("MAIL", func(w io.Writer) { connectortest.Endless(w, "", "250-"+strings.Repeat("x", 60)+"\r\n") }),
-			kind:   serversync.ErrorPermanent, code: connector.CodeReplyTooLong, scope: serversync.ScopeMailbox},
+			kind:   serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox},
 		{name: "greeting dripping", timeout: drip,
 			greet:  func(w io.Writer) { connectortest.Drip(w, "220-", 'a', drip/5) },
 			answer: answerAll("", nil),
-			kind:   serversync.ErrorTransient, code: connector.CodeReplyTooSlow, scope: serversync.ScopeProfile},
+			kind:   serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeProfile},
 		{name: "MAIL reply dripping", timeout: drip,
 			greet:  greet220,
 			answer: answerAll("MAIL", func(w io.Writer) { connectortest.Drip(w, "250-", 'a', drip/5) }),
-			kind:   serversync.ErrorTransient, code: connector.CodeReplyTooSlow, scope: serversync.ScopeMailbox},
+			kind:   serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeMailbox},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ep := rawSMTP(t, tc.timeout, tc.greet, tc.answer)
@@ -198,7 +197,7 @@ func TestGreetingOfAnotherProtocol(t *testing.T) {
 				require.ErrorAs(t, err, &ce)
 				assert.Equal(t, serversync.ErrorPermanent, ce.Kind, "%v", err)
 				assert.Equal(t, serversync.ScopeProfile, ce.Scope, "%v", err)
-				assert.Equal(t, connector.CodeProtocolMismatch, ce.Code, "%v", err)
+				assert.Equal(t, serversync.CodeProtocolMismatch, ce.Code, "%v", err)
 				assert.Contains(t, err.Error(), "check the port")
 			})
 		}

@@ -184,7 +184,7 @@ func (s *Session) startTLSError(ctx context.Context, err error) error {
 	if ctx.Err() != nil || !s.greeted() || errors.As(err, &smtpErr) || errors.As(err, &netErr) || errors.Is(err, io.EOF) {
 		return s.classify(ctx, "starttls", err)
 	}
-	return connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, "tls_unavailable",
+	return connector.Error("starttls", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeTLSUnavailable,
 		fmt.Errorf("smtp: the server does not offer STARTTLS, and the profile requires TLS: nothing was sent (%w)", err))
 }
 
@@ -194,7 +194,7 @@ func (s *Session) authenticate(ctx context.Context, ep serversync.Endpoint, encr
 	}
 	ok, mechanisms := s.client.Extension("AUTH")
 	if !ok {
-		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, "auth_unavailable",
+		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeAuthUnavailable,
 			errors.New("smtp: the server offers no authentication (AUTH); use anonymous credentials for a relay that needs none"))
 	}
 	_, client, err := s.creds.SASLClient(ctx, strings.Fields(mechanisms))
@@ -204,11 +204,11 @@ func (s *Session) authenticate(ctx context.Context, ep serversync.Endpoint, encr
 	case ctx.Err() != nil:
 		return connector.NetError("authenticate", fmt.Errorf("smtp: authenticate interrupted: %w", ctx.Err()))
 	case errors.Is(err, auth.ErrMechanismUnavailable):
-		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, "auth_unavailable", err)
+		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeAuthUnavailable, err)
 	case errors.As(err, &refused):
 		// The provider would not refresh the mailbox's OAuth token: its grant was
 		// revoked or has expired.
-		return connector.Error("authenticate", serversync.ErrorAuth, serversync.ScopeMailbox, "auth_failed", err)
+		return connector.Error("authenticate", serversync.ErrorAuth, serversync.ScopeMailbox, serversync.CodeAuthFailed, err)
 	default: // the token endpoint could not be reached, say
 		return connector.NetError("authenticate", err)
 	}
@@ -228,7 +228,7 @@ func (s *Session) Send(ctx context.Context, env serversync.Envelope, msg io.Read
 		utf8 = utf8 || !isASCII(to)
 	}
 	if ok, _ := s.client.Extension("SMTPUTF8"); utf8 && !ok {
-		return connector.Error("mail-from", serversync.ErrorPermanent, serversync.ScopeMailbox, "smtputf8_unsupported",
+		return connector.Error("mail-from", serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeSMTPUTF8Unsupported,
 			errors.New("smtp: an address is not ASCII and the server does not offer SMTPUTF8: nothing was sent"))
 	}
 	if err := s.client.Mail(env.From, &gosmtp.MailOptions{UTF8: utf8}); err != nil {
@@ -314,26 +314,26 @@ func (s *Session) classify(ctx context.Context, op string, errs ...error) (class
 		return limit.Classify(op, s.limitScope(), fmt.Errorf("smtp: %s: %w", op, limit))
 	}
 	if errors.Is(err, gosmtp.ErrTooLongLine) {
-		limit := &connector.ReplyLimitError{Code: connector.CodeReplyTooLong, Reason: "the server's reply has a line longer than RFC 5321 allows (doubled)"}
+		limit := &connector.ReplyLimitError{Code: serversync.CodeReplyTooLong, Reason: "the server's reply has a line longer than RFC 5321 allows (doubled)"}
 		return limit.Classify(op, s.limitScope(), fmt.Errorf("smtp: %s: %w", op, err))
 	}
 	var smtpErr *gosmtp.SMTPError
 	if !errors.As(err, &smtpErr) {
 		return connector.NetError(op, err)
 	}
-	kind, scope, code := serversync.ErrorPermanent, serversync.ScopeMailbox, "rejected"
+	kind, scope, code := serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeRejected
 	switch {
 	case smtpErr.Code == 530 || smtpErr.Code == 534 || smtpErr.Code == 535:
-		kind, code = serversync.ErrorAuth, "auth_failed"
+		kind, code = serversync.ErrorAuth, serversync.CodeAuthFailed
 		if s.creds.Kind == auth.KindImpersonation || s.creds.Kind == auth.KindDelegation {
 			scope = serversync.ScopeProfile // the profile's service account: every mailbox is hit
 		}
 	case smtpErr.Code == 552:
-		code = "message_too_large"
+		code = serversync.CodeMessageTooLarge
 	case op == "rcpt-to" && (smtpErr.Code == 550 || smtpErr.Code == 551 || smtpErr.Code == 553):
-		code = "recipient_rejected"
+		code = serversync.CodeRecipientRejected
 	case smtpErr.Code >= 400 && smtpErr.Code < 500:
-		kind, code = serversync.ErrorTransient, "temporary_failure"
+		kind, code = serversync.ErrorTransient, serversync.CodeTemporaryFailure
 	}
 	return connector.Error(op, kind, scope, code, err)
 }
@@ -390,15 +390,15 @@ func advice(err error) string {
 		return err.Error()
 	}
 	switch ce.Code {
-	case "auth_failed":
+	case serversync.CodeAuthFailed:
 		return "the server refused the credentials: check the user name and password (or token) for this mailbox or profile"
-	case "tls_unavailable":
+	case serversync.CodeTLSUnavailable:
 		return "the server does not offer STARTTLS: use implicit TLS (port 465) or ask for STARTTLS to be enabled"
-	case "tls_verify_failed":
+	case serversync.CodeTLSVerifyFailed:
 		return "the server's certificate is not trusted: add its CA to the profile's ExtraRootCAsPEM if it is yours"
-	case "plaintext_auth_refused":
+	case serversync.CodePlaintextAuthRefused:
 		return "credentials would travel unencrypted: turn TLS on for this profile"
-	case "network", "host_not_found":
+	case serversync.CodeNetwork, serversync.CodeHostNotFound:
 		return "the server could not be reached: check the host name, the port and the firewall"
 	}
 	return ce.Error()
