@@ -360,7 +360,7 @@ func (c *Connector) begin(ctx context.Context, rec Call, s *session) (i int, fet
 		err = ctxError(rec.Op, ctx)
 	case s != nil && s.closed:
 		err = &serversync.ConnectorError{Op: string(rec.Op), Kind: serversync.ErrorPermanent, Scope: serversync.ScopeMailbox,
-			Code: "closed", Err: errors.New("fakeconn: session used after Close")}
+			Code: serversync.CodeInternal, Err: errors.New("fakeconn: session used after Close")}
 	case s != nil && s.broken != nil:
 		err = s.broken
 	default:
@@ -432,7 +432,7 @@ func (c *Connector) takeFault(rec Call) *Fault {
 func faultError(f *Fault, op Op) error {
 	if f.Err == nil {
 		return &serversync.ConnectorError{Op: string(op), Kind: serversync.ErrorTransient, Scope: serversync.ScopeMailbox,
-			Code: "network", Err: errors.New("connection dropped (injected by fakeconn)")}
+			Code: serversync.CodeNetwork, Err: errors.New("connection dropped (injected by fakeconn)")}
 	}
 	var ce *serversync.ConnectorError
 	if errors.As(f.Err, &ce) && ce.Op == "" && f.Err == error(ce) {
@@ -445,14 +445,14 @@ func faultError(f *Fault, op Op) error {
 
 func brokenError() error {
 	return &serversync.ConnectorError{Op: "read", Kind: serversync.ErrorTransient, Scope: serversync.ScopeMailbox,
-		Code: "network", Err: errors.New("connection broken (fakeconn.Drop)")}
+		Code: serversync.CodeNetwork, Err: errors.New("connection broken (fakeconn.Drop)")}
 }
 
 // ctxError is how a call interrupted by its context fails: transient, with the
 // context's error reachable through errors.Is.
 func ctxError(op Op, ctx context.Context) error {
 	return &serversync.ConnectorError{Op: string(op), Kind: serversync.ErrorTransient, Scope: serversync.ScopeMailbox,
-		Code: "canceled", Err: context.Cause(ctx)}
+		Code: serversync.CodeCanceled, Err: context.Cause(ctx)}
 }
 
 // mailbox returns the named mailbox, creating it. Call with c.mu held.

@@ -291,8 +291,9 @@ func (s *session) WaitForChange(ctx context.Context, folder string) error {
 		return err
 	}
 	if s.c.opts.NoIdle {
-		return s.c.end(i, &serversync.ConnectorError{Op: string(OpWait), Kind: serversync.ErrorPermanent, Scope: serversync.ScopeMailbox,
-			Code: "idle_unsupported", Err: fmt.Errorf("fakeconn: no IDLE (Options.NoIdle): %w", errors.ErrUnsupported)}, nil)
+		// As the IMAP connector does for a server without IDLE: not a failure, so
+		// the Syncer falls back to polling.
+		return s.c.end(i, fmt.Errorf("fakeconn: no IDLE (Options.NoIdle): %w", errors.ErrUnsupported), nil)
 	}
 	for {
 		s.c.mu.Lock()
