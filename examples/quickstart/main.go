@@ -273,7 +273,7 @@ func startDemo(out io.Writer) (*mailSetup, error) {
 		return nil, fmt.Errorf("start the demo mail server: %w", err)
 	}
 	started := time.Now()
-	samples := sampleMail(started, alice, support)
+	samples := sampleMail(alice, support)
 	perUser := map[string]int{}
 	for _, s := range samples {
 		perUser[s.to]++

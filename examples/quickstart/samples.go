@@ -82,10 +82,16 @@ var (
 	}
 )
 
+// sampleEpoch dates the samples: the last one three hours before it.
+var sampleEpoch = time.Date(2026, time.November, 30, 9, 0, 0, 0, time.UTC)
+
 // sampleMail generates sampleCount messages for alice and support, half each. The
-// content is random but seeded, and the Message-IDs are the same on every run:
-// they are what tells the Syncer a message was already tracked.
-func sampleMail(now time.Time, alice, support string) []sample {
+// content is random but seeded, and every message is the same, byte for byte, on
+// every run (dates and MIME boundaries included): a message's key is its
+// Message-ID and a digest of its content, so a rerun on a kept database finds each
+// one tracked already.
+func sampleMail(alice, support string) []sample {
+	now := sampleEpoch
 	rng := rand.New(rand.NewPCG(2026, 11))
 	out := make([]sample, 0, sampleCount)
 	var thread []string // one reply chain in support's inbox
@@ -180,6 +186,7 @@ func (s sample) raw() []byte {
 		return b.Bytes()
 	}
 	outer := multipart.NewWriter(&b)
+	_ = outer.SetBoundary("=_sample_" + strings.NewReplacer("@", "_", ".", "_").Replace(s.messageID)) // valid: letters, digits, "=_"
 	kind := "alternative"
 	if s.attachment != nil {
 		kind = "mixed"
