@@ -14,7 +14,7 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
-	imapconn "github.com/serversync/serversync/connector/imap"
+	"github.com/serversync/serversync/connector/imapconn"
 )
 
 // openCounter counts the sessions open at once on a fake mail server, and their peak.

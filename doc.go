@@ -64,8 +64,8 @@
 //
 // # Connecting
 //
-// Connectors talk to mail servers: connector/imap (go-imap v2), connector/pop3 and
-// connector/smtp (go-smtp). [ResolveTarget] turns a mailbox, its profile and the org
+// Connectors talk to mail servers: connector/imapconn (go-imap v2), connector/pop3conn and
+// connector/smtpconn (go-smtp). [ResolveTarget] turns a mailbox, its profile and the org
 // settings into the endpoint and credentials a connector opens a session with; errors
 // come back as a *[ConnectorError] classified transient, permanent or authentication,
 // scoped to the mailbox or the whole profile. The TLS rules are checked there, against

@@ -11,7 +11,7 @@ import (
 
 // TestRootImportsNoImplementation keeps the dependency arrow pointing one way: stores
 // and connectors import the root package (for its types and interfaces), never the
-// reverse. A root that imported store/sqlite or connector/imap would force every host
+// reverse. A root that imported store/sqlite or connector/imapconn would force every host
 // to compile them, and would make an import cycle the day that package needs the root.
 func TestRootImportsNoImplementation(t *testing.T) {
 	const module = "github.com/serversync/serversync/"

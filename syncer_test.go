@@ -18,7 +18,7 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
-	imapconn "github.com/serversync/serversync/connector/imap"
+	"github.com/serversync/serversync/connector/imapconn"
 	"github.com/serversync/serversync/connector/standard"
 	"github.com/serversync/serversync/internal/demoserver"
 	"github.com/serversync/serversync/internal/netfault"

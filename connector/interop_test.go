@@ -13,9 +13,9 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
-	"github.com/serversync/serversync/connector/imap"
-	"github.com/serversync/serversync/connector/pop3"
-	"github.com/serversync/serversync/connector/smtp"
+	"github.com/serversync/serversync/connector/imapconn"
+	"github.com/serversync/serversync/connector/pop3conn"
+	"github.com/serversync/serversync/connector/smtpconn"
 	"github.com/serversync/serversync/internal/mailtest"
 )
 
@@ -41,13 +41,13 @@ func TestInteropProof(t *testing.T) {
 		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" +
 		"Sent with Bob's credentials, read as Dave.\r\n")
 
-	out, err := smtp.New(nil).OpenOutgoing(ctx, e.Target(mailtest.Submission, bob))
+	out, err := smtpconn.New(nil).OpenOutgoing(ctx, e.Target(mailtest.Submission, bob))
 	require.NoError(t, err)
 	require.NoError(t, out.Send(ctx, serversync.Envelope{From: e.Login(bob), To: []string{e.Login(dave)}}, bytes.NewReader(submitted)))
 	require.NoError(t, out.Close())
 
-	viaIMAP := waitFor(t, ctx, imap.New(nil), e.Target(mailtest.IMAPS, dave), messageID)
-	viaPOP3 := waitFor(t, ctx, pop3.New(nil), e.Target(mailtest.POP3S, dave), messageID)
+	viaIMAP := waitFor(t, ctx, imapconn.New(nil), e.Target(mailtest.IMAPS, dave), messageID)
+	viaPOP3 := waitFor(t, ctx, pop3conn.New(nil), e.Target(mailtest.POP3S, dave), messageID)
 	assert.Equal(t, string(viaIMAP), string(viaPOP3), "IMAP and POP3 deliver identical bytes")
 	assert.True(t, bytes.HasSuffix(viaIMAP, submitted), "Postfix only prepended trace headers:\n%s", viaIMAP)
 
@@ -58,8 +58,8 @@ func TestInteropProof(t *testing.T) {
 		connector serversync.IncomingConnector
 		service   mailtest.Service
 	}{
-		{"IMAP", imap.New(nil), mailtest.IMAPS},
-		{"POP3", pop3.New(nil), mailtest.POP3S},
+		{"IMAP", imapconn.New(nil), mailtest.IMAPS},
+		{"POP3", pop3conn.New(nil), mailtest.POP3S},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := e.Target(tc.service, dave)
@@ -76,7 +76,7 @@ func TestInteropProof(t *testing.T) {
 		target := e.Target(mailtest.Submissions, dave)
 		target.Credentials = master
 		target.Credentials.Password = auth.NewSecret("not-the-master-password")
-		_, err := smtp.New(nil).OpenOutgoing(ctx, target)
+		_, err := smtpconn.New(nil).OpenOutgoing(ctx, target)
 		requireAuthError(t, err)
 	})
 }
@@ -127,21 +127,21 @@ func TestInteropWrongPort(t *testing.T) {
 		open func(ctx context.Context, target *serversync.Target) error
 	}
 	imapClient := client{"IMAP", func(ctx context.Context, target *serversync.Target) error {
-		s, err := imap.New(nil).OpenIncoming(ctx, target)
+		s, err := imapconn.New(nil).OpenIncoming(ctx, target)
 		if err == nil {
 			_ = s.Close()
 		}
 		return err
 	}}
 	pop3Client := client{"POP3", func(ctx context.Context, target *serversync.Target) error {
-		s, err := pop3.New(nil).OpenIncoming(ctx, target)
+		s, err := pop3conn.New(nil).OpenIncoming(ctx, target)
 		if err == nil {
 			_ = s.Close()
 		}
 		return err
 	}}
 	smtpClient := client{"SMTP", func(ctx context.Context, target *serversync.Target) error {
-		s, err := smtp.New(nil).OpenOutgoing(ctx, target)
+		s, err := smtpconn.New(nil).OpenOutgoing(ctx, target)
 		if err == nil {
 			_ = s.Close()
 		}
@@ -197,8 +197,14 @@ func TestInteropStartTLSAtImplicitTLSPort(t *testing.T) {
 		at   mailtest.Service
 		open func(*serversync.Target) error
 	}{
-		{"IMAP", mailtest.IMAPS, func(target *serversync.Target) error { _, err := imap.New(nil).OpenIncoming(ctx, target); return err }},
-		{"SMTP", mailtest.Submissions, func(target *serversync.Target) error { _, err := smtp.New(nil).OpenOutgoing(ctx, target); return err }},
+		{"IMAP", mailtest.IMAPS, func(target *serversync.Target) error {
+			_, err := imapconn.New(nil).OpenIncoming(ctx, target)
+			return err
+		}},
+		{"SMTP", mailtest.Submissions, func(target *serversync.Target) error {
+			_, err := smtpconn.New(nil).OpenOutgoing(ctx, target)
+			return err
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := e.Target(tc.at, bob)

@@ -18,8 +18,8 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
-	imapconn "github.com/serversync/serversync/connector/imap"
-	"github.com/serversync/serversync/connector/smtp"
+	"github.com/serversync/serversync/connector/imapconn"
+	"github.com/serversync/serversync/connector/smtpconn"
 	"github.com/serversync/serversync/connector/standard"
 	"github.com/serversync/serversync/internal/mailtest"
 	"github.com/serversync/serversync/internal/testclock"
@@ -424,7 +424,7 @@ func (h *harness) submit(t *testing.T, user, to, subject string) string {
 	raw := "From: " + h.mail.Login(user) + "\r\nTo: " + h.mail.Login(to) + "\r\nSubject: " + subject + "\r\n" +
 		"Message-ID: <" + id + ">\r\nDate: " + time.Now().Format(time.RFC1123Z) + "\r\n" +
 		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + subject + ".\r\n"
-	out, err := smtp.New(nil).OpenOutgoing(ctx, h.mail.Target(mailtest.Submission, user))
+	out, err := smtpconn.New(nil).OpenOutgoing(ctx, h.mail.Target(mailtest.Submission, user))
 	require.NoError(t, err)
 	defer out.Close()
 	require.NoError(t, out.Send(ctx, serversync.Envelope{From: h.mail.Login(user), To: []string{h.mail.Login(to)}}, strings.NewReader(raw)))

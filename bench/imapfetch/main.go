@@ -16,7 +16,7 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
-	"github.com/serversync/serversync/connector/imap"
+	"github.com/serversync/serversync/connector/imapconn"
 )
 
 func main() {
@@ -60,7 +60,7 @@ func run(addr, user, password, caFile, folder, dest string, parallel int) error 
 		Credentials:  auth.Credentials{Kind: auth.KindPassword, Username: user, Password: auth.NewSecret(password)},
 	}
 	ctx := context.Background()
-	session, err := imap.New(&imap.Options{MaxParallelFetch: parallel}).OpenIncoming(ctx, target)
+	session, err := imapconn.New(&imapconn.Options{MaxParallelFetch: parallel}).OpenIncoming(ctx, target)
 	if err != nil {
 		return err
 	}

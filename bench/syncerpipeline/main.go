@@ -26,12 +26,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
-	"github.com/serversync/serversync/connector/imap"
+	"github.com/serversync/serversync/connector/imapconn"
 	"github.com/serversync/serversync/connector/standard"
 	"github.com/serversync/serversync/store/sqlite"
 )
@@ -42,7 +42,7 @@ func main() {
 	password := flag.String("pass", "", "password")
 	caFile := flag.String("ca", "", "PEM file of an extra CA to trust")
 	db := flag.String("db", "", "SQLite file to create (default: in a temporary directory, removed after)")
-	parallel := flag.Int("parallel", 1, "connections for the initial fetch (imap.Options.MaxParallelFetch)")
+	parallel := flag.Int("parallel", 1, "connections for the initial fetch (imapconn.Options.MaxParallelFetch)")
 	saveBatch := flag.Int("save-batch", 0, "messages stored per transaction (0: serversync.SaveBatchDefault)")
 	stall := flag.Duration("stall", time.Minute, "give up when no message is tracked for this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the sync (from Run on) to this file")
@@ -124,7 +124,7 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 	var tracked, failed atomic.Int64
 	progress := make(chan struct{}, 1)
 	syncer, err := serversync.NewSyncer(store, standard.Connectors(&standard.Options{
-		IMAP: &imap.Options{MaxParallelFetch: parallel}, Logger: quiet,
+		IMAP: &imapconn.Options{MaxParallelFetch: parallel}, Logger: quiet,
 	}), &serversync.Config{
 		IdleConnections: -1, // the job is the initial sync; IDLE is measured in bench/syncerbench
 		SaveBatch:       saveBatch,
@@ -223,15 +223,15 @@ func folderSize(addr, host, user, password string, ca []byte) (int, int64, error
 	if err := c.Login(user, password).Wait(); err != nil {
 		return 0, 0, err
 	}
-	data, err := c.Select("INBOX", &goimap.SelectOptions{ReadOnly: true}).Wait()
+	data, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		return 0, 0, err
 	}
 	var total int64
 	if data.NumMessages > 0 {
-		var all goimap.SeqSet
+		var all imap.SeqSet
 		all.AddRange(1, 0)
-		msgs, err := c.Fetch(all, &goimap.FetchOptions{RFC822Size: true}).Collect()
+		msgs, err := c.Fetch(all, &imap.FetchOptions{RFC822Size: true}).Collect()
 		if err != nil {
 			return 0, 0, err
 		}

@@ -4,7 +4,7 @@
 //
 //	func TestConformance(t *testing.T) {
 //		connectortest.RunIncoming(t, connectortest.Incoming{
-//			Connector: imap.New(nil),
+//			Connector: imapconn.New(nil),
 //			NewMailbox: func(t *testing.T) connectortest.Mailbox { … a fresh, empty mailbox … },
 //		})
 //	}

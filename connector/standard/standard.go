@@ -10,18 +10,18 @@ import (
 	"log/slog"
 
 	"github.com/serversync/serversync"
-	"github.com/serversync/serversync/connector/imap"
-	"github.com/serversync/serversync/connector/pop3"
-	"github.com/serversync/serversync/connector/smtp"
+	"github.com/serversync/serversync/connector/imapconn"
+	"github.com/serversync/serversync/connector/pop3conn"
+	"github.com/serversync/serversync/connector/smtpconn"
 )
 
 // Options configure the connectors; nil means defaults.
 type Options struct {
-	IMAP *imap.Options
+	IMAP *imapconn.Options
 	// POP3 and SMTP configure those connectors (reply limits…); their Logger,
 	// when nil, is Logger.
-	POP3   *pop3.Options
-	SMTP   *smtp.Options
+	POP3   *pop3conn.Options
+	SMTP   *smtpconn.Options
 	Logger *slog.Logger // for the POP3 and SMTP connectors (IMAP has its own in IMAP)
 }
 
@@ -31,21 +31,21 @@ func Connectors(opts *Options) serversync.Connectors {
 	if opts == nil {
 		opts = &Options{}
 	}
-	smtpOpts := smtp.Options{}
+	smtpOpts := smtpconn.Options{}
 	if opts.SMTP != nil {
 		smtpOpts = *opts.SMTP
 	}
 	smtpOpts.Logger = cmp.Or(smtpOpts.Logger, opts.Logger)
-	pop3Opts := pop3.Options{}
+	pop3Opts := pop3conn.Options{}
 	if opts.POP3 != nil {
 		pop3Opts = *opts.POP3
 	}
 	pop3Opts.Logger = cmp.Or(pop3Opts.Logger, opts.Logger)
-	out := smtp.New(&smtpOpts)
+	out := smtpconn.New(&smtpOpts)
 	return serversync.Connectors{
 		Incoming: map[serversync.ServerType]serversync.IncomingConnector{
-			serversync.ServerTypeIMAPSMTP: imap.New(opts.IMAP),
-			serversync.ServerTypePOP3SMTP: pop3.New(&pop3Opts),
+			serversync.ServerTypeIMAPSMTP: imapconn.New(opts.IMAP),
+			serversync.ServerTypePOP3SMTP: pop3conn.New(&pop3Opts),
 		},
 		Outgoing: map[serversync.ServerType]serversync.OutgoingConnector{
 			serversync.ServerTypeIMAPSMTP: out,

@@ -1,6 +1,6 @@
 // Package pop3 is a small POP3 client: RFC 1939 with CAPA and response codes (RFC
 // 2449, 3206), STLS (RFC 2595) and SASL AUTH (RFC 5034). No maintained POP3 client
-// is served by the Go module proxy, so serversync carries its own; connector/pop3
+// is served by the Go module proxy, so serversync carries its own; connector/pop3conn
 // builds on it.
 //
 // Every call takes a context: the client owns all reads and writes of its
