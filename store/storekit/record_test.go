@@ -1,4 +1,4 @@
-package record
+package storekit
 
 import (
 	"bytes"

@@ -9,7 +9,7 @@
 // Secret fields are found by reflection (exported struct fields, nested structs
 // included), named by their dotted Go path, and sealed with the additional data
 // "<kind>/<id>/<path>", which binds each ciphertext to its record and field.
-package record
+package storekit
 
 import (
 	"context"

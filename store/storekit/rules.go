@@ -1,7 +1,7 @@
 // Package storeutil holds the Store contract rules that every implementation
 // (store/memory, store/sqlite, store/postgres) applies the same way, so the three
 // report the same typed errors for the same mistakes.
-package storeutil
+package storekit
 
 import "github.com/serversync/serversync"
 
