@@ -663,17 +663,6 @@ func (s *Store) QueueOutgoing(ctx context.Context, a *serversync.EmailActivity) 
 	return nil
 }
 
-// claimable reports whether a may be claimed at now, and from when.
-func claimable(a *serversync.EmailActivity, now time.Time) (since time.Time, ok bool) {
-	switch a.Status {
-	case serversync.StatusPendingSend:
-		return a.NextAttemptAt, !a.NextAttemptAt.After(now)
-	case serversync.StatusSending:
-		return a.ClaimExpiresAt, !a.ClaimExpiresAt.After(now)
-	}
-	return time.Time{}, false
-}
-
 // ClaimOutgoing implements serversync.OutboxStore. The longest-waiting activities
 // are claimed first; a Limit of 0 or less claims every claimable one.
 func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) ([]*serversync.EmailActivity, error) {
@@ -687,7 +676,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 	}
 	var due []candidate
 	for _, a := range s.activityOrder {
-		if since, ok := claimable(a, req.Now); ok {
+		if since, ok := storekit.Claimable(a, req.Now); ok {
 			due = append(due, candidate{a, since})
 		}
 	}

@@ -23,7 +23,7 @@ func nameKey(name string) string { return strings.ToLower(name) }
 
 func (s *Store) decodeProfile(ctx context.Context, id string, data []byte) (*serversync.Profile, error) {
 	var p serversync.Profile
-	if err := storekit.Decode(ctx, s.sealer, "profile", id, data, &p); err != nil {
+	if err := storekit.DecodeRecord(ctx, s.sealer, "profile", id, data, &p); err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return &p, nil
@@ -37,7 +37,7 @@ func (s *Store) CreateProfile(ctx context.Context, p *serversync.Profile) error 
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	data, err := storekit.Encode(ctx, s.sealer, "profile", p.ID, p)
+	data, err := storekit.EncodeRecord(ctx, s.sealer, "profile", p.ID, p)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
@@ -91,7 +91,7 @@ func (s *Store) UpdateProfile(ctx context.Context, id string, update func(*serve
 		if p.ID != id {
 			return storekit.Unchangeable("Profile", "ID")
 		}
-		if data, err = storekit.Encode(ctx, s.sealer, "profile", id, p); err != nil {
+		if data, err = storekit.EncodeRecord(ctx, s.sealer, "profile", id, p); err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "UPDATE profiles SET name_key = $1, data = $2 WHERE id = $3", nameKey(p.Name), data, id); err != nil {
@@ -164,7 +164,7 @@ func (s *Store) scanMailbox(ctx context.Context, row pgx.Row) (*serversync.Mailb
 		return nil, err
 	}
 	var m serversync.Mailbox
-	if err := storekit.Decode(ctx, s.sealer, "mailbox", id, data, &m); err != nil {
+	if err := storekit.DecodeRecord(ctx, s.sealer, "mailbox", id, data, &m); err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	m.NextSyncAt, m.LeaseHost, m.LeaseExpiresAt, m.ForcedUnlockCount = fromNull(next), host, fromNull(expires), forcedUnlocks
@@ -193,7 +193,7 @@ var insertMailboxSQL = func() string {
 
 // mailboxRow returns the values of mailboxInsertColumns for m, its secrets sealed.
 func (s *Store) mailboxRow(ctx context.Context, m *serversync.Mailbox) ([]any, error) {
-	data, err := storekit.Encode(ctx, s.sealer, "mailbox", m.ID, m)
+	data, err := storekit.EncodeRecord(ctx, s.sealer, "mailbox", m.ID, m)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
@@ -262,7 +262,7 @@ func (s *Store) UpdateMailbox(ctx context.Context, id string, update func(*serve
 		}
 		// The lease belongs to the lease methods: whatever update did to it is undone.
 		m.LeaseHost, m.LeaseExpiresAt, m.ForcedUnlockCount = lease.LeaseHost, lease.LeaseExpiresAt, lease.ForcedUnlockCount
-		data, err := storekit.Encode(ctx, s.sealer, "mailbox", id, m)
+		data, err := storekit.EncodeRecord(ctx, s.sealer, "mailbox", id, m)
 		if err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}

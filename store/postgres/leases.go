@@ -172,7 +172,7 @@ func (s *Store) rotateSome(ctx context.Context, table, kind, after string) (rese
 			return dbError(err)
 		}
 		for _, r := range batch {
-			out, n, err := storekit.Reseal(ctx, s.sealer, kind, r.id, r.data)
+			out, n, err := storekit.ResealRecord(ctx, s.sealer, kind, r.id, r.data)
 			if err != nil {
 				return fmt.Errorf("postgres: rotate %s %s: %w", kind, r.id, err)
 			}

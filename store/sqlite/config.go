@@ -16,12 +16,12 @@ import (
 // ---- Profiles ----------------------------------------------------------------
 
 func (s *Store) encodeProfile(ctx context.Context, p *serversync.Profile) ([]byte, error) {
-	return storekit.Encode(ctx, s.sealer, "profile", p.ID, p)
+	return storekit.EncodeRecord(ctx, s.sealer, "profile", p.ID, p)
 }
 
 func (s *Store) decodeProfile(ctx context.Context, id string, data []byte) (*serversync.Profile, error) {
 	var p serversync.Profile
-	if err := storekit.Decode(ctx, s.sealer, "profile", id, data, &p); err != nil {
+	if err := storekit.DecodeRecord(ctx, s.sealer, "profile", id, data, &p); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	return &p, nil
@@ -148,7 +148,7 @@ func (s *Store) scanMailbox(ctx context.Context, row interface{ Scan(...any) err
 		return nil, err
 	}
 	var m serversync.Mailbox
-	if err := storekit.Decode(ctx, s.sealer, "mailbox", id, data, &m); err != nil {
+	if err := storekit.DecodeRecord(ctx, s.sealer, "mailbox", id, data, &m); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	m.NextSyncAt, m.LeaseHost, m.LeaseExpiresAt, m.ForcedUnlockCount = fromMicros(next), host, fromMicros(expires), forcedUnlocks
@@ -183,7 +183,7 @@ func (s *Store) CreateMailbox(ctx context.Context, m *serversync.Mailbox) error 
 	if m.ID == "" {
 		return storekit.Required("Mailbox", "ID")
 	}
-	data, err := storekit.Encode(ctx, s.sealer, "mailbox", m.ID, m)
+	data, err := storekit.EncodeRecord(ctx, s.sealer, "mailbox", m.ID, m)
 	if err != nil {
 		return fmt.Errorf("sqlite: %w", err)
 	}
@@ -239,7 +239,7 @@ func (s *Store) UpdateMailbox(ctx context.Context, id string, update func(*serve
 		if err := checkMailboxRefs(ctx, tx, m); err != nil {
 			return err
 		}
-		data, err := storekit.Encode(ctx, s.sealer, "mailbox", id, m)
+		data, err := storekit.EncodeRecord(ctx, s.sealer, "mailbox", id, m)
 		if err != nil {
 			return err
 		}
