@@ -8,7 +8,6 @@ package memory
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -20,8 +19,9 @@ import (
 	"github.com/serversync/serversync/store/storekit"
 )
 
-// ErrClosed is returned by every call made after Close.
-var ErrClosed = errors.New("memory: store is closed")
+// ErrClosed is returned by every call made after Close. It is
+// [serversync.ErrClosed], kept under this name for code that checks it here.
+var ErrClosed = serversync.ErrClosed
 
 // Store is an in-memory serversync.Store.
 //

@@ -62,7 +62,8 @@
 //     increasing CreatedAt, so ordering by CreatedAt passes too).
 //   - Update callbacks are not called for a missing record or with a cancelled
 //     context; a callback's error is returned as is (the same value).
-//   - After Close every method returns an error; with a cancelled context every
+//   - After Close every method returns an error wrapping serversync.ErrClosed (the
+//     optional interfaces' methods too); with a cancelled context every
 //     method returns an error wrapping context.Canceled and stores nothing. List
 //     methods report those errors as their first (and only) element.
 package storetest
