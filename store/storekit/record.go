@@ -55,7 +55,7 @@ func EncodeRecord[T any](ctx context.Context, sealer *auth.Sealer, kind, id stri
 // DecodeRecord unmarshals data, written by EncodeRecord with the same kind and id,
 // into v and restores every sealed secret. It fails when a secret does not open: a
 // key the sealer's provider no longer has (auth.ErrUnknownKey), or a value moved from
-// another record.
+// another record or read under another kind or id (auth.ErrDecrypt).
 func DecodeRecord[T any](ctx context.Context, sealer *auth.Sealer, kind, id string, data []byte, v *T) error {
 	var env envelope
 	if err := json.Unmarshal(data, &env); err != nil {
