@@ -147,7 +147,8 @@
 // name what to fix, Reason says how, and nothing was saved (a name or address
 // already taken also wraps [ErrAlreadyExists]). Other Admin and Store errors wrap
 // [ErrNotFound], [ErrProfileInUse] (a profile that mailboxes still use) or
-// [ErrPermissionDenied] (AdminConfig.CanApprove said no).
+// [ErrPermissionDenied] (AdminConfig.CanApprove said no); every store fails with
+// [ErrClosed] once closed.
 //
 // What goes wrong between a mailbox and its mail servers is a *[ConnectorError]: the
 // connectors' errors, [ResolveTarget]'s, and what the Syncer finds before any server
@@ -156,8 +157,9 @@
 // missing folder, TLS unavailable) and [ErrorAuth] (credentials refused or expired)
 // will not. Scope is [ScopeMailbox], [ScopeProfile] (every mailbox of the profile is
 // hit: the server down, TLS broken) or [ScopeItem] (one email). Code is stable and
-// machine-readable ("auth_failed", "tls_unavailable", [CodeNoProfile]…), the one
-// Mailbox.Stats.LastError and alerts carry. Err keeps the protocol's own error:
+// machine-readable ([CodeAuthFailed], [CodeTLSUnavailable], [CodeNoProfile]…, all
+// listed in codes.go with what fixes each), the one Mailbox.Stats.LastError and
+// alerts carry. Err keeps the protocol's own error:
 //
 //	var ce *serversync.ConnectorError
 //	if errors.As(err, &ce) && ce.Kind == serversync.ErrorAuth {

@@ -12,6 +12,8 @@ var (
 	ErrProfileInUse     = errors.New("serversync: profile is used by mailboxes")
 	ErrLeaseLost        = errors.New("serversync: lease lost")
 	ErrPermissionDenied = errors.New("serversync: permission denied")
+	// ErrClosed is what every Store returns from calls made after Close.
+	ErrClosed = errors.New("serversync: store is closed")
 )
 
 // ValidationError says which field of which record is invalid and why. Nothing is

@@ -10,7 +10,8 @@ import (
 // (memory, sqlite, postgres) and must pass store/storetest.
 //
 // It is split into small interfaces by concern; a Store implements all of them.
-// Contracts for implementers, checked by storetest:
+// Contracts for implementers, checked by storetest (store/storekit holds the rules
+// every implementation applies the same way: the outbox claim, record sealing):
 //   - every method is safe for concurrent use and honours ctx;
 //   - records are copied in and out: mutating a returned value never changes the store;
 //   - stores keep timestamps as given (callers set CreatedAt, UpdatedAt…) and read no
@@ -31,7 +32,9 @@ type Store interface {
 	OutboxStore
 	AlertStore
 	LeaseStore
-	// Close releases the store's resources. Calls after Close fail.
+	// Close releases the store's resources. Every call after Close, of this
+	// interface or an optional one, fails with an error for which
+	// errors.Is(err, ErrClosed).
 	Close() error
 }
 

@@ -8,7 +8,6 @@ package memory
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -17,11 +16,12 @@ import (
 	"time"
 
 	"github.com/serversync/serversync"
-	"github.com/serversync/serversync/internal/storeutil"
+	"github.com/serversync/serversync/store/storekit"
 )
 
-// ErrClosed is returned by every call made after Close.
-var ErrClosed = errors.New("memory: store is closed")
+// ErrClosed is returned by every call made after Close. It is
+// [serversync.ErrClosed], kept under this name for code that checks it here.
+var ErrClosed = serversync.ErrClosed
 
 // Store is an in-memory serversync.Store.
 //
@@ -170,7 +170,7 @@ func cloneProfile(p *serversync.Profile) *serversync.Profile { return p.Clone() 
 // CreateProfile implements serversync.ProfileStore.
 func (s *Store) CreateProfile(ctx context.Context, p *serversync.Profile) error {
 	if p.ID == "" {
-		return storeutil.Required("Profile", "ID")
+		return storekit.Required("Profile", "ID")
 	}
 	if err := s.lock(ctx); err != nil {
 		return err
@@ -215,7 +215,7 @@ func (s *Store) UpdateProfile(ctx context.Context, id string, update func(*serve
 		return nil, err
 	}
 	if p.ID != id {
-		return nil, storeutil.Unchangeable("Profile", "ID")
+		return nil, storekit.Unchangeable("Profile", "ID")
 	}
 	if owner, ok := s.profileNames[fold(p.Name)]; ok && owner != id {
 		return nil, serversync.DuplicateError("Profile", "Name")
@@ -315,7 +315,7 @@ func (s *Store) unindexMailbox(m *serversync.Mailbox) {
 // lease fields included.
 func (s *Store) CreateMailbox(ctx context.Context, m *serversync.Mailbox) error {
 	if m.ID == "" {
-		return storeutil.Required("Mailbox", "ID")
+		return storekit.Required("Mailbox", "ID")
 	}
 	if err := s.lock(ctx); err != nil {
 		return err
@@ -361,7 +361,7 @@ func (s *Store) UpdateMailbox(ctx context.Context, id string, update func(*serve
 		return nil, err
 	}
 	if m.ID != id {
-		return nil, storeutil.Unchangeable("Mailbox", "ID")
+		return nil, storekit.Unchangeable("Mailbox", "ID")
 	}
 	// The lease fields belong to the lease methods.
 	m.LeaseHost, m.LeaseExpiresAt, m.ForcedUnlockCount = r.m.LeaseHost, r.m.LeaseExpiresAt, r.m.ForcedUnlockCount
@@ -493,10 +493,10 @@ func cloneCursor(c *serversync.Cursor) *serversync.Cursor {
 
 func checkActivityKeys(a *serversync.EmailActivity) error {
 	if a.ID == "" {
-		return storeutil.Required("EmailActivity", "ID")
+		return storekit.Required("EmailActivity", "ID")
 	}
 	if a.MessageKey == "" {
-		return storeutil.Required("EmailActivity", "MessageKey")
+		return storekit.Required("EmailActivity", "MessageKey")
 	}
 	return nil
 }
@@ -593,7 +593,7 @@ func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serv
 	if err := update(a); err != nil {
 		return nil, err
 	}
-	if err := storeutil.CheckActivityUpdate(stored, a); err != nil {
+	if err := storekit.CheckActivityUpdate(stored, a); err != nil {
 		return nil, err
 	}
 	*stored = *cloneActivity(a) // in place: activityOrder shares the pointer
@@ -663,17 +663,6 @@ func (s *Store) QueueOutgoing(ctx context.Context, a *serversync.EmailActivity) 
 	return nil
 }
 
-// claimable reports whether a may be claimed at now, and from when.
-func claimable(a *serversync.EmailActivity, now time.Time) (since time.Time, ok bool) {
-	switch a.Status {
-	case serversync.StatusPendingSend:
-		return a.NextAttemptAt, !a.NextAttemptAt.After(now)
-	case serversync.StatusSending:
-		return a.ClaimExpiresAt, !a.ClaimExpiresAt.After(now)
-	}
-	return time.Time{}, false
-}
-
 // ClaimOutgoing implements serversync.OutboxStore. The longest-waiting activities
 // are claimed first; a Limit of 0 or less claims every claimable one.
 func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) ([]*serversync.EmailActivity, error) {
@@ -687,7 +676,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 	}
 	var due []candidate
 	for _, a := range s.activityOrder {
-		if since, ok := claimable(a, req.Now); ok {
+		if since, ok := storekit.Claimable(a, req.Now); ok {
 			due = append(due, candidate{a, since})
 		}
 	}
@@ -697,7 +686,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 	}
 	out := make([]*serversync.EmailActivity, len(due))
 	for i, c := range due {
-		storeutil.Claim(c.a, req)
+		storekit.Claim(c.a, req)
 		out[i] = cloneActivity(c.a)
 	}
 	return out, nil
@@ -708,7 +697,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 // AddAlert implements serversync.AlertStore.
 func (s *Store) AddAlert(ctx context.Context, a *serversync.Alert) error {
 	if a.ID == "" {
-		return storeutil.Required("Alert", "ID")
+		return storekit.Required("Alert", "ID")
 	}
 	if err := s.lock(ctx); err != nil {
 		return err

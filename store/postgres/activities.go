@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/serversync/serversync"
-	"github.com/serversync/serversync/internal/storeutil"
+	"github.com/serversync/serversync/store/storekit"
 )
 
 const insertActivitySQL = `INSERT INTO activities (id, mailbox_id, message_key, direction, status, message_id,
@@ -53,10 +53,10 @@ func outboxDueAt(a *serversync.EmailActivity) pgtype.Timestamptz {
 
 func checkActivityKeys(a *serversync.EmailActivity) error {
 	if a.ID == "" {
-		return storeutil.Required("EmailActivity", "ID")
+		return storekit.Required("EmailActivity", "ID")
 	}
 	if a.MessageKey == "" {
-		return storeutil.Required("EmailActivity", "MessageKey")
+		return storekit.Required("EmailActivity", "MessageKey")
 	}
 	return nil
 }
@@ -196,7 +196,7 @@ func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serv
 		if err := update(a); err != nil {
 			return err
 		}
-		if err := storeutil.CheckActivityUpdate(&stored, a); err != nil {
+		if err := storekit.CheckActivityUpdate(&stored, a); err != nil {
 			return err
 		}
 		args, err := activityArgs(a)
@@ -296,7 +296,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 		}
 		var batch pgx.Batch
 		for _, a := range claimed {
-			storeutil.Claim(a, req)
+			storekit.Claim(a, req)
 			args, err := activityArgs(a)
 			if err != nil {
 				return err
@@ -316,7 +316,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 // AddAlert implements serversync.AlertStore.
 func (s *Store) AddAlert(ctx context.Context, a *serversync.Alert) error {
 	if a.ID == "" {
-		return storeutil.Required("Alert", "ID")
+		return storekit.Required("Alert", "ID")
 	}
 	if err := s.check(ctx); err != nil {
 		return err

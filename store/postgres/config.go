@@ -13,8 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/serversync/serversync"
-	"github.com/serversync/serversync/internal/record"
-	"github.com/serversync/serversync/internal/storeutil"
+	"github.com/serversync/serversync/store/storekit"
 )
 
 // ---- Profiles ----------------------------------------------------------------
@@ -24,7 +23,7 @@ func nameKey(name string) string { return strings.ToLower(name) }
 
 func (s *Store) decodeProfile(ctx context.Context, id string, data []byte) (*serversync.Profile, error) {
 	var p serversync.Profile
-	if err := record.Decode(ctx, s.sealer, "profile", id, data, &p); err != nil {
+	if err := storekit.DecodeRecord(ctx, s.sealer, "profile", id, data, &p); err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return &p, nil
@@ -33,12 +32,12 @@ func (s *Store) decodeProfile(ctx context.Context, id string, data []byte) (*ser
 // CreateProfile implements serversync.ProfileStore.
 func (s *Store) CreateProfile(ctx context.Context, p *serversync.Profile) error {
 	if p.ID == "" {
-		return storeutil.Required("Profile", "ID")
+		return storekit.Required("Profile", "ID")
 	}
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	data, err := record.Encode(ctx, s.sealer, "profile", p.ID, p)
+	data, err := storekit.EncodeRecord(ctx, s.sealer, "profile", p.ID, p)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
@@ -90,9 +89,9 @@ func (s *Store) UpdateProfile(ctx context.Context, id string, update func(*serve
 			return err
 		}
 		if p.ID != id {
-			return storeutil.Unchangeable("Profile", "ID")
+			return storekit.Unchangeable("Profile", "ID")
 		}
-		if data, err = record.Encode(ctx, s.sealer, "profile", id, p); err != nil {
+		if data, err = storekit.EncodeRecord(ctx, s.sealer, "profile", id, p); err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "UPDATE profiles SET name_key = $1, data = $2 WHERE id = $3", nameKey(p.Name), data, id); err != nil {
@@ -165,7 +164,7 @@ func (s *Store) scanMailbox(ctx context.Context, row pgx.Row) (*serversync.Mailb
 		return nil, err
 	}
 	var m serversync.Mailbox
-	if err := record.Decode(ctx, s.sealer, "mailbox", id, data, &m); err != nil {
+	if err := storekit.DecodeRecord(ctx, s.sealer, "mailbox", id, data, &m); err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	m.NextSyncAt, m.LeaseHost, m.LeaseExpiresAt, m.ForcedUnlockCount = fromNull(next), host, fromNull(expires), forcedUnlocks
@@ -194,7 +193,7 @@ var insertMailboxSQL = func() string {
 
 // mailboxRow returns the values of mailboxInsertColumns for m, its secrets sealed.
 func (s *Store) mailboxRow(ctx context.Context, m *serversync.Mailbox) ([]any, error) {
-	data, err := record.Encode(ctx, s.sealer, "mailbox", m.ID, m)
+	data, err := storekit.EncodeRecord(ctx, s.sealer, "mailbox", m.ID, m)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
@@ -215,7 +214,7 @@ func mailboxWriteError(m *serversync.Mailbox, err error) error {
 // CreateMailbox implements serversync.MailboxStore.
 func (s *Store) CreateMailbox(ctx context.Context, m *serversync.Mailbox) error {
 	if m.ID == "" {
-		return storeutil.Required("Mailbox", "ID")
+		return storekit.Required("Mailbox", "ID")
 	}
 	if err := s.check(ctx); err != nil {
 		return err
@@ -259,11 +258,11 @@ func (s *Store) UpdateMailbox(ctx context.Context, id string, update func(*serve
 			return err
 		}
 		if m.ID != id {
-			return storeutil.Unchangeable("Mailbox", "ID")
+			return storekit.Unchangeable("Mailbox", "ID")
 		}
 		// The lease belongs to the lease methods: whatever update did to it is undone.
 		m.LeaseHost, m.LeaseExpiresAt, m.ForcedUnlockCount = lease.LeaseHost, lease.LeaseExpiresAt, lease.ForcedUnlockCount
-		data, err := record.Encode(ctx, s.sealer, "mailbox", id, m)
+		data, err := storekit.EncodeRecord(ctx, s.sealer, "mailbox", id, m)
 		if err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}

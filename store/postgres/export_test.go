@@ -23,6 +23,12 @@ func (s *Store) CopyMailboxes(ctx context.Context, mailboxes []*serversync.Mailb
 	return dbError(err)
 }
 
+// Vacuum runs VACUUM (ANALYZE) on one of the store's tables. Tests only.
+func (s *Store) Vacuum(ctx context.Context, table string) error {
+	_, err := s.pool.Exec(ctx, "VACUUM (ANALYZE) "+pgx.Identifier{table}.Sanitize())
+	return err
+}
+
 // Setting reads a run-time setting through the pool. Tests only.
 func (s *Store) Setting(ctx context.Context, name string) (string, error) {
 	var v string

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/serversync/serversync"
-	"github.com/serversync/serversync/internal/record"
+	"github.com/serversync/serversync/store/storekit"
 )
 
 // acquireSQL leases due mailboxes in one statement. The inner SELECT locks the rows
@@ -172,7 +172,7 @@ func (s *Store) rotateSome(ctx context.Context, table, kind, after string) (rese
 			return dbError(err)
 		}
 		for _, r := range batch {
-			out, n, err := record.Reseal(ctx, s.sealer, kind, r.id, r.data)
+			out, n, err := storekit.ResealRecord(ctx, s.sealer, kind, r.id, r.data)
 			if err != nil {
 				return fmt.Errorf("postgres: rotate %s %s: %w", kind, r.id, err)
 			}

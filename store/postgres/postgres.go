@@ -34,8 +34,9 @@ type Options struct {
 	Schema string
 }
 
-// ErrClosed is returned by calls made after Close.
-var ErrClosed = errors.New("postgres: store is closed")
+// ErrClosed is returned by every call made after Close. It is
+// [serversync.ErrClosed], kept under this name for code that checks it here.
+var ErrClosed = serversync.ErrClosed
 
 // SchemaTooNewError is returned by Open when the database was migrated by a newer
 // serversync than this one: an older build could misread what the newer one wrote,

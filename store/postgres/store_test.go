@@ -279,43 +279,6 @@ func TestSecretsNotStoredInPlainText(t *testing.T) {
 	assert.Equal(t, refreshToken, got.OAuthToken.RefreshToken.Reveal())
 }
 
-func TestRotateSecrets(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	schema := pgtest.FreshSchema(t)
-	s := open(t, schema, keys(t, 1))
-	p := storetest.NewProfile("Rotated")
-	p.Password = auth.NewSecret("pw")
-	require.NoError(t, s.CreateProfile(ctx, p))
-	m := storetest.NewMailbox(p.ID, "alice@contoso.test")
-	m.Password = auth.NewSecret("mb")
-	require.NoError(t, s.CreateMailbox(ctx, m))
-	for i := range 250 { // more than one batch
-		require.NoError(t, s.CreateMailbox(ctx, storetest.NewMailbox("", fmt.Sprintf("bare%03d@contoso.test", i))))
-	}
-	require.NoError(t, s.Close())
-
-	s = open(t, schema, keys(t, 2, 1)) // new current key, old one kept to open
-	n, err := s.RotateSecrets(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, 2, n)
-	n, err = s.RotateSecrets(ctx)
-	require.NoError(t, err)
-	assert.Zero(t, n, "nothing left under the old key")
-	require.NoError(t, s.Close())
-
-	s = open(t, schema, keys(t, 2)) // the old key can go now
-	got, err := s.GetMailbox(ctx, m.ID)
-	require.NoError(t, err)
-	assert.Equal(t, "mb", got.Password.Reveal())
-	require.NoError(t, s.Close())
-
-	s = open(t, schema, keys(t, 1)) // without the new key nothing opens
-	_, err = s.GetProfile(ctx, p.ID)
-	assert.ErrorIs(t, err, auth.ErrUnknownKey)
-	require.NoError(t, s.Close())
-}
-
 func TestOpenWithoutKey(t *testing.T) {
 	url := pgtest.URL(t)
 	t.Setenv(auth.EnvSecretKey, "")

@@ -10,7 +10,7 @@ import (
 	"iter"
 
 	"github.com/serversync/serversync"
-	"github.com/serversync/serversync/internal/storeutil"
+	"github.com/serversync/serversync/store/storekit"
 )
 
 const insertActivitySQL = `INSERT INTO activities (id, mailbox_id, message_key, direction, status, message_id,
@@ -31,10 +31,10 @@ func activityArgs(a *serversync.EmailActivity) ([]any, error) {
 
 func checkActivityKeys(a *serversync.EmailActivity) error {
 	if a.ID == "" {
-		return storeutil.Required("EmailActivity", "ID")
+		return storekit.Required("EmailActivity", "ID")
 	}
 	if a.MessageKey == "" {
-		return storeutil.Required("EmailActivity", "MessageKey")
+		return storekit.Required("EmailActivity", "MessageKey")
 	}
 	return nil
 }
@@ -141,7 +141,7 @@ func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serv
 		if err := update(a); err != nil {
 			return err
 		}
-		if err := storeutil.CheckActivityUpdate(&stored, a); err != nil {
+		if err := storekit.CheckActivityUpdate(&stored, a); err != nil {
 			return err
 		}
 		if err := s.rewriteActivity(ctx, tx, a); err != nil {
@@ -263,7 +263,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 			return err
 		}
 		for _, a := range claimed {
-			storeutil.Claim(a, req)
+			storekit.Claim(a, req)
 			if err := s.rewriteActivity(ctx, tx, a); err != nil {
 				return err
 			}
@@ -281,7 +281,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 // AddAlert implements serversync.AlertStore.
 func (s *Store) AddAlert(ctx context.Context, a *serversync.Alert) error {
 	if a.ID == "" {
-		return storeutil.Required("Alert", "ID")
+		return storekit.Required("Alert", "ID")
 	}
 	data, err := json.Marshal(a)
 	if err != nil {

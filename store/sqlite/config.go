@@ -10,19 +10,18 @@ import (
 	"strings"
 
 	"github.com/serversync/serversync"
-	"github.com/serversync/serversync/internal/record"
-	"github.com/serversync/serversync/internal/storeutil"
+	"github.com/serversync/serversync/store/storekit"
 )
 
 // ---- Profiles ----------------------------------------------------------------
 
 func (s *Store) encodeProfile(ctx context.Context, p *serversync.Profile) ([]byte, error) {
-	return record.Encode(ctx, s.sealer, "profile", p.ID, p)
+	return storekit.EncodeRecord(ctx, s.sealer, "profile", p.ID, p)
 }
 
 func (s *Store) decodeProfile(ctx context.Context, id string, data []byte) (*serversync.Profile, error) {
 	var p serversync.Profile
-	if err := record.Decode(ctx, s.sealer, "profile", id, data, &p); err != nil {
+	if err := storekit.DecodeRecord(ctx, s.sealer, "profile", id, data, &p); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	return &p, nil
@@ -31,7 +30,7 @@ func (s *Store) decodeProfile(ctx context.Context, id string, data []byte) (*ser
 // CreateProfile implements serversync.ProfileStore.
 func (s *Store) CreateProfile(ctx context.Context, p *serversync.Profile) error {
 	if p.ID == "" {
-		return storeutil.Required("Profile", "ID")
+		return storekit.Required("Profile", "ID")
 	}
 	data, err := s.encodeProfile(ctx, p)
 	if err != nil {
@@ -84,7 +83,7 @@ func (s *Store) UpdateProfile(ctx context.Context, id string, update func(*serve
 			return err
 		}
 		if p.ID != id {
-			return storeutil.Unchangeable("Profile", "ID")
+			return storekit.Unchangeable("Profile", "ID")
 		}
 		if exists(ctx, tx, "SELECT 1 FROM profiles WHERE name_key = ? AND id <> ?", strings.ToLower(p.Name), id) {
 			return serversync.DuplicateError("Profile", "Name")
@@ -149,7 +148,7 @@ func (s *Store) scanMailbox(ctx context.Context, row interface{ Scan(...any) err
 		return nil, err
 	}
 	var m serversync.Mailbox
-	if err := record.Decode(ctx, s.sealer, "mailbox", id, data, &m); err != nil {
+	if err := storekit.DecodeRecord(ctx, s.sealer, "mailbox", id, data, &m); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	m.NextSyncAt, m.LeaseHost, m.LeaseExpiresAt, m.ForcedUnlockCount = fromMicros(next), host, fromMicros(expires), forcedUnlocks
@@ -182,9 +181,9 @@ func mailboxIndex(m *serversync.Mailbox) []any {
 // CreateMailbox implements serversync.MailboxStore.
 func (s *Store) CreateMailbox(ctx context.Context, m *serversync.Mailbox) error {
 	if m.ID == "" {
-		return storeutil.Required("Mailbox", "ID")
+		return storekit.Required("Mailbox", "ID")
 	}
-	data, err := record.Encode(ctx, s.sealer, "mailbox", m.ID, m)
+	data, err := storekit.EncodeRecord(ctx, s.sealer, "mailbox", m.ID, m)
 	if err != nil {
 		return fmt.Errorf("sqlite: %w", err)
 	}
@@ -233,14 +232,14 @@ func (s *Store) UpdateMailbox(ctx context.Context, id string, update func(*serve
 			return err
 		}
 		if m.ID != id {
-			return storeutil.Unchangeable("Mailbox", "ID")
+			return storekit.Unchangeable("Mailbox", "ID")
 		}
 		// The lease belongs to the lease methods: whatever update did to it is undone.
 		m.LeaseHost, m.LeaseExpiresAt, m.ForcedUnlockCount = lease.LeaseHost, lease.LeaseExpiresAt, lease.ForcedUnlockCount
 		if err := checkMailboxRefs(ctx, tx, m); err != nil {
 			return err
 		}
-		data, err := record.Encode(ctx, s.sealer, "mailbox", id, m)
+		data, err := storekit.EncodeRecord(ctx, s.sealer, "mailbox", id, m)
 		if err != nil {
 			return err
 		}

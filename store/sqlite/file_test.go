@@ -18,7 +18,7 @@ import (
 	"github.com/serversync/serversync/store/storetest"
 )
 
-func open(t *testing.T, path string, k auth.KeyProvider) *sqlite.Store {
+func open(t testing.TB, path string, k auth.KeyProvider) *sqlite.Store {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), path, &sqlite.Options{Keys: k})
 	require.NoError(t, err)
@@ -114,40 +114,6 @@ func TestSecretsNotInFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, mailboxPassword, got.Password.Reveal())
 	assert.Equal(t, refreshToken, got.OAuthToken.RefreshToken.Reveal())
-	require.NoError(t, s.Close())
-}
-
-func TestRotateSecrets(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "s.db")
-	s := open(t, path, keys(t, 1))
-	p := storetest.NewProfile("Rotated")
-	p.Password = auth.NewSecret("pw")
-	require.NoError(t, s.CreateProfile(ctx, p))
-	m := storetest.NewMailbox(p.ID, "alice@contoso.test")
-	m.Password = auth.NewSecret("mb")
-	require.NoError(t, s.CreateMailbox(ctx, m))
-	require.NoError(t, s.Close())
-
-	s = open(t, path, keys(t, 2, 1)) // new current key, old one kept to open
-	n, err := s.RotateSecrets(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, 2, n)
-	n, err = s.RotateSecrets(ctx)
-	require.NoError(t, err)
-	assert.Zero(t, n, "nothing left under the old key")
-	require.NoError(t, s.Close())
-
-	s = open(t, path, keys(t, 2)) // the old key can go now
-	got, err := s.GetMailbox(ctx, m.ID)
-	require.NoError(t, err)
-	assert.Equal(t, "mb", got.Password.Reveal())
-	require.NoError(t, s.Close())
-
-	s = open(t, path, keys(t, 1)) // without the new key nothing opens
-	_, err = s.GetProfile(ctx, p.ID)
-	assert.ErrorIs(t, err, auth.ErrUnknownKey)
 	require.NoError(t, s.Close())
 }
 

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/serversync/serversync"
-	"github.com/serversync/serversync/internal/record"
+	"github.com/serversync/serversync/store/storekit"
 )
 
 // AcquireLeases implements serversync.LeaseStore. Mailboxes due at the same time
@@ -151,7 +151,7 @@ func (s *Store) rotateSome(ctx context.Context, table, kind, after string) (rese
 			return err
 		}
 		for _, r := range batch {
-			out, n, err := record.Reseal(ctx, s.sealer, kind, r.id, r.data)
+			out, n, err := storekit.ResealRecord(ctx, s.sealer, kind, r.id, r.data)
 			if err != nil {
 				return fmt.Errorf("sqlite: rotate %s %s: %w", kind, r.id, err)
 			}

@@ -50,8 +50,9 @@ type Options struct {
 	MaxReadConns int
 }
 
-// ErrClosed is returned by calls made after Close.
-var ErrClosed = errors.New("sqlite: store is closed")
+// ErrClosed is returned by every call made after Close. It is
+// [serversync.ErrClosed], kept under this name for code that checks it here.
+var ErrClosed = serversync.ErrClosed
 
 // Store is a serversync.Store on one SQLite file. Safe for concurrent use.
 type Store struct {

@@ -2,7 +2,6 @@ package sqlite_test
 
 import (
 	"bytes"
-	"context"
 	"path/filepath"
 	"testing"
 
@@ -10,7 +9,6 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
-	"github.com/serversync/serversync/store/sqlite"
 	"github.com/serversync/serversync/store/storetest"
 )
 
@@ -27,10 +25,17 @@ func keys(t testing.TB, fill byte, previous ...byte) auth.KeyProvider {
 	return auth.NewStaticKeys(k, old...)
 }
 
+// harness opens each store on a new file under the test's temporary directory.
+var harness = storetest.Harness{
+	NewStore: func(tb testing.TB) serversync.Store {
+		return open(tb, filepath.Join(tb.TempDir(), "serversync.db"), keys(tb, 1))
+	},
+	NewDatabase: func(tb testing.TB) func(auth.KeyProvider) serversync.Store {
+		path := filepath.Join(tb.TempDir(), "serversync.db")
+		return func(k auth.KeyProvider) serversync.Store { return open(tb, path, k) }
+	},
+}
+
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) serversync.Store {
-		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "serversync.db"), &sqlite.Options{Keys: keys(t, 1)})
-		require.NoError(t, err)
-		return s
-	})
+	storetest.RunHarness(t, harness)
 }

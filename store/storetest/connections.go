@@ -361,9 +361,9 @@ func testConnectionSlots(t *testing.T, h harness) {
 		a := mustTakeSlot(t, cs, "profile:p1", 1, "host-a", BaseTime, time.Minute)
 		require.NoError(t, s.Close())
 		_, _, err := cs.AcquireConnectionSlot(t.Context(), slotRequest("profile:p2", 1, "host-a", BaseTime, time.Minute))
-		require.Error(t, err)
+		require.ErrorIs(t, err, serversync.ErrClosed)
 		_, err = cs.RenewConnectionSlot(t.Context(), a, BaseTime, time.Minute)
-		require.Error(t, err)
-		require.Error(t, cs.ReleaseConnectionSlot(t.Context(), a))
+		require.ErrorIs(t, err, serversync.ErrClosed)
+		require.ErrorIs(t, cs.ReleaseConnectionSlot(t.Context(), a), serversync.ErrClosed)
 	})
 }

@@ -150,7 +150,7 @@ func testLifecycle(t *testing.T, h harness) {
 			require.NoError(t, s.Close())
 			var err error
 			require.NotPanics(t, func() { err = callNamed(s, p, c.name)(t.Context()) })
-			require.Error(t, err, "%s after Close", c.name)
+			require.ErrorIs(t, err, serversync.ErrClosed, "%s after Close", c.name)
 		})
 	}
 

@@ -1,8 +1,11 @@
-// Package storetest is the conformance suite every [serversync.Store] passes.
+// Package storetest is the conformance suite every [serversync.Store] passes, and
+// the benchmarks every store shares.
 //
-// It turns each contract sentence of serversync.Store into a test, so an
-// implementation — the ones in this module or a third party's — proves it behaves
-// like the others by calling [Run] from its own test:
+// It turns each contract sentence of serversync.Store, and of the optional
+// interfaces a store may implement (serversync.ConnectionSlotStore,
+// serversync.SecretRotator), into a test, so an implementation — the ones in this
+// module or a third party's — proves it behaves like the others by calling [Run]
+// from its own test:
 //
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) serversync.Store {
@@ -12,14 +15,31 @@
 //		})
 //	}
 //
+// A store that keeps its data outside one handle describes itself with a [Harness]
+// instead, so the suite can reopen its data under other keys (the SecretRotator
+// tests) and the benchmarks can open several handles on it, as Go CDK's drivertest
+// and River's riverdrivertest do:
+//
+//	var harness = storetest.Harness{
+//		NewStore:    func(tb testing.TB) serversync.Store { … },
+//		NewDatabase: func(tb testing.TB) func(auth.KeyProvider) serversync.Store { … },
+//	}
+//
+//	func TestConformance(t *testing.T) { storetest.RunHarness(t, harness) }
+//	func BenchmarkStore(b *testing.B)  { storetest.Benchmark(b, harness) }
+//
+// store/storekit holds the rules a store applies the way every other does.
+//
 // # The harness
 //
-// Run calls [NewStore] once per subtest, from parallel subtests, so it must hand out
-// independent, empty stores (a new in-memory store, a new SQLite file under
-// t.TempDir(), a new PostgreSQL schema…). The suite closes every store it gets, once,
-// when the subtest ends (through t.Cleanup); NewStore must not close it itself. Clean-up
-// the harness registers with t.Cleanup inside NewStore (dropping a schema, say) runs
-// after that Close, because cleanups run last-registered first.
+// Run calls [NewStore] (RunHarness, Harness.NewStore) once per subtest, from
+// parallel subtests, so it must hand out independent, empty stores (a new in-memory
+// store, a new SQLite file under t.TempDir(), a new PostgreSQL schema…). The suite
+// closes every store it gets, once, when the subtest ends (through t.Cleanup);
+// NewStore must not close it itself. Clean-up the harness registers with t.Cleanup
+// inside NewStore (dropping a schema, say) runs after that Close, because cleanups
+// run last-registered first. Handles opened through Harness.NewDatabase are closed
+// by the suite too, as soon as it is done with each.
 //
 // # What the suite assumes
 //
@@ -62,7 +82,8 @@
 //     increasing CreatedAt, so ordering by CreatedAt passes too).
 //   - Update callbacks are not called for a missing record or with a cancelled
 //     context; a callback's error is returned as is (the same value).
-//   - After Close every method returns an error; with a cancelled context every
+//   - After Close every method returns an error wrapping serversync.ErrClosed (the
+//     optional interfaces' methods too); with a cancelled context every
 //     method returns an error wrapping context.Canceled and stores nothing. List
 //     methods report those errors as their first (and only) element.
 package storetest
@@ -74,19 +95,51 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/auth"
 )
 
 // NewStore returns a fresh, empty store for one (sub)test. The suite closes it when
 // the test ends; NewStore must not. It may be called from parallel tests.
 type NewStore func(t *testing.T) serversync.Store
 
+// Harness describes a store implementation to [RunHarness] and [Benchmark], the way
+// Go CDK's drivertest harnesses do: NewStore is all the core suite needs; the other
+// fields let it test and measure what only some stores have.
+type Harness struct {
+	// NewStore returns a fresh, empty store, as [NewStore] does; tb is a *testing.T
+	// in the suite and a *testing.B in the benchmarks. Required.
+	NewStore func(tb testing.TB) serversync.Store
+	// NewDatabase, for a store whose data outlives one handle (a file, a database
+	// server), creates fresh, empty storage and returns a function that opens a new
+	// handle on it, with its own connections as another process would have, sealing
+	// secrets with keys. The caller closes every handle it opens. The
+	// SecretRotator tests and the several-host lease benchmark need it; without it
+	// they skip.
+	NewDatabase func(tb testing.TB) (open func(keys auth.KeyProvider) serversync.Store)
+	// SeedMailboxes, when set, stores the benchmarks' many mailboxes at once (with
+	// PostgreSQL's COPY, say); nil stores them with CreateMailbox one by one.
+	SeedMailboxes func(tb testing.TB, s serversync.Store, mailboxes []*serversync.Mailbox)
+	// LeaseBenchMailboxes is how many due mailboxes the lease benchmark leases
+	// among; 0 means 10,000.
+	LeaseBenchMailboxes int
+}
+
 // Run runs every conformance test against stores from newStore, as parallel subtests
 // grouped by concern (Profiles, Mailboxes, OrgSettings, Activities, Outbox, Alerts,
-// Leases, ConnectionSlots, Lifecycle). Each subtest gets its own store. The
-// ConnectionSlots tests skip a store that implements no serversync.ConnectionSlotStore.
+// Leases, ConnectionSlots, SecretRotation, Lifecycle). Each subtest gets its own
+// store. The ConnectionSlots tests skip a store that implements no
+// serversync.ConnectionSlotStore; the SecretRotation tests need [RunHarness] with
+// a NewDatabase.
 func Run(t *testing.T, newStore NewStore) {
 	t.Helper()
-	h := harness{newStore: newStore}
+	RunHarness(t, Harness{NewStore: func(tb testing.TB) serversync.Store { return newStore(tb.(*testing.T)) }})
+}
+
+// RunHarness runs every conformance test, as [Run] does, against the store h
+// describes.
+func RunHarness(t *testing.T, h Harness) {
+	t.Helper()
+	require.NotNil(t, h.NewStore, "storetest: Harness.NewStore is required")
 	groups := []struct {
 		name string
 		run  func(*testing.T, harness)
@@ -99,19 +152,20 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Alerts", testAlerts},
 		{"Leases", testLeases},
 		{"ConnectionSlots", testConnectionSlots},
+		{"SecretRotation", testSecretRotation},
 		{"Lifecycle", testLifecycle},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
 			t.Parallel()
-			g.run(t, h)
+			g.run(t, harness{h})
 		})
 	}
 }
 
 // harness hands out one store per subtest and closes it afterwards.
 type harness struct {
-	newStore NewStore
+	Harness
 }
 
 // open returns a new store that is closed when t ends.
@@ -129,7 +183,7 @@ func (h harness) open(t *testing.T) serversync.Store {
 // openUnmanaged returns a new store the caller must close.
 func (h harness) openUnmanaged(t *testing.T) serversync.Store {
 	t.Helper()
-	s := h.newStore(t)
+	s := h.NewStore(t)
 	require.NotNil(t, s, "storetest: NewStore returned nil")
 	return s
 }

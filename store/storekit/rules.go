@@ -1,9 +1,10 @@
-// Package storeutil holds the Store contract rules that every implementation
-// (store/memory, store/sqlite, store/postgres) applies the same way, so the three
-// report the same typed errors for the same mistakes.
-package storeutil
+package storekit
 
-import "github.com/serversync/serversync"
+import (
+	"time"
+
+	"github.com/serversync/serversync"
+)
 
 // Required is the error for a record stored without a field the Store needs.
 func Required(entity, field string) error {
@@ -29,8 +30,23 @@ func CheckActivityUpdate(stored, updated *serversync.EmailActivity) error {
 	return nil
 }
 
+// Claimable reports whether ClaimOutgoing may claim a at now, as its contract says:
+// PendingSend with NextAttemptAt <= now, or Sending with a claim that expired (its
+// sender died). since is when a became claimable; claiming the longest-waiting
+// first (by since) keeps a backlog fair.
+func Claimable(a *serversync.EmailActivity, now time.Time) (since time.Time, ok bool) {
+	switch a.Status {
+	case serversync.StatusPendingSend:
+		return a.NextAttemptAt, !a.NextAttemptAt.After(now)
+	case serversync.StatusSending:
+		return a.ClaimExpiresAt, !a.ClaimExpiresAt.After(now)
+	}
+	return time.Time{}, false
+}
+
 // Claim marks a as claimed by req.Host, as ClaimOutgoing's contract says: Sending,
-// claimed until Now+TTL, and one more attempt. The Syncer tells claims apart by
+// claimed until Now+TTL, and one more attempt. Apply it to each activity
+// ClaimOutgoing returns, before storing it. The Syncer tells claims apart by
 // Attempts, so every store must count it the same way.
 func Claim(a *serversync.EmailActivity, req serversync.ClaimRequest) {
 	a.Status, a.ClaimedBy, a.ClaimExpiresAt = serversync.StatusSending, req.Host, req.Now.Add(req.TTL)

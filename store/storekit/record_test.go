@@ -1,4 +1,4 @@
-package record
+package storekit
 
 import (
 	"bytes"
@@ -33,14 +33,14 @@ func TestRoundTripSealsSecrets(t *testing.T) {
 	s := sealer(t, 1)
 	p := &serversync.Profile{ID: "p1", Name: "n", Password: auth.NewSecret("profile-pw"),
 		ClientSecret: auth.NewSecret("client-secret"), CertificateKey: auth.NewSecret("cert-key")}
-	data, err := Encode(ctx, s, "profile", p.ID, p)
+	data, err := EncodeRecord(ctx, s, "profile", p.ID, p)
 	require.NoError(t, err)
 	for _, plain := range []string{"profile-pw", "client-secret", "cert-key"} {
 		assert.NotContains(t, string(data), plain)
 		assert.NotContains(t, string(data), base64.StdEncoding.EncodeToString([]byte(plain)))
 	}
 	var back serversync.Profile
-	require.NoError(t, Decode(ctx, s, "profile", p.ID, data, &back))
+	require.NoError(t, DecodeRecord(ctx, s, "profile", p.ID, data, &back))
 	assert.Equal(t, "profile-pw", back.Password.Reveal())
 	assert.Equal(t, "client-secret", back.ClientSecret.Reveal())
 	assert.Equal(t, "cert-key", back.CertificateKey.Reveal())
@@ -48,50 +48,50 @@ func TestRoundTripSealsSecrets(t *testing.T) {
 
 	m := &serversync.Mailbox{ID: "m1", Password: auth.NewSecret("mb-pw"),
 		OAuthToken: serversync.OAuthToken{AccessToken: auth.NewSecret("access"), RefreshToken: auth.NewSecret("refresh")}}
-	data, err = Encode(ctx, s, "mailbox", m.ID, m)
+	data, err = EncodeRecord(ctx, s, "mailbox", m.ID, m)
 	require.NoError(t, err)
 	assert.NotContains(t, string(data), "refresh\"")
 	var mb serversync.Mailbox
-	require.NoError(t, Decode(ctx, s, "mailbox", m.ID, data, &mb))
+	require.NoError(t, DecodeRecord(ctx, s, "mailbox", m.ID, data, &mb))
 	assert.Equal(t, "refresh", mb.OAuthToken.RefreshToken.Reveal())
 	assert.Equal(t, "access", mb.OAuthToken.AccessToken.Reveal())
 
 	// Sealed values are bound to their record: moved to another ID they don't open.
-	assert.ErrorIs(t, Decode(ctx, s, "mailbox", "m2", data, &mb), auth.ErrDecrypt)
+	assert.ErrorIs(t, DecodeRecord(ctx, s, "mailbox", "m2", data, &mb), auth.ErrDecrypt)
 }
 
 func TestNoSealerNoPlaintext(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	_, err := Encode(ctx, nil, "profile", "p", &serversync.Profile{Password: auth.NewSecret("x")})
+	_, err := EncodeRecord(ctx, nil, "profile", "p", &serversync.Profile{Password: auth.NewSecret("x")})
 	assert.Error(t, err, "a secret is never written without a sealer")
-	data, err := Encode(ctx, nil, "profile", "p", &serversync.Profile{Name: "no secrets"})
+	data, err := EncodeRecord(ctx, nil, "profile", "p", &serversync.Profile{Name: "no secrets"})
 	require.NoError(t, err, "records without secrets need no sealer")
 	var p serversync.Profile
-	require.NoError(t, Decode(ctx, nil, "profile", "p", data, &p))
+	require.NoError(t, DecodeRecord(ctx, nil, "profile", "p", data, &p))
 
-	data, err = Encode(ctx, sealer(t, 1), "profile", "p", &serversync.Profile{Password: auth.NewSecret("x")})
+	data, err = EncodeRecord(ctx, sealer(t, 1), "profile", "p", &serversync.Profile{Password: auth.NewSecret("x")})
 	require.NoError(t, err)
-	assert.Error(t, Decode(ctx, nil, "profile", "p", data, &p))
+	assert.Error(t, DecodeRecord(ctx, nil, "profile", "p", data, &p))
 }
 
 func TestReseal(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	m := &serversync.Mailbox{ID: "m1", Password: auth.NewSecret("pw"), OAuthToken: serversync.OAuthToken{RefreshToken: auth.NewSecret("rt")}}
-	data, err := Encode(ctx, sealer(t, 1), "mailbox", m.ID, m)
+	data, err := EncodeRecord(ctx, sealer(t, 1), "mailbox", m.ID, m)
 	require.NoError(t, err)
 
 	rotating := sealer(t, 2, 1)
-	out, n, err := Reseal(ctx, rotating, "mailbox", m.ID, data)
+	out, n, err := ResealRecord(ctx, rotating, "mailbox", m.ID, data)
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
-	_, n, err = Reseal(ctx, rotating, "mailbox", m.ID, out)
+	_, n, err = ResealRecord(ctx, rotating, "mailbox", m.ID, out)
 	require.NoError(t, err)
 	assert.Zero(t, n, "already under the current key")
 
 	var back serversync.Mailbox
-	require.NoError(t, Decode(ctx, sealer(t, 2), "mailbox", m.ID, out, &back), "opens without the old key")
+	require.NoError(t, DecodeRecord(ctx, sealer(t, 2), "mailbox", m.ID, out, &back), "opens without the old key")
 	assert.Equal(t, "rt", back.OAuthToken.RefreshToken.Reveal())
 }
 
@@ -112,7 +112,7 @@ func TestSecretPaths(t *testing.T) {
 	assert.Equal(t, []string{"Password", "OAuthToken.AccessToken", "OAuthToken.RefreshToken"}, names(reflect.TypeFor[serversync.Mailbox]()))
 
 	type hidden struct{ Tokens []auth.Secret }
-	_, err := Encode(context.Background(), sealer(t, 1), "x", "1", &hidden{})
+	_, err := EncodeRecord(context.Background(), sealer(t, 1), "x", "1", &hidden{})
 	assert.ErrorContains(t, err, "Tokens")
 }
 
@@ -121,7 +121,7 @@ func BenchmarkEncodeMailbox(b *testing.B) {
 	s := sealer(b, 1)
 	m := &serversync.Mailbox{ID: "m1", EmailAddress: "alice@contoso.test", Password: auth.NewSecret("pw")}
 	for b.Loop() {
-		if _, err := Encode(ctx, s, "mailbox", m.ID, m); err != nil {
+		if _, err := EncodeRecord(ctx, s, "mailbox", m.ID, m); err != nil {
 			b.Fatal(err)
 		}
 	}

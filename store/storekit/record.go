@@ -1,15 +1,4 @@
-// Package record encodes records (profiles, mailboxes…) for persistent stores with
-// every auth.Secret field sealed, so no store can write a credential in the clear.
-//
-// A record is stored as a JSON envelope:
-//
-//	{"record": <the record as JSON, secrets shown as "[REDACTED]">,
-//	 "sealed": {"Password": "v1:<key>:<…>", "OAuthToken.RefreshToken": "v1:…"}}
-//
-// Secret fields are found by reflection (exported struct fields, nested structs
-// included), named by their dotted Go path, and sealed with the additional data
-// "<kind>/<id>/<path>", which binds each ciphertext to its record and field.
-package record
+package storekit
 
 import (
 	"context"
@@ -28,9 +17,12 @@ type envelope struct {
 	Sealed map[string]string `json:"sealed,omitempty"`
 }
 
-// Encode returns v's JSON with every set auth.Secret field sealed. It fails rather
-// than write a secret without a sealer.
-func Encode[T any](ctx context.Context, sealer *auth.Sealer, kind, id string, v *T) ([]byte, error) {
+// EncodeRecord returns v's JSON with every set auth.Secret field sealed by sealer,
+// bound to kind and id (see the package comment). T must be a struct type; one that
+// holds secrets inside slices or maps is refused, since they could not be sealed by
+// path. It fails rather than write a secret without a sealer: a nil sealer encodes
+// only records whose secrets are all unset.
+func EncodeRecord[T any](ctx context.Context, sealer *auth.Sealer, kind, id string, v *T) ([]byte, error) {
 	paths, err := secretPaths(reflect.TypeFor[T]())
 	if err != nil {
 		return nil, err
@@ -43,11 +35,11 @@ func Encode[T any](ctx context.Context, sealer *auth.Sealer, kind, id string, v 
 			continue
 		}
 		if sealer == nil {
-			return nil, fmt.Errorf("record: %s %s has a secret (%s) but no sealer is configured", kind, id, path.name)
+			return nil, fmt.Errorf("storekit: %s %s has a secret (%s) but no sealer is configured", kind, id, path.name)
 		}
 		sealed, err := sealer.Seal(ctx, []byte(secret.Reveal()), aad(kind, id, path.name))
 		if err != nil {
-			return nil, fmt.Errorf("record: seal %s of %s %s: %w", path.name, kind, id, err)
+			return nil, fmt.Errorf("storekit: seal %s of %s %s: %w", path.name, kind, id, err)
 		}
 		if env.Sealed == nil {
 			env.Sealed = make(map[string]string, len(paths))
@@ -55,25 +47,28 @@ func Encode[T any](ctx context.Context, sealer *auth.Sealer, kind, id string, v 
 		env.Sealed[path.name] = sealed
 	}
 	if env.Record, err = json.Marshal(v); err != nil {
-		return nil, fmt.Errorf("record: encode %s %s: %w", kind, id, err)
+		return nil, fmt.Errorf("storekit: encode %s %s: %w", kind, id, err)
 	}
 	return json.Marshal(env)
 }
 
-// Decode unmarshals data into v and restores every sealed secret.
-func Decode[T any](ctx context.Context, sealer *auth.Sealer, kind, id string, data []byte, v *T) error {
+// DecodeRecord unmarshals data, written by EncodeRecord with the same kind and id,
+// into v and restores every sealed secret. It fails when a secret does not open: a
+// key the sealer's provider no longer has (auth.ErrUnknownKey), or a value moved from
+// another record or read under another kind or id (auth.ErrDecrypt).
+func DecodeRecord[T any](ctx context.Context, sealer *auth.Sealer, kind, id string, data []byte, v *T) error {
 	var env envelope
 	if err := json.Unmarshal(data, &env); err != nil {
-		return fmt.Errorf("record: decode %s %s: %w", kind, id, err)
+		return fmt.Errorf("storekit: decode %s %s: %w", kind, id, err)
 	}
 	if err := json.Unmarshal(env.Record, v); err != nil {
-		return fmt.Errorf("record: decode %s %s: %w", kind, id, err)
+		return fmt.Errorf("storekit: decode %s %s: %w", kind, id, err)
 	}
 	if len(env.Sealed) == 0 {
 		return nil
 	}
 	if sealer == nil {
-		return fmt.Errorf("record: %s %s holds sealed secrets but no sealer is configured", kind, id)
+		return fmt.Errorf("storekit: %s %s holds sealed secrets but no sealer is configured", kind, id)
 	}
 	paths, err := secretPaths(reflect.TypeFor[T]())
 	if err != nil {
@@ -87,34 +82,36 @@ func Decode[T any](ctx context.Context, sealer *auth.Sealer, kind, id string, da
 		}
 		plaintext, err := sealer.Open(ctx, sealed, aad(kind, id, path.name))
 		if err != nil {
-			return fmt.Errorf("record: open %s of %s %s: %w", path.name, kind, id, err)
+			return fmt.Errorf("storekit: open %s of %s %s: %w", path.name, kind, id, err)
 		}
 		fieldByPath(root, path).Set(reflect.ValueOf(auth.NewSecret(string(plaintext))))
 	}
 	return nil
 }
 
-// Reseal re-encrypts under the current key every sealed value of data that is not
-// already under it, and reports how many it rewrote (0: out is data unchanged).
-func Reseal(ctx context.Context, sealer *auth.Sealer, kind, id string, data []byte) (out []byte, resealed int, err error) {
+// ResealRecord re-encrypts under the sealer's current key every sealed value of data
+// (written by EncodeRecord with the same kind and id) that is not already under it,
+// and reports how many it rewrote (0: out is data unchanged). It neither decodes the
+// record nor needs its type, so RotateSecrets can run it over raw stored rows.
+func ResealRecord(ctx context.Context, sealer *auth.Sealer, kind, id string, data []byte) (out []byte, resealed int, err error) {
 	var env envelope
 	if err := json.Unmarshal(data, &env); err != nil {
-		return nil, 0, fmt.Errorf("record: decode %s %s: %w", kind, id, err)
+		return nil, 0, fmt.Errorf("storekit: decode %s %s: %w", kind, id, err)
 	}
 	for name, sealed := range env.Sealed {
 		stale, err := sealer.NeedsRotation(ctx, sealed)
 		if err != nil {
-			return nil, 0, fmt.Errorf("record: %s of %s %s: %w", name, kind, id, err)
+			return nil, 0, fmt.Errorf("storekit: %s of %s %s: %w", name, kind, id, err)
 		}
 		if !stale {
 			continue
 		}
 		plaintext, err := sealer.Open(ctx, sealed, aad(kind, id, name))
 		if err != nil {
-			return nil, 0, fmt.Errorf("record: open %s of %s %s: %w", name, kind, id, err)
+			return nil, 0, fmt.Errorf("storekit: open %s of %s %s: %w", name, kind, id, err)
 		}
 		if env.Sealed[name], err = sealer.Seal(ctx, plaintext, aad(kind, id, name)); err != nil {
-			return nil, 0, fmt.Errorf("record: seal %s of %s %s: %w", name, kind, id, err)
+			return nil, 0, fmt.Errorf("storekit: seal %s of %s %s: %w", name, kind, id, err)
 		}
 		resealed++
 	}
@@ -170,7 +167,7 @@ func walk(t reflect.Type, prefix string, index []int, out *[]secretPath) error {
 				return err
 			}
 		case containsSecret(f.Type, map[reflect.Type]bool{}):
-			return fmt.Errorf("record: %s holds auth.Secret values inside a %s, which can't be sealed by path", name, f.Type.Kind())
+			return fmt.Errorf("storekit: %s holds auth.Secret values inside a %s, which can't be sealed by path", name, f.Type.Kind())
 		}
 	}
 	return nil
