@@ -175,9 +175,12 @@ func (c *BoundedConn) Read(b []byte) (int, error) {
 		}
 	}
 	if err != nil {
+		// A deadline that ends a reply part way is the reply being too slow,
+		// whichever deadline it was: the reply's budget, or the protocol library's
+		// own per-command timeout, which runs out at about the same time and, since
+		// the budget counts only time spent inside reads, usually first.
 		var netErr net.Error
-		if c.replyStarted && c.replyBudget > 0 && c.replyWaited >= c.replyBudget &&
-			(errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)) {
+		if c.replyStarted && (errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)) {
 			err = &ReplyLimitError{Code: serversync.CodeReplyTooSlow,
 				Reason: fmt.Sprintf("the server's reply did not arrive whole within %v", c.replyBudget)}
 		}

@@ -163,13 +163,13 @@ func TestBoundedReplies(t *testing.T) {
 			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Endless(w, "* 1 FETCH (UID 1 BODY[] {100000000}\r\n", "m") },
 			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "greeting dripping",
-			greet: func(w io.Writer) { connectortest.Drip(w, "* OK ", 'a', timeout/5) },
+			greet: func(w io.Writer) { connectortest.Drip(w, "* OK ", 'a', timeout/20) },
 			kind:  serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeProfile},
 		{name: "FETCH response dripping",
-			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Drip(w, fetchStart+"FLAGS (", 'a', timeout/5) },
+			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Drip(w, fetchStart+"FLAGS (", 'a', timeout/20) },
 			kind: serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeMailbox, atFetch: true},
 		{name: "message body dripping",
-			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Drip(w, fetchStart+"BODY[] {1000}\r\n", 'm', timeout/5) },
+			greet: greetNormally, fetch: func(w io.Writer, _ string) { connectortest.Drip(w, fetchStart+"BODY[] {1000}\r\n", 'm', timeout/20) },
 			kind: serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeMailbox, atFetch: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -146,10 +146,10 @@ func TestBoundedReplies(t *testing.T) {
 			opts: &pop3conn.Options{MaxMessageBytes: 10 << 20},
 			kind: serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox},
 		{name: "greeting dripping", timeout: drip,
-			greet: func(w io.Writer) { connectortest.Drip(w, "+OK ", 'a', drip/5) },
+			greet: func(w io.Writer) { connectortest.Drip(w, "+OK ", 'a', drip/20) },
 			kind:  serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeProfile},
 		{name: "UIDL dripping", timeout: drip,
-			greet: greetOK, answer: on("UIDL", func(w io.Writer) { connectortest.Drip(w, "+OK\r\n1 ", 'a', drip/5) }),
+			greet: greetOK, answer: on("UIDL", func(w io.Writer) { connectortest.Drip(w, "+OK\r\n1 ", 'a', drip/20) }),
 			kind: serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeMailbox},
 		{name: "message dripping under a huge claimed size", timeout: drip,
 			greet: greetOK,
@@ -158,7 +158,7 @@ func TestBoundedReplies(t *testing.T) {
 				case "LIST": // a terabyte: a deadline of half a year if taken at its word
 					_, _ = io.WriteString(w, "+OK\r\n1 1099511627776\r\n.\r\n")
 				case "RETR":
-					connectortest.Drip(w, "+OK\r\n", 'm', drip/5)
+					connectortest.Drip(w, "+OK\r\n", 'm', drip/20)
 				default:
 					return false
 				}

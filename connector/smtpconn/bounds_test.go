@@ -106,12 +106,12 @@ func TestBoundedReplies(t *testing.T) {
 			answer: answerAll("MAIL", func(w io.Writer) { connectortest.Endless(w, "", "250-"+strings.Repeat("x", 60)+"\r\n") }),
 			kind:   serversync.ErrorPermanent, code: serversync.CodeReplyTooLong, scope: serversync.ScopeMailbox},
 		{name: "greeting dripping", timeout: drip,
-			greet:  func(w io.Writer) { connectortest.Drip(w, "220-", 'a', drip/5) },
+			greet:  func(w io.Writer) { connectortest.Drip(w, "220-", 'a', drip/20) },
 			answer: answerAll("", nil),
 			kind:   serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeProfile},
 		{name: "MAIL reply dripping", timeout: drip,
 			greet:  greet220,
-			answer: answerAll("MAIL", func(w io.Writer) { connectortest.Drip(w, "250-", 'a', drip/5) }),
+			answer: answerAll("MAIL", func(w io.Writer) { connectortest.Drip(w, "250-", 'a', drip/20) }),
 			kind:   serversync.ErrorTransient, code: serversync.CodeReplyTooSlow, scope: serversync.ScopeMailbox},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
