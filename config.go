@@ -25,7 +25,7 @@ func (c *Config) validate() error {
 		field string
 		value time.Duration
 	}{
-		{"LeaseTTL", c.LeaseTTL}, {"ShutdownLeaseGrace", c.ShutdownLeaseGrace},
+		{"LeaseTTL", c.LeaseTTL}, {"ShutdownLeaseGrace", c.ShutdownLeaseGrace}, {"ConnectionSlotTTL", c.ConnectionSlotTTL},
 		{"ActivePoll", c.ActivePoll}, {"MaxIdlePoll", c.MaxIdlePoll},
 		{"RetryInterval", c.RetryInterval}, {"MassFailureWindow", c.MassFailureWindow},
 		{"IdleWindow", c.IdleWindow}, {"OutboxInterval", c.OutboxInterval}, {"OutboxClaimTTL", c.OutboxClaimTTL},
@@ -73,6 +73,7 @@ func (c *Config) applyDefaults() {
 	c.LeaseTTL = cmp.Or(c.LeaseTTL, LeaseTTLDefault)
 	c.LeaseBatch = cmp.Or(c.LeaseBatch, LeaseBatchDefault)
 	c.ShutdownLeaseGrace = cmp.Or(c.ShutdownLeaseGrace, ShutdownLeaseGraceDefault)
+	c.ConnectionSlotTTL = min(cmp.Or(c.ConnectionSlotTTL, ConnectionSlotTTLDefault), c.LeaseTTL)
 	c.ActivePoll = cmp.Or(c.ActivePoll, ActivePollDefault)
 	c.MaxIdlePoll = max(cmp.Or(c.MaxIdlePoll, MaxIdlePollDefault), c.ActivePoll)
 	c.RetryInterval = cmp.Or(c.RetryInterval, RetryIntervalDefault)
@@ -132,6 +133,10 @@ type Config struct {
 	// recorded, and its lease released, once the Syncer is stopping (or the store
 	// failing): past it, the lease lapses and another host redoes what is missing.
 	ShutdownLeaseGrace time.Duration
+	// ConnectionSlotTTL is how long a connection slot taken in the store (see
+	// MaxConcurrentConnections across processes) lasts unrenewed; it is renewed
+	// every third of it, and never outlasts LeaseTTL.
+	ConnectionSlotTTL time.Duration
 	// ActivePoll is how soon a mailbox that just had new mail is polled again;
 	// MaxIdlePoll caps the back-off of quiet mailboxes (a quarter of the time since
 	// their last mail). The profile's MinPollingInterval is a floor on both.

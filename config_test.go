@@ -33,6 +33,7 @@ func TestNewSyncerRefusesInvalidConfig(t *testing.T) {
 		{"negative MaxMessageSize", serversync.Config{MaxMessageSize: -1}, "MaxMessageSize"},
 		{"negative LeaseTTL", serversync.Config{LeaseTTL: -time.Second}, "LeaseTTL"},
 		{"negative ShutdownLeaseGrace", serversync.Config{ShutdownLeaseGrace: -time.Second}, "ShutdownLeaseGrace"},
+		{"negative ConnectionSlotTTL", serversync.Config{ConnectionSlotTTL: -time.Second}, "ConnectionSlotTTL"},
 		{"negative ActivePoll", serversync.Config{ActivePoll: -time.Second}, "ActivePoll"},
 		{"negative MaxIdlePoll", serversync.Config{MaxIdlePoll: -time.Second}, "MaxIdlePoll"},
 		{"negative RetryInterval", serversync.Config{RetryInterval: -time.Second}, "RetryInterval"},
@@ -218,4 +219,34 @@ func TestMassFailureWindowConfig(t *testing.T) {
 	since := store.snapshot().massAlertSince
 	require.NotEmpty(t, since)
 	assert.Equal(t, e.clock.Now().Add(-3*time.Hour), since[0], "earlier alerts looked for within the window")
+}
+
+// slotRecordingStore is the memory store, connection slots included, recording the
+// TTL each connection slot is asked for.
+type slotRecordingStore struct {
+	*memory.Store
+	mu   sync.Mutex
+	ttls []time.Duration
+}
+
+func (r *slotRecordingStore) AcquireConnectionSlot(ctx context.Context, req serversync.ConnectionSlotRequest) (serversync.ConnectionSlot, bool, error) {
+	r.mu.Lock()
+	r.ttls = append(r.ttls, req.TTL)
+	r.mu.Unlock()
+	return r.Store.AcquireConnectionSlot(ctx, req)
+}
+
+func TestConnectionSlotTTLConfig(t *testing.T) {
+	e := newSyncEnv(t, nil)
+	alice := e.mailbox(t, "alice", nil)
+	store := &slotRecordingStore{Store: e.store.(*memory.Store)}
+	e.store = store
+	s := e.syncer(t, &serversync.Config{ConnectionSlotTTL: 7 * time.Second})
+	testAndEnable(t, s, alice)
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	require.NotEmpty(t, store.ttls, "Test & Enable took connection slots in the store")
+	for _, ttl := range store.ttls {
+		assert.Equal(t, 7*time.Second, ttl, "the field's, not the default %v", serversync.ConnectionSlotTTLDefault)
+	}
 }

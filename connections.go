@@ -107,8 +107,8 @@ const (
 	sharedSlotWaitTTL   = 10 * time.Second
 )
 
-// ConnectionSlotTTLDefault is how long a connection slot in the store lasts
-// unrenewed (LeaseTTL if that is shorter); it is renewed every third of it. It
+// ConnectionSlotTTLDefault is Config.ConnectionSlotTTL's default: how long a
+// connection slot in the store lasts unrenewed (LeaseTTL if that is shorter). It
 // bounds how long a process that died, or could not release a slot, holds up the
 // budget: a third of a minute of renewing costs one store round trip per open
 // connection every 10 s.
@@ -153,7 +153,7 @@ func (s *Syncer) withdraw(ctx context.Context, b *budget, request string) {
 	if !shared {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownLeaseGraceDefault)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownLeaseGrace)
 	defer cancel()
 	err := slots.ReleaseConnectionSlot(ctx, ConnectionSlot{ID: request, Key: b.key, Host: s.cfg.Host})
 	if err != nil && !errors.Is(err, ErrLeaseLost) {
@@ -169,7 +169,7 @@ func (s *Syncer) takeSharedSlot(ctx context.Context, b *budget, request string) 
 	if !shared {
 		return func() {}, nil
 	}
-	ttl := min(s.cfg.LeaseTTL, ConnectionSlotTTLDefault)
+	ttl := s.cfg.ConnectionSlotTTL
 	take := func(ctx context.Context, request string) (ConnectionSlot, bool, error) {
 		return slots.AcquireConnectionSlot(ctx, ConnectionSlotRequest{ID: request, Key: b.key, Limit: int(b.limit), Host: s.cfg.Host,
 			Now: s.cfg.Now(), TTL: ttl, WaitTTL: min(ttl, sharedSlotWaitTTL)})
@@ -217,7 +217,7 @@ func (s *Syncer) takeSharedSlot(ctx context.Context, b *budget, request string) 
 		} else {
 			// Released even when the caller's context ended: an unreleased slot
 			// blocks the budget until it expires.
-			releaseCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownLeaseGraceDefault)
+			releaseCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownLeaseGrace)
 			defer cancel()
 			err := retryStore(releaseCtx, func(ctx context.Context) error { return slots.ReleaseConnectionSlot(ctx, slot) })
 			if err != nil && !errors.Is(err, ErrLeaseLost) {
