@@ -163,6 +163,9 @@ type incomingRun struct {
 	// the next run finds them stored and does only the follow-ups.
 	held    []byte
 	holding bool
+	// legacyFree holds the mailboxes known to hold no key from before keys had a
+	// content digest (see mayHoldLegacyKeys).
+	legacyFree map[string]bool
 }
 
 func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
@@ -318,7 +321,11 @@ func (r *incomingRun) process(ctx context.Context, f fetchedMessage, before []by
 		}
 	}
 
-	existing, err := r.s.findTracked(ctx, a, keys)
+	legacy, err := r.mayHoldLegacyKeys(ctx, a.MailboxID)
+	if err != nil {
+		return err
+	}
+	existing, err := r.s.findTracked(ctx, a, keys, legacy)
 	if err != nil {
 		return err
 	}
@@ -580,13 +587,37 @@ func (s *Syncer) findByKey(ctx context.Context, mailboxID, key string) (*EmailAc
 	return nil, nil
 }
 
+// mayHoldLegacyKeys reports whether mailboxID may hold incoming activities stored
+// under keys from before keys had a content digest. Keys are never rewritten and
+// every key stored since has the digest, so a mailbox whose first incoming
+// activity has one (or that has none yet) holds no legacy key, and its new
+// messages need one lookup rather than two. One query per mailbox and run answers it.
+func (r *incomingRun) mayHoldLegacyKeys(ctx context.Context, mailboxID string) (bool, error) {
+	if free, ok := r.legacyFree[mailboxID]; ok {
+		return !free, nil
+	}
+	free := true
+	for a, err := range r.s.store.ListActivities(ctx, ActivityFilter{MailboxID: mailboxID, Direction: Incoming, Limit: 1}) {
+		if err != nil {
+			return true, err
+		}
+		free = isDigestKey(a.MessageKey)
+	}
+	if r.legacyFree == nil {
+		r.legacyFree = make(map[string]bool)
+	}
+	r.legacyFree[mailboxID] = free
+	return !free, nil
+}
+
 // findTracked returns the activity already tracked for message a (keys from
 // keysOf), or nil. Server handles (UIDs) are not used: they change when the server
-// resets UIDVALIDITY. A message stored before keys had a content digest is found by
-// its legacy key, and is the same message only when sameAsLegacy says so.
-func (s *Syncer) findTracked(ctx context.Context, a *EmailActivity, keys messageKeys) (*EmailActivity, error) {
+// resets UIDVALIDITY. When the mailbox may hold keys from before keys had a content
+// digest, a message is also looked up by its legacy key, and is the same message
+// only when sameAsLegacy says so.
+func (s *Syncer) findTracked(ctx context.Context, a *EmailActivity, keys messageKeys, legacyKeys bool) (*EmailActivity, error) {
 	existing, err := s.findByKey(ctx, a.MailboxID, keys.key)
-	if existing != nil || err != nil {
+	if existing != nil || err != nil || !legacyKeys {
 		return existing, err
 	}
 	legacy, err := s.findByKey(ctx, a.MailboxID, keys.legacy)

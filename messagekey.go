@@ -70,6 +70,21 @@ func keysOf(a *EmailActivity, raw []byte) messageKeys {
 	return k
 }
 
+// isDigestKey reports whether key has the form keysOf gives, with a content
+// digest: the ones stored before ("mid:<Message-ID>" alone, "sha256:<all bytes>")
+// do not.
+func isDigestKey(key string) bool {
+	if strings.HasPrefix(key, "digest:") {
+		return true
+	}
+	i := strings.LastIndexByte(key, '#')
+	if i < 0 || len(key)-i-1 != 2*sha256.Size || !(strings.HasPrefix(key, "mid:") || strings.HasPrefix(key, "mid-sha256:")) {
+		return false
+	}
+	_, err := hex.DecodeString(key[i+1:])
+	return err == nil
+}
+
 // contentDigest digests raw's stable headers and body (see the package notes above).
 func contentDigest(raw []byte) string {
 	h := sha256.New()

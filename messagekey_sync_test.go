@@ -3,6 +3,8 @@ package serversync_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"iter"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -189,4 +191,40 @@ func testKeys(t *testing.T) auth.KeyProvider {
 	key, err := auth.NewKey(bytes.Repeat([]byte{7}, 32))
 	require.NoError(t, err)
 	return auth.NewStaticKeys(key)
+}
+
+// legacyLookups counts the activity lookups by a key without a content digest.
+type legacyLookups struct {
+	serversync.Store
+	mu sync.Mutex
+	n  int
+}
+
+func (l *legacyLookups) ListActivities(ctx context.Context, f serversync.ActivityFilter) iter.Seq2[*serversync.EmailActivity, error] {
+	if f.MessageKey != "" && !strings.Contains(f.MessageKey, "#") && !strings.HasPrefix(f.MessageKey, "digest:") {
+		l.mu.Lock()
+		l.n++
+		l.mu.Unlock()
+	}
+	return l.Store.ListActivities(ctx, f)
+}
+
+// A mailbox that never held a key from before keys had a digest is not searched
+// for one: each new message costs one lookup, not two.
+func TestNoLegacyLookupsWithoutLegacyKeys(t *testing.T) {
+	e := newSyncEnv(t, nil)
+	store := &legacyLookups{Store: e.store}
+	e.store = store
+	alice := e.mailbox(t, "alice", nil)
+	for i := range 5 {
+		require.NoError(t, e.demo.Deliver(alice.EmailAddress, message("x@partner.test", alice.EmailAddress,
+			fmt.Sprintf("message %d", i), fmt.Sprintf("Message-ID: <m%d@partner.test>\r\n", i), "body")))
+	}
+	s := e.syncer(t, nil)
+	testAndEnable(t, s, alice)
+	run(t, s)
+	eventually(t, "five tracked", func() bool { return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID})) == 5 })
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	assert.Zero(t, store.n, "lookups by legacy key")
 }

@@ -77,3 +77,18 @@ func BenchmarkContentDigest(b *testing.B) {
 		contentDigest(raw)
 	}
 }
+
+func TestIsDigestKey(t *testing.T) {
+	msg := []byte("Message-ID: <a#b@example.test>\r\nSubject: x\r\n\r\nbody\r\n")
+	keys := keysOf(&EmailActivity{MessageID: "a#b@example.test"}, msg)
+	noID := keysOf(&EmailActivity{}, msg)
+	long := keysOf(&EmailActivity{MessageID: strings.Repeat("x", MessageKeyMaxLength)}, msg)
+	for key, want := range map[string]bool{
+		keys.key: true, noID.key: true, long.key: true,
+		keys.legacy: false, noID.legacy: false, "out:123": false,
+		"mid:a#b@example.test":      false, // a legacy key whose Message-ID holds a '#'
+		"mid:x#" + noID.digest[:10]: false,
+	} {
+		assert.Equal(t, want, isDigestKey(key), key)
+	}
+}
