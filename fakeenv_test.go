@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/serversync/serversync"
-	"github.com/serversync/serversync/auth"
 	"github.com/serversync/serversync/connector/fakeconn"
 	"github.com/serversync/serversync/store/memory"
 	"github.com/serversync/serversync/store/storetest"
@@ -64,21 +63,7 @@ func newFakeEnv(t *testing.T, opts *fakeconn.Options, configure func(*serversync
 // mailbox creates an approved user mailbox.
 func (e *fakeEnv) mailbox(t *testing.T, name string, configure func(*serversync.Mailbox)) *serversync.Mailbox {
 	t.Helper()
-	ctx := context.Background()
-	m := &serversync.Mailbox{
-		Name: name, EmailAddress: name + "@example.test", ProfileID: e.profile.ID, Owner: "owner-" + name,
-		Regarding: serversync.Regarding{Type: serversync.RegardingUser, ID: "user-" + name},
-		Password:  auth.NewSecret(name + "-pass"), IncomingFilter: serversync.FilterAll,
-	}
-	if configure != nil {
-		configure(m)
-	}
-	m, err := e.admin.CreateMailbox(ctx, m)
-	require.NoError(t, err)
-	require.NoError(t, e.admin.Approve(ctx, "admin-user", m.ID))
-	m, err = e.store.GetMailbox(ctx, m.ID)
-	require.NoError(t, err)
-	return m
+	return approvedMailbox(t, e.admin, e.store, e.profile.ID, name, configure)
 }
 
 // syncer returns a Syncer on the fake with the production defaults, except what

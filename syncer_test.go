@@ -79,21 +79,27 @@ func throughProxy(t *testing.T, proxy **netfault.Proxy) func(*serversync.Profile
 // mailbox creates a user mailbox on the demo server and in the store, approved.
 func (e *syncEnv) mailbox(t *testing.T, name string, configure func(*serversync.Mailbox)) *serversync.Mailbox {
 	t.Helper()
+	require.NoError(t, e.demo.AddUser(name+"@example.test", name+"-pass"))
+	return approvedMailbox(t, e.admin, e.store, e.profile.ID, name, configure)
+}
+
+// approvedMailbox creates an approved user mailbox name@example.test with the
+// password name-pass, the same in every test environment of the package.
+func approvedMailbox(t *testing.T, admin *serversync.Admin, store serversync.Store, profileID, name string, configure func(*serversync.Mailbox)) *serversync.Mailbox {
+	t.Helper()
 	ctx := context.Background()
-	email := name + "@example.test"
-	require.NoError(t, e.demo.AddUser(email, name+"-pass"))
 	m := &serversync.Mailbox{
-		Name: name, EmailAddress: email, ProfileID: e.profile.ID, Owner: "owner-" + name,
+		Name: name, EmailAddress: name + "@example.test", ProfileID: profileID, Owner: "owner-" + name,
 		Regarding: serversync.Regarding{Type: serversync.RegardingUser, ID: "user-" + name},
 		Password:  auth.NewSecret(name + "-pass"), IncomingFilter: serversync.FilterAll,
 	}
 	if configure != nil {
 		configure(m)
 	}
-	m, err := e.admin.CreateMailbox(ctx, m)
+	m, err := admin.CreateMailbox(ctx, m)
 	require.NoError(t, err)
-	require.NoError(t, e.admin.Approve(ctx, "admin-user", m.ID))
-	m, err = e.store.GetMailbox(ctx, m.ID)
+	require.NoError(t, admin.Approve(ctx, "admin-user", m.ID))
+	m, err = store.GetMailbox(ctx, m.ID)
 	require.NoError(t, err)
 	return m
 }
