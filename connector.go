@@ -12,6 +12,10 @@ import (
 
 // Endpoint is a resolved server location for one direction of a profile.
 type Endpoint struct {
+	// URL is the base URL of an HTTP API (Microsoft Graph's
+	// "https://graph.microsoft.com", an EWS endpoint), "" for the mail protocols.
+	// Host, Port and TLS then describe the same location.
+	URL  string
 	Host string
 	Port int
 	TLS  TLSMode // never TLSDefault once resolved
@@ -141,6 +145,14 @@ type CommitSession interface {
 // cursor: the same position, without the messages deleted.
 type DeletionCursorSession interface {
 	CursorAfterDeletes(cursor []byte) []byte
+}
+
+// SentCopyKeeper is implemented by outgoing connectors whose server keeps a copy
+// of every message it sends in the mailbox's Sent Items (Graph's sendMail, EWS's
+// SendAndSaveCopy). The Syncer then never appends a second copy, whatever
+// OrgSettings.SaveCopyToSentFolder says.
+type SentCopyKeeper interface {
+	KeepsSentCopy() bool
 }
 
 // Envelope is the SMTP envelope of one message.

@@ -191,6 +191,9 @@ func (s *Syncer) send(ctx context.Context, a *EmailActivity) {
 	s.finishSend(ctx, w, a, sendErr, log)
 	// The Sent copy takes a connection of its own after the SMTP one is given back:
 	// holding one while waiting for another would deadlock a full budget.
+	if keeper, ok := out.(SentCopyKeeper); ok && keeper.KeepsSentCopy() {
+		return
+	}
 	if sendErr == nil && w.settings.SaveCopyToSentFolder {
 		s.saveSentCopy(ctx, w, raw, log)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
+	"strings"
 
 	"golang.org/x/oauth2"
 
@@ -55,6 +57,13 @@ func ResolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSet
 	if endpoint.Timeout == 0 {
 		endpoint.Timeout = ConnectionTimeoutDefault
 	}
+	protocol := p.IncomingProtocol()
+	if dir == Outgoing {
+		protocol = p.OutgoingProtocol()
+	}
+	if protocol == "graph" || protocol == "ews" {
+		endpoint.URL = baseURL(server, endpoint)
+	}
 	login := m.Username
 	if login == "" {
 		login = m.EmailAddress
@@ -96,6 +105,19 @@ func ResolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSet
 		Endpoint:     endpoint,
 		Credentials:  creds,
 	}, nil
+}
+
+// baseURL is the URL of an HTTP API at server: server itself when it is a URL,
+// else https:// (http:// with TLS off) and the host and port.
+func baseURL(server string, e Endpoint) string {
+	if u, err := url.Parse(server); err == nil && u.Host != "" {
+		return strings.TrimSuffix(u.String(), "/")
+	}
+	scheme := "https"
+	if !e.TLS.UsesTLS() {
+		scheme = "http"
+	}
+	return (&url.URL{Scheme: scheme, Host: net.JoinHostPort(e.Host, strconv.Itoa(e.Port))}).String()
 }
 
 // hostOf strips a port or URL down to the host name.

@@ -27,6 +27,10 @@ const (
 	KindDelegation Kind = "Delegation"
 	// KindOAuth: a bearer token from TokenSource (SASL XOAUTH2 or OAUTHBEARER).
 	KindOAuth Kind = "OAuth"
+	// KindAppOnly: an application's own token from TokenSource (server-to-server
+	// authentication), acting for the mailbox named in Username: SASL XOAUTH2 or
+	// OAUTHBEARER with user=<mailbox>, or Graph's /users/{mailbox} rather than /me.
+	KindAppOnly Kind = "AppOnly"
 	// KindAnonymous: no authentication (SMTP relays only).
 	KindAnonymous Kind = "Anonymous"
 )
@@ -61,7 +65,8 @@ type Credentials struct {
 	Mailbox         string
 	Impersonation   ImpersonationStyle
 	MasterSeparator string // "" means MasterSeparatorDefault
-	// TokenSource yields OAuth access tokens, refreshing them as needed (KindOAuth).
+	// TokenSource yields OAuth access tokens, refreshing them as needed (KindOAuth,
+	// KindAppOnly).
 	TokenSource oauth2.TokenSource
 }
 
@@ -114,7 +119,7 @@ func (c Credentials) SASLClient(ctx context.Context, offered []string) (string, 
 		if has(sasl.Login) && authzid == "" {
 			return sasl.Login, sasl.NewLoginClient(c.LoginName(), c.Password.Reveal()), nil
 		}
-	case KindOAuth:
+	case KindOAuth, KindAppOnly:
 		if c.TokenSource == nil {
 			return "", nil, errors.New("auth: OAuth credentials without a token source")
 		}
