@@ -131,6 +131,15 @@ const (
 	// the way the profile asks (no shared namespace; POP3 has no delegation). Use
 	// impersonation or mailbox credentials.
 	CodeDelegationUnavailable = "delegation_unavailable"
+	// CodeTokenRefused: the identity provider refused to issue a token (unknown
+	// tenant or application, certificate not registered with the application,
+	// permission not granted). Fix the profile's tenant, client ID or
+	// certificate, or the app registration; the message quotes the provider.
+	CodeTokenRefused = "token_refused"
+	// CodeCertificateExpired: the profile's server-to-server certificate is
+	// expired or not yet valid. Register a new certificate with the application
+	// and save it on the profile.
+	CodeCertificateExpired = "certificate_expired"
 )
 
 // Codes of failures inside a mailbox, after login.

@@ -198,6 +198,29 @@ func NetError(op string, err error) error {
 	return Error(op, serversync.ErrorTransient, serversync.ScopeProfile, serversync.CodeNetwork, err)
 }
 
+// TokenFailure classifies a failure to get an OAuth access token, or returns nil
+// when err is not one: a certificate that is expired is permanent
+// ([serversync.CodeCertificateExpired]); a refusal by the identity provider is
+// an authentication failure ([serversync.CodeTokenRefused]) unless the provider
+// said to come back later. An app-only token serves every mailbox of the profile,
+// so its failures are profile-wide; a mailbox's own token concerns that mailbox.
+func TokenFailure(op string, creds auth.Credentials, err error) *serversync.ConnectorError {
+	scope := serversync.ScopeMailbox
+	if creds.Kind == auth.KindAppOnly {
+		scope = serversync.ScopeProfile
+	}
+	var refused *auth.TokenError
+	switch {
+	case errors.Is(err, auth.ErrCertificateExpired):
+		return Error(op, serversync.ErrorAuth, serversync.ScopeProfile, serversync.CodeCertificateExpired, err)
+	case errors.As(err, &refused) && refused.Temporary():
+		return Error(op, serversync.ErrorTransient, scope, serversync.CodeServerUnavailable, err)
+	case errors.As(err, &refused):
+		return Error(op, serversync.ErrorAuth, scope, serversync.CodeTokenRefused, err)
+	}
+	return nil
+}
+
 // ErrPlaintextAuth is returned instead of sending credentials over an unencrypted
 // connection when the organisation does not allow it.
 var ErrPlaintextAuth = errors.New("connector: refusing to send credentials over an unencrypted connection (OrgSettings.AllowCredentialsOverNonSecureChannels is off)")
