@@ -196,4 +196,9 @@ const (
 	// CodeTestAndEnableFailed: Test & Enable failed; the alert lists each
 	// workload's problem.
 	CodeTestAndEnableFailed = "test_and_enable_failed"
+	// CodeCertificateExpiring: the profile's server-to-server certificate expires
+	// within Config.CertificateExpiryWarning (a Warning to the profile's owner,
+	// once a day). Register a new certificate with the application and save it
+	// on the profile before it expires.
+	CodeCertificateExpiring = "certificate_expiring"
 )

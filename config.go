@@ -28,6 +28,7 @@ func (c *Config) validate() error {
 		{"LeaseTTL", c.LeaseTTL}, {"ShutdownLeaseGrace", c.ShutdownLeaseGrace}, {"ConnectionSlotTTL", c.ConnectionSlotTTL},
 		{"ActivePoll", c.ActivePoll}, {"MaxIdlePoll", c.MaxIdlePoll},
 		{"RetryInterval", c.RetryInterval}, {"MassFailureWindow", c.MassFailureWindow},
+		{"CertificateExpiryWarning", c.CertificateExpiryWarning},
 		{"IdleWindow", c.IdleWindow}, {"OutboxInterval", c.OutboxInterval}, {"OutboxClaimTTL", c.OutboxClaimTTL},
 		{"MaxSendWait", c.MaxSendWait}, {"ScanInterval", c.ScanInterval}, {"Tick", c.Tick},
 	} {
@@ -79,6 +80,7 @@ func (c *Config) applyDefaults() {
 	c.RetryInterval = cmp.Or(c.RetryInterval, RetryIntervalDefault)
 	c.MaxTransientFailures = cmp.Or(c.MaxTransientFailures, MaxTransientFailuresDefault)
 	c.MassFailureWindow = cmp.Or(c.MassFailureWindow, MassFailureWindowDefault)
+	c.CertificateExpiryWarning = cmp.Or(c.CertificateExpiryWarning, CertificateExpiryWarningDefault)
 	if c.IdleConnections == 0 {
 		c.IdleConnections = IdleConnectionsDefault
 	}
@@ -95,24 +97,27 @@ func (c *Config) applyDefaults() {
 
 // Defaults of [Config].
 const (
-	WorkersDefault            = 32
-	LeaseTTLDefault           = 2 * time.Minute
-	LeaseBatchDefault         = 16
-	ActivePollDefault         = 5 * time.Minute
-	MaxIdlePollDefault        = 4 * time.Hour
-	RetryIntervalDefault      = 5 * time.Minute
-	IdleConnectionsDefault    = 100
-	IdleWindowDefault         = time.Hour
-	OutboxIntervalDefault     = 5 * time.Minute
-	OutboxClaimTTLDefault     = 5 * time.Minute
-	MaxSendAttemptsDefault    = 10
-	ScanIntervalDefault       = time.Minute
-	TickDefault               = time.Second
-	SaveBatchDefault          = 100
-	MaxMessageSizeDefault     = 64 << 20
-	MassFailureWindowDefault  = time.Hour
-	ShutdownLeaseGraceDefault = 10 * time.Second
-	MaxSendWaitDefault        = 24 * time.Hour
+	WorkersDefault           = 32
+	LeaseTTLDefault          = 2 * time.Minute
+	LeaseBatchDefault        = 16
+	ActivePollDefault        = 5 * time.Minute
+	MaxIdlePollDefault       = 4 * time.Hour
+	RetryIntervalDefault     = 5 * time.Minute
+	IdleConnectionsDefault   = 100
+	IdleWindowDefault        = time.Hour
+	OutboxIntervalDefault    = 5 * time.Minute
+	OutboxClaimTTLDefault    = 5 * time.Minute
+	MaxSendAttemptsDefault   = 10
+	ScanIntervalDefault      = time.Minute
+	TickDefault              = time.Second
+	SaveBatchDefault         = 100
+	MaxMessageSizeDefault    = 64 << 20
+	MassFailureWindowDefault = time.Hour
+	// CertificateExpiryWarningDefault leaves a month to renew a certificate:
+	// registering a new one with the application takes an administrator.
+	CertificateExpiryWarningDefault = 30 * 24 * time.Hour
+	ShutdownLeaseGraceDefault       = 10 * time.Second
+	MaxSendWaitDefault              = 24 * time.Hour
 
 	MaxTransientFailuresDefault = 10
 )
@@ -151,6 +156,9 @@ type Config struct {
 	// (more than half of a profile's mailboxes failed within it), and how often at
 	// most it is raised.
 	MassFailureWindow time.Duration
+	// CertificateExpiryWarning is how long before a server-to-server certificate
+	// expires its profile's owner gets a Warning alert (once a day until renewed).
+	CertificateExpiryWarning time.Duration
 	// IdleConnections caps the connections kept open waiting for new mail (IMAP
 	// IDLE); IdleWindow is how recent a mailbox's last mail must be to get one.
 	// IdleConnections < 0 turns IDLE off.

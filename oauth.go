@@ -9,7 +9,8 @@ import (
 	"github.com/serversync/serversync/auth"
 )
 
-// resolveTarget is ResolveTarget for the Syncer's jobs. A mailbox on OAuth gets a
+// resolveTarget is ResolveTarget for the Syncer's jobs. A server-to-server
+// profile's mailboxes share one app-only token. A mailbox on OAuth gets a
 // token source that stores each token it refreshes, so the next connection reuses it
 // instead of asking the provider again. Without that every connection made with an
 // hour-old token would be a refresh (10,000 mailboxes polled every 5 minutes, 2,000
@@ -27,8 +28,22 @@ func (s *Syncer) resolveTarget(ctx context.Context, w *work, dir Direction) (*Ta
 		}
 	}
 	t, err := ResolveTarget(ctx, w.p, m, w.settings, dir)
-	if err != nil || t.Credentials.Kind != auth.KindOAuth {
-		return t, err
+	if err != nil {
+		return nil, err
+	}
+	switch t.Credentials.Kind {
+	case auth.KindAppOnly:
+		// Every mailbox of the profile shares one token (and, through an
+		// AppTokenStore, every process): no token request per connection.
+		cfg, key, err := appTokenConfig(w.p, w.settings, dir)
+		if err != nil {
+			return nil, err
+		}
+		t.Credentials.TokenSource = s.appTokens.sourceFor(ctx, s, cfg, key)
+		return t, nil
+	case auth.KindOAuth:
+	default:
+		return t, nil
 	}
 	mailboxID := m.ID
 	t.Credentials.TokenSource = &savingTokenSource{

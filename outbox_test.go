@@ -12,14 +12,14 @@ import (
 	"github.com/serversync/serversync/auth"
 )
 
-// exchangeMailbox creates an approved mailbox on an Exchange Online profile, for
-// which no connector exists yet.
+// exchangeMailbox creates an approved mailbox on an Exchange Server profile, for
+// which the environment's connectors have none.
 func (e *syncEnv) exchangeMailbox(t *testing.T, name string) *serversync.Mailbox {
 	t.Helper()
 	ctx := context.Background()
 	p, err := e.admin.CreateProfile(ctx, &serversync.Profile{
-		Name: "exchange-" + name, Owner: "admin-user", ServerType: serversync.ServerTypeExchangeOnline,
-		IncomingServer: "outlook.office365.com", OutgoingServer: "outlook.office365.com",
+		Name: "exchange-" + name, Owner: "admin-user", ServerType: serversync.ServerTypeExchangeServer,
+		IncomingServer: "https://exchange.contoso.test/EWS/Exchange.asmx", OutgoingServer: "https://exchange.contoso.test/EWS/Exchange.asmx",
 	})
 	require.NoError(t, err)
 	m, err := e.admin.CreateMailbox(ctx, &serversync.Mailbox{

@@ -169,15 +169,32 @@ type Profile struct {
 
 	AuthProtocol AuthProtocol // "" means AuthAuto
 
-	// Server-to-server (Exchange Online hybrid) and OAuth application settings.
+	// Server-to-server authentication (CredentialsServerToServer) is OAuth 2.0
+	// client credentials with a certificate, as Microsoft Entra ID offers it: the
+	// application ClientID of tenant TenantID signs a client assertion with
+	// CertificateKey, and one app-only token per profile and resource serves every
+	// mailbox (Graph /users/{mailbox}, or XOAUTH2 user=<mailbox> for IMAP/POP/SMTP).
+	// Delegated OAuth (CredentialsOAuth) refreshes each mailbox's own token at
+	// TokenURL with ClientID and ClientSecret.
 	TenantID           string
 	UseDefaultTenantID bool // take OrgSettings.DefaultTenantID
 	ClientID           string
 	ClientSecret       auth.Secret // sealed at rest
 	CertificatePEM     string      // public certificate for server-to-server auth
-	CertificateKey     auth.Secret // its private key, sealed at rest
-	TokenURL           string      // OAuth token endpoint used to refresh mailbox tokens
-	Scopes             []string    // OAuth scopes
+	CertificateKey     auth.Secret // its RSA private key (PEM), sealed at rest
+	// CertificateNotAfter is when CertificatePEM expires: filled on save, read only.
+	// The profile's owner is warned Config.CertificateExpiryWarning ahead.
+	CertificateNotAfter time.Time
+	// TokenURL is the token endpoint: for delegated OAuth, where mailbox tokens
+	// are refreshed (required); for server-to-server, "" means Entra ID's
+	// https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token, and a URL
+	// holding "{tenant}" gets the tenant put in.
+	TokenURL string
+	// Scopes: for delegated OAuth, the scopes asked for on refresh; for
+	// server-to-server, "" means the resource's .default scope
+	// (https://graph.microsoft.com/.default for Graph,
+	// https://outlook.office365.com/.default for IMAP, POP3 and SMTP).
+	Scopes []string
 
 	// ExtraRootCAsPEM adds certificate authorities trusted for this profile's servers,
 	// on top of the system roots. Verification itself is never turned off.

@@ -53,6 +53,10 @@ type Syncer struct {
 	// folderless holds the server types whose incoming sessions turned out to be
 	// no FolderSession (POP3): no session is opened for a Sent copy again.
 	folderless sync.Map
+
+	appTokens   appTokens // shared app-only tokens of server-to-server profiles
+	certCheckMu sync.Mutex
+	certChecked map[string]time.Time // by profile ID: when its certificate expiry was last looked at
 }
 
 // NewSyncer returns a Syncer over store using connectors. It refuses, with an
@@ -220,6 +224,7 @@ func (s *Syncer) processMailbox(ctx context.Context, id string, log *slog.Logger
 		log.Error("load profile and settings", "err", err)
 		return s.cfg.Now().Add(s.cfg.RetryInterval)
 	}
+	s.checkCertificateExpiry(ctx, w)
 	if !w.incomingActive() {
 		log.Debug("incoming mail is not active for the mailbox", "approved", w.approved(), "enabled", m.IncomingEnabled, "method", m.IncomingMethod)
 		return time.Time{}

@@ -15,7 +15,7 @@ import (
 )
 
 // ErrUnsupportedCredentials is returned for a credential source no connector of this
-// library implements yet (server-to-server and Windows integrated authentication).
+// library implements yet (Windows integrated authentication).
 var ErrUnsupportedCredentials = errors.New("serversync: credential source not supported by the mail connectors")
 
 // ResolveTarget turns a mailbox, its profile and the org settings into what a
@@ -92,6 +92,12 @@ func ResolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSet
 			Expiry:       m.OAuthToken.Expiry,
 		}
 		creds = auth.Credentials{Kind: auth.KindOAuth, Username: login, TokenSource: cfg.TokenSource(ctx, token)}
+	case CredentialsServerToServer:
+		cfg, _, err := appTokenConfig(p, settings, dir)
+		if err != nil {
+			return nil, err
+		}
+		creds = auth.Credentials{Kind: auth.KindAppOnly, Username: m.EmailAddress, TokenSource: cfg.TokenSource(ctx)}
 	case CredentialsAnonymous:
 		creds = auth.Credentials{Kind: auth.KindAnonymous}
 	default:

@@ -1,7 +1,10 @@
 package serversync
 
 import (
+	"cmp"
 	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/mail"
@@ -33,9 +36,14 @@ func NormalizeProfile(p *Profile) {
 	if p.OutgoingTLS == TLSDefault {
 		p.OutgoingTLS = TLSImplicit
 	}
+	if p.ServerType.IsExchangeOnline() {
+		// Exchange Online is at one place for every tenant, reached through Graph.
+		p.IncomingServer = cmp.Or(p.IncomingServer, GraphURLDefault)
+		p.OutgoingServer = cmp.Or(p.OutgoingServer, GraphURLDefault)
+	}
 	if p.IncomingCredentialSource == "" {
 		p.IncomingCredentialSource = CredentialsMailbox
-		if p.ServerType == ServerTypeExchangeOnlineHybrid {
+		if p.ServerType.IsExchangeOnline() {
 			p.IncomingCredentialSource = CredentialsServerToServer
 		}
 	}
@@ -57,7 +65,14 @@ func NormalizeProfile(p *Profile) {
 	if p.ImpersonationStyle == auth.ImpersonateMasterUser && p.MasterSeparator == "" {
 		p.MasterSeparator = auth.MasterSeparatorDefault
 	}
+	p.CertificateNotAfter = time.Time{}
+	if leaf := firstCertificate(p.CertificatePEM); leaf != nil {
+		p.CertificateNotAfter = leaf.NotAfter
+	}
 }
+
+// GraphURLDefault is where Exchange Online profiles reach Microsoft Graph.
+const GraphURLDefault = "https://graph.microsoft.com"
 
 // defaultPort is the well-known port of a protocol in a TLS mode (DESIGN §2).
 func defaultPort(protocol string, mode TLSMode) int {
@@ -200,7 +215,11 @@ func ValidateProfile(p *Profile, settings *OrgSettings) error {
 	case p.ConnectionTimeout < time.Second || p.ConnectionTimeout > ConnectionTimeoutMax:
 		return bad("ConnectionTimeout", fmt.Sprintf("%s is outside 1 s–100 s", p.ConnectionTimeout))
 	}
-	if p.CertificatePEM != "" {
+	if usesS2S {
+		if err := validateClientCertificate(p, time.Now()); err != nil {
+			return err
+		}
+	} else if p.CertificatePEM != "" {
 		if _, err := parseCertificates(p.CertificatePEM); err != nil {
 			return bad("CertificatePEM", err.Error())
 		}
@@ -209,6 +228,24 @@ func ValidateProfile(p *Profile, settings *OrgSettings) error {
 		if _, err := parseCertificates(p.ExtraRootCAsPEM); err != nil {
 			return bad("ExtraRootCAsPEM", err.Error())
 		}
+	}
+	return nil
+}
+
+// validateClientCertificate checks a server-to-server certificate the way the
+// identity provider will: an RSA key that is the certificate's own, and a
+// certificate valid now. A certificate that expires soon is saved: the Syncer
+// warns the profile's owner ahead of time (Config.CertificateExpiryWarning).
+func validateClientCertificate(p *Profile, now time.Time) error {
+	cert, err := auth.ParseClientCertificate(p.CertificatePEM, p.CertificateKey)
+	switch {
+	case errors.Is(err, auth.ErrCertificateKeyMismatch):
+		return invalid("Profile", "CertificateKey", "is not the private key of CertificatePEM")
+	case err != nil:
+		return invalid("Profile", "CertificatePEM", err.Error())
+	}
+	if err := cert.CheckValidAt(now); err != nil {
+		return invalid("Profile", "CertificatePEM", err.Error())
 	}
 	return nil
 }
@@ -222,10 +259,12 @@ func validateCredentialSource(p *Profile, src CredentialSource, dir Direction, f
 		return bad(fmt.Sprintf("%q is not one of Mailbox, Profile, ServerToServer, WindowsIntegrated, Anonymous, OAuth", src))
 	case src == CredentialsAnonymous && !smtp:
 		return bad("Anonymous is only allowed for outgoing SMTP")
-	case src == CredentialsServerToServer && p.ServerType != ServerTypeExchangeOnlineHybrid:
-		return bad("ServerToServer is only available for ExchangeOnlineHybrid")
+	case src == CredentialsServerToServer && p.ServerType == ServerTypeExchangeServer:
+		return bad("ServerToServer is for Exchange Online (Graph, or its IMAP, POP3 and SMTP): Exchange Server uses Profile, Mailbox or WindowsIntegrated credentials")
 	case src != CredentialsServerToServer && p.ServerType == ServerTypeExchangeOnlineHybrid:
 		return bad("ExchangeOnlineHybrid authenticates server to server: use ServerToServer")
+	case src != CredentialsServerToServer && src != CredentialsOAuth && p.ServerType == ServerTypeExchangeOnline:
+		return bad("Exchange Online accepts only OAuth tokens (Microsoft turned basic authentication off): use ServerToServer (app-only) or OAuth (delegated, per mailbox)")
 	case src == CredentialsWindowsIntegrated && !(p.ServerType == ServerTypeExchangeServer || smtp):
 		return bad("WindowsIntegrated is only available for Exchange Server and SMTP")
 	}
@@ -264,6 +303,20 @@ func parseCertificates(pemText string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("holds no PEM certificate")
 	}
 	return pool, nil
+}
+
+// firstCertificate is the first certificate of a PEM bundle (the leaf), or nil.
+func firstCertificate(pemText string) *x509.Certificate {
+	for rest := []byte(pemText); ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			return nil
+		}
+		if block.Type == "CERTIFICATE" {
+			cert, _ := x509.ParseCertificate(block.Bytes)
+			return cert
+		}
+	}
 }
 
 // NormalizeMailbox fills defaults in place from the org settings: delivery methods,

@@ -86,11 +86,20 @@ func TestProfileValidation(t *testing.T) {
 		{"unknown credential source", func(p *serversync.Profile) { p.IncomingCredentialSource = "Kerberos" }, "IncomingCredentialSource"},
 		{"anonymous incoming", func(p *serversync.Profile) { p.IncomingCredentialSource = serversync.CredentialsAnonymous }, "IncomingCredentialSource"},
 		{"anonymous outgoing for exchange", func(p *serversync.Profile) {
+			s2s(p)
 			p.ServerType = serversync.ServerTypeExchangeOnline
-			p.IncomingServer, p.OutgoingServer = "https://outlook.office365.com", "https://outlook.office365.com"
 			p.SeparateOutgoingSettings, p.OutgoingCredentialSource = true, serversync.CredentialsAnonymous
 		}, "OutgoingCredentialSource"},
-		{"server-to-server for imap", func(p *serversync.Profile) { p.IncomingCredentialSource = serversync.CredentialsServerToServer }, "IncomingCredentialSource"},
+		{"server-to-server for exchange server", func(p *serversync.Profile) {
+			p.ServerType = serversync.ServerTypeExchangeServer
+			p.IncomingServer, p.OutgoingServer = "https://ex.contoso.test/EWS/Exchange.asmx", "https://ex.contoso.test/EWS/Exchange.asmx"
+			p.IncomingCredentialSource = serversync.CredentialsServerToServer
+		}, "IncomingCredentialSource"},
+		{"basic authentication for exchange online", func(p *serversync.Profile) {
+			p.ServerType = serversync.ServerTypeExchangeOnline
+			p.IncomingServer, p.OutgoingServer = "", ""
+			p.IncomingCredentialSource = serversync.CredentialsMailbox
+		}, "IncomingCredentialSource"},
 		{"hybrid needs server-to-server", func(p *serversync.Profile) { s2s(p); p.IncomingCredentialSource = serversync.CredentialsMailbox }, "IncomingCredentialSource"},
 		{"windows integrated for imap incoming", func(p *serversync.Profile) { p.IncomingCredentialSource = serversync.CredentialsWindowsIntegrated }, "IncomingCredentialSource"},
 		{"impersonation needs profile credentials", func(p *serversync.Profile) { p.UseImpersonation = true }, "UseImpersonation"},
