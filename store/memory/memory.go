@@ -58,6 +58,8 @@ type Store struct {
 	alertIDs map[string]bool
 
 	connectionBudgets map[string]*connectionBudget // by ConnectionSlot.Key, while any slot or place is held
+
+	appTokens map[string]serversync.AppToken // by key
 }
 
 type mailboxRecord struct {
@@ -103,6 +105,7 @@ func (s *Store) Close() error {
 	s.settings = nil
 	s.activities, s.activityOrder, s.activityKeys, s.cursors = nil, nil, nil, nil
 	s.alerts, s.alertIDs = nil, nil
+	s.connectionBudgets, s.appTokens = nil, nil
 	return nil
 }
 
