@@ -2,7 +2,9 @@
 //
 // Nothing is persisted: everything is lost when the process exits. Secrets
 // (auth.Secret fields) are held in memory as given, not sealed; the store implements
-// no serversync.SecretRotator. It passes store/storetest.
+// no serversync.SecretRotator. It implements serversync.ConnectionSlotStore and
+// serversync.AppTokenStore for the Syncers of one process. It passes
+// store/storetest.
 package memory
 
 import (
