@@ -302,11 +302,11 @@ type AppToken struct {
 // they do.
 //
 // A key is any string of 1 to AppTokenKeyMaxLength bytes of valid UTF-8 without
-// NUL ("<profile ID>/<resource>"); it is opaque to the store, which matches it
-// exactly and case-sensitively. Anything else is refused with a
-// *ValidationError (Entity "AppToken", Field "Key"), as is a token without an
-// AccessToken or an Expiry. The store reads no clock: an expired token is
-// returned like any other, and the caller decides.
+// NUL, such as "<profile ID>/<resource>"; it is opaque to the store, which
+// matches it exactly and case-sensitively. Any other key is refused with a
+// *ValidationError (Entity "AppToken", Field "Key"), and a token without an
+// AccessToken or an Expiry with one naming that field. The store reads no clock:
+// an expired token is returned like any other, and the caller decides.
 type AppTokenStore interface {
 	// AppToken returns the token stored under key, or an error matching ErrNotFound.
 	AppToken(ctx context.Context, key string) (AppToken, error)
