@@ -4,6 +4,8 @@ import (
 	"context"
 	"iter"
 	"time"
+
+	"github.com/serversync/serversync/auth"
 )
 
 // Store keeps everything the library persists. Implementations live under store/
@@ -273,4 +275,48 @@ type ConnectionSlotStore interface {
 	// ReleaseConnectionSlot gives the slot, or the place in line, back. It fails
 	// with ErrLeaseLost when it is no longer held.
 	ReleaseConnectionSlot(ctx context.Context, slot ConnectionSlot) error
+}
+
+// AppTokenKeyMaxLength is the longest AppTokenStore key, in bytes, every store
+// accepts.
+const AppTokenKeyMaxLength = 512
+
+// AppToken is an application's access token for one profile and resource (an
+// app-only token from the identity provider, such as Entra ID's client
+// credentials grant), shared by every mailbox of the profile and every process of
+// the deployment. It is a value: copying it is safe.
+type AppToken struct {
+	AccessToken auth.Secret // sealed at rest by persistent stores
+	TokenType   string      // "Bearer"
+	Expiry      time.Time
+	// UpdatedAt is when the token was obtained, by the caller's clock: like every
+	// timestamp, the store keeps it as given.
+	UpdatedAt time.Time
+}
+
+// AppTokenStore is implemented by stores that share app-only tokens between
+// processes. The Syncer keeps one token per profile and resource in memory and,
+// with this interface, in the store, so that N processes ask the identity
+// provider once per token lifetime rather than N times. Store implementations that
+// several processes share should implement it; store/storetest checks it when
+// they do.
+//
+// A key is any string of 1 to AppTokenKeyMaxLength bytes of valid UTF-8 without
+// NUL, such as "<profile ID>/<resource>"; it is opaque to the store, which
+// matches it exactly and case-sensitively. Any other key is refused with a
+// *ValidationError (Entity "AppToken", Field "Key"), and a token without an
+// AccessToken or an Expiry with one naming that field. The store reads no clock:
+// an expired token is returned like any other, and the caller decides.
+type AppTokenStore interface {
+	// AppToken returns the token stored under key, or an error matching ErrNotFound.
+	AppToken(ctx context.Context, key string) (AppToken, error)
+	// PutAppToken stores t under key unless the token stored there expires later
+	// (a slower process must not replace a fresher token), atomically with respect
+	// to every other call, and returns the token now stored: t, or the later one.
+	// Of two tokens with the same Expiry the one put last is kept.
+	PutAppToken(ctx context.Context, key string, t AppToken) (AppToken, error)
+	// DeleteAppTokens removes the tokens whose key starts with prefix, byte for
+	// byte (a profile whose credentials changed); "" removes them all. Removing
+	// none is not an error.
+	DeleteAppTokens(ctx context.Context, prefix string) error
 }

@@ -2,7 +2,9 @@
 //
 // Nothing is persisted: everything is lost when the process exits. Secrets
 // (auth.Secret fields) are held in memory as given, not sealed; the store implements
-// no serversync.SecretRotator. It passes store/storetest.
+// no serversync.SecretRotator. It implements serversync.ConnectionSlotStore and
+// serversync.AppTokenStore for the Syncers of one process. It passes
+// store/storetest.
 package memory
 
 import (
@@ -58,6 +60,8 @@ type Store struct {
 	alertIDs map[string]bool
 
 	connectionBudgets map[string]*connectionBudget // by ConnectionSlot.Key, while any slot or place is held
+
+	appTokens map[string]serversync.AppToken // by key
 }
 
 type mailboxRecord struct {
@@ -103,6 +107,7 @@ func (s *Store) Close() error {
 	s.settings = nil
 	s.activities, s.activityOrder, s.activityKeys, s.cursors = nil, nil, nil, nil
 	s.alerts, s.alertIDs = nil, nil
+	s.connectionBudgets, s.appTokens = nil, nil
 	return nil
 }
 

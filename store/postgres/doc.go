@@ -22,8 +22,9 @@
 // it is missing) the first time and after an upgrade; a role with only SELECT,
 // INSERT, UPDATE and DELETE on the tables can run the store once they exist.
 //
-// Credentials in profiles and mailboxes are sealed with AES-256-GCM before they are
-// written, as in store/sqlite; Options.Keys gives the keys (by default
+// Credentials in profiles and mailboxes, and shared app-only access tokens
+// (serversync.AppTokenStore), are sealed with AES-256-GCM before they are written,
+// as in store/sqlite; Options.Keys gives the keys (by default
 // auth.KeysFromEnv reads SERVERSYNC_SECRET_KEY). Every process sharing a database
 // needs the same keys. RotateSecrets re-seals what an older key sealed.
 //

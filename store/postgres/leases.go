@@ -134,7 +134,8 @@ const rotateBatch = 200
 // once: each row is read and rewritten under its lock.
 func (s *Store) RotateSecrets(ctx context.Context) (int, error) {
 	total := 0
-	for _, table := range []struct{ name, kind string }{{"profiles", "profile"}, {"mailboxes", "mailbox"}} {
+	tables := []struct{ name, kind string }{{"profiles", "profile"}, {"mailboxes", "mailbox"}, {"app_tokens", storekit.AppTokenKind}}
+	for _, table := range tables {
 		for after := ""; ; {
 			n, last, err := s.rotateSome(ctx, table.name, table.kind, after)
 			total += n

@@ -226,7 +226,10 @@ func TestSecretsNotStoredInPlainText(t *testing.T) {
 		clientSecret    = "Client-Secret-0b4f"
 		mailboxPassword = "Mailbox-Password-93ab"
 		refreshToken    = "Refresh-Token-55d0"
+		appAccessToken  = "App-Access-Token-d41c"
 	)
+	_, err := s.PutAppToken(ctx, "p1/https://outlook.office365.com/.default", storetest.NewAppToken(appAccessToken, storetest.BaseTime))
+	require.NoError(t, err)
 	p := storetest.NewProfile("Secrets")
 	p.Password = auth.NewSecret(profilePassword)
 	p.ClientSecret = auth.NewSecret(clientSecret)
@@ -235,7 +238,7 @@ func TestSecretsNotStoredInPlainText(t *testing.T) {
 	m.Password = auth.NewSecret(mailboxPassword)
 	m.OAuthToken.RefreshToken = auth.NewSecret(refreshToken)
 	require.NoError(t, s.CreateMailbox(ctx, m))
-	_, err := s.UpdateMailbox(ctx, m.ID, func(m *serversync.Mailbox) error {
+	_, err = s.UpdateMailbox(ctx, m.ID, func(m *serversync.Mailbox) error {
 		m.Name = "rewritten through an update"
 		return nil
 	})
@@ -247,6 +250,7 @@ func TestSecretsNotStoredInPlainText(t *testing.T) {
 	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
 	require.Contains(t, tables, "mailboxes")
+	require.Contains(t, tables, "app_tokens")
 	values := 0
 	for _, name := range tables {
 		rows, err := conn.Query(ctx, "SELECT * FROM "+table(schema, name))
@@ -263,7 +267,7 @@ func TestSecretsNotStoredInPlainText(t *testing.T) {
 					raw = fmt.Sprint(v)
 				}
 				values++
-				for _, secret := range []string{profilePassword, clientSecret, mailboxPassword, refreshToken} {
+				for _, secret := range []string{profilePassword, clientSecret, mailboxPassword, refreshToken, appAccessToken} {
 					assert.NotContains(t, raw, secret, "table %s", name)
 					assert.NotContains(t, raw, base64.StdEncoding.EncodeToString([]byte(secret)), "table %s", name)
 				}
@@ -487,4 +491,43 @@ func TestReleaseLeavesCommitsSynchronous(t *testing.T) {
 	got, err := s.GetMailbox(ctx, m.ID)
 	require.NoError(t, err)
 	assert.True(t, got.NextSyncAt.Equal(storetest.BaseTime.Add(time.Hour)), "the release was applied")
+}
+
+// An app token's row, read behind the store's back, holds the access token sealed
+// and the expiry PutAppToken compares; a row another key's token was copied into
+// does not open.
+func TestAppTokenSealedAtRest(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := pgtest.FreshSchema(t)
+	s := open(t, schema, keys(t, 1))
+	defer s.Close()
+	const accessToken = "eyJhbGciOiJSUzI1NiJ9.App-Access-Token-77e2"
+	expiry := storetest.BaseTime.Add(time.Hour)
+	_, err := s.PutAppToken(ctx, "p1/r", storetest.NewAppToken(accessToken, expiry))
+	require.NoError(t, err)
+	_, err = s.PutAppToken(ctx, "p2/r", storetest.NewAppToken("other", expiry))
+	require.NoError(t, err)
+
+	conn := connect(t)
+	var (
+		data    []byte
+		expires time.Time
+	)
+	require.NoError(t, conn.QueryRow(ctx, "SELECT data, expires_at FROM "+table(schema, "app_tokens")+" WHERE id = $1", "p1/r").Scan(&data, &expires))
+	assert.NotContains(t, string(data), accessToken)
+	assert.NotContains(t, string(data), base64.StdEncoding.EncodeToString([]byte(accessToken)))
+	assert.NotContains(t, string(data), "App-Access-Token")
+	assert.Contains(t, string(data), `"AccessToken":"v1:`, "sealed under a key")
+	assert.True(t, expiry.Equal(expires), "expires_at %v", expires)
+
+	// The sealed value is bound to its key: moved under another, it does not open.
+	_, err = conn.Exec(ctx, "UPDATE "+table(schema, "app_tokens")+" SET data = $1 WHERE id = $2", data, "p2/r")
+	require.NoError(t, err)
+	_, err = s.AppToken(ctx, "p2/r")
+	require.ErrorIs(t, err, auth.ErrDecrypt)
+	assert.NotContains(t, err.Error(), accessToken)
+	got, err := s.AppToken(ctx, "p1/r")
+	require.NoError(t, err)
+	assert.Equal(t, accessToken, got.AccessToken.Reveal())
 }

@@ -90,7 +90,10 @@ func TestSecretsNotInFile(t *testing.T) {
 		profilePassword = "Profile-Password-7c1e"
 		mailboxPassword = "Mailbox-Password-93ab"
 		refreshToken    = "Refresh-Token-55d0"
+		appAccessToken  = "App-Access-Token-d41c"
 	)
+	_, err := s.PutAppToken(ctx, "p1/https://outlook.office365.com/.default", storetest.NewAppToken(appAccessToken, storetest.BaseTime))
+	require.NoError(t, err)
 	p := storetest.NewProfile("Secrets")
 	p.Password = auth.NewSecret(profilePassword)
 	require.NoError(t, s.CreateProfile(ctx, p))
@@ -105,7 +108,7 @@ func TestSecretsNotInFile(t *testing.T) {
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		require.NoError(t, err)
-		for _, secret := range []string{profilePassword, mailboxPassword, refreshToken} {
+		for _, secret := range []string{profilePassword, mailboxPassword, refreshToken, appAccessToken} {
 			assert.NotContains(t, string(raw), secret, f)
 			assert.NotContains(t, string(raw), base64.StdEncoding.EncodeToString([]byte(secret)), f)
 		}
@@ -164,4 +167,45 @@ func TestWriteWhileListing(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a read blocked after early breaks: listing connections leaked")
 	}
+}
+
+// An app token's row, read behind the store's back, holds the access token sealed
+// and the expiry PutAppToken compares; a row another key's token was copied into
+// does not open.
+func TestAppTokenSealedAtRest(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	s := open(t, path, keys(t, 1))
+	defer s.Close()
+	const accessToken = "eyJhbGciOiJSUzI1NiJ9.App-Access-Token-77e2"
+	expiry := storetest.BaseTime.Add(time.Hour)
+	_, err := s.PutAppToken(ctx, "p1/r", storetest.NewAppToken(accessToken, expiry))
+	require.NoError(t, err)
+	_, err = s.PutAppToken(ctx, "p2/r", storetest.NewAppToken("other", expiry))
+	require.NoError(t, err)
+
+	db, err := sql.Open("sqlite", path)
+	require.NoError(t, err)
+	defer db.Close()
+	var (
+		data    []byte
+		expires int64
+	)
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT data, expires_at FROM app_tokens WHERE id = ?", "p1/r").Scan(&data, &expires))
+	assert.NotContains(t, string(data), accessToken)
+	assert.NotContains(t, string(data), base64.StdEncoding.EncodeToString([]byte(accessToken)))
+	assert.NotContains(t, string(data), "App-Access-Token")
+	assert.Contains(t, string(data), `"AccessToken":"v1:`, "sealed under a key")
+	assert.Equal(t, expiry.UnixMicro(), expires)
+
+	// The sealed value is bound to its key: moved under another, it does not open.
+	_, err = db.ExecContext(ctx, "UPDATE app_tokens SET data = ? WHERE id = ?", data, "p2/r")
+	require.NoError(t, err)
+	_, err = s.AppToken(ctx, "p2/r")
+	require.ErrorIs(t, err, auth.ErrDecrypt)
+	assert.NotContains(t, err.Error(), accessToken)
+	got, err := s.AppToken(ctx, "p1/r")
+	require.NoError(t, err)
+	assert.Equal(t, accessToken, got.AccessToken.Reveal())
 }

@@ -108,7 +108,8 @@ const rotateBatch = 200
 // values it rewrote; running it again finds none.
 func (s *Store) RotateSecrets(ctx context.Context) (int, error) {
 	total := 0
-	for _, table := range []struct{ name, kind string }{{"profiles", "profile"}, {"mailboxes", "mailbox"}} {
+	tables := []struct{ name, kind string }{{"profiles", "profile"}, {"mailboxes", "mailbox"}, {"app_tokens", storekit.AppTokenKind}}
+	for _, table := range tables {
 		after := ""
 		for {
 			n, last, err := s.rotateSome(ctx, table.name, table.kind, after)

@@ -9,8 +9,8 @@
 // concurrent use; two processes may share a file but only one should run a Syncer
 // on it (use store/postgres for many).
 //
-// Profiles and mailboxes are stored with their credentials sealed (AES-256-GCM, see
-// package auth); the schema is migrated on Open from migrations embedded in the
+// Profiles, mailboxes and shared app tokens are stored with their credentials
+// sealed (AES-256-GCM, see package auth); the schema is migrated on Open from migrations embedded in the
 // binary, its version kept in PRAGMA user_version.
 package sqlite
 

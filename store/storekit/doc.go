@@ -5,13 +5,15 @@
 // To write a Store:
 //
 //  1. Implement [serversync.Store] (and, if several processes share your store,
-//     [serversync.ConnectionSlotStore]; if it seals secrets at rest,
-//     [serversync.SecretRotator]). Its comments are the contract.
+//     [serversync.ConnectionSlotStore] and [serversync.AppTokenStore]; if it seals
+//     secrets at rest, [serversync.SecretRotator]). Its comments are the contract.
 //  2. Use [Claim] to mark each email ClaimOutgoing claims, and [Claimable] to pick
 //     them if your store selects in Go rather than in a query: the Syncer tells
 //     claims apart by the Attempts they leave, so every store must count the same way.
-//  3. Refuse bad records with [Required], [Unchangeable] and [CheckActivityUpdate],
-//     so callers get the same *serversync.ValidationError from every store.
+//  3. Refuse bad records with [Required], [Unchangeable], [CheckActivityUpdate] and
+//     the CheckAppToken functions, so callers get the same
+//     *serversync.ValidationError from every store; keep app tokens by
+//     [KeepStoredAppToken].
 //  4. If you persist records, store them with [EncodeRecord] and read them with
 //     [DecodeRecord] through an [auth.Sealer]: every auth.Secret field is sealed, so
 //     no credential reaches your storage in the clear. [ResealRecord] is

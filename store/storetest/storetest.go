@@ -3,7 +3,7 @@
 //
 // It turns each contract sentence of serversync.Store, and of the optional
 // interfaces a store may implement (serversync.ConnectionSlotStore,
-// serversync.SecretRotator), into a test, so an implementation — the ones in this
+// serversync.AppTokenStore, serversync.SecretRotator), into a test, so an implementation — the ones in this
 // module or a third party's — proves it behaves like the others by calling [Run]
 // from its own test:
 //
@@ -126,10 +126,11 @@ type Harness struct {
 
 // Run runs every conformance test against stores from newStore, as parallel subtests
 // grouped by concern (Profiles, Mailboxes, OrgSettings, Activities, Outbox, Alerts,
-// Leases, ConnectionSlots, SecretRotation, Lifecycle). Each subtest gets its own
-// store. The ConnectionSlots tests skip a store that implements no
-// serversync.ConnectionSlotStore; the SecretRotation tests need [RunHarness] with
-// a NewDatabase.
+// Leases, ConnectionSlots, AppTokens, SecretRotation, Lifecycle). Each subtest
+// gets its own store. The ConnectionSlots and AppTokens tests skip a store that
+// implements no serversync.ConnectionSlotStore or serversync.AppTokenStore; the
+// SecretRotation tests, and the AppTokens tests that share a database between
+// handles, need [RunHarness] with a NewDatabase.
 func Run(t *testing.T, newStore NewStore) {
 	t.Helper()
 	RunHarness(t, Harness{NewStore: func(tb testing.TB) serversync.Store { return newStore(tb.(*testing.T)) }})
@@ -152,6 +153,7 @@ func RunHarness(t *testing.T, h Harness) {
 		{"Alerts", testAlerts},
 		{"Leases", testLeases},
 		{"ConnectionSlots", testConnectionSlots},
+		{"AppTokens", testAppTokens},
 		{"SecretRotation", testSecretRotation},
 		{"Lifecycle", testLifecycle},
 	}
