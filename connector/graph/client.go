@@ -89,11 +89,8 @@ func (m *mailbox) token(ctx context.Context, op string) (string, error) {
 		if ce := connector.TokenFailure(op, m.target.Credentials, err); ce != nil {
 			return "", ce
 		}
-		scope := serversync.ScopeMailbox
-		if m.appOnly {
-			scope = serversync.ScopeProfile
-		}
-		return "", connector.Error(op, serversync.ErrorTransient, scope, serversync.CodeTokenRefused, fmt.Errorf("graph: get an access token: %w", err))
+		// Not a refusal by the identity provider: it could not be reached.
+		return "", connector.NetError(op, fmt.Errorf("graph: get an access token: %w", err))
 	}
 	if tok == nil || tok.AccessToken == "" {
 		return "", connector.Error(op, serversync.ErrorAuth, serversync.ScopeProfile, serversync.CodeTokenRefused, errors.New("graph: the token source gave an empty token"))

@@ -22,7 +22,7 @@ func (m *mailbox) classify(op string, about what, ge *graphError) error {
 	if m.appOnly {
 		authScope = serversync.ScopeProfile
 	}
-	code := strings.ToLower(ge.Code)
+	is := ge.is
 	switch {
 	case ge.Status == http.StatusUnauthorized:
 		if strings.Contains(strings.ToLower(ge.Message), "expired") {
@@ -36,13 +36,13 @@ func (m *mailbox) classify(op string, about what, ge *graphError) error {
 				"and check that no application access policy excludes this mailbox"
 		}
 		return e(serversync.ErrorAuth, serversync.ScopeMailbox, serversync.CodeNoPermission, advice)
-	case code == "errorinvaliduser" || code == "mailboxnotenabledforrestapi" || code == "mailboxnotsupportedforrestapi" ||
-		(ge.Status == http.StatusNotFound && code == "resourcenotfound" && about == aboutMailbox):
+	case is("ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "MailboxNotSupportedForRESTAPI") ||
+		(ge.Status == http.StatusNotFound && is("ResourceNotFound") && about == aboutMailbox):
 		return e(serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeMailboxNotFound,
 			"Graph has no Exchange Online mailbox for this address")
-	case code == "errorquotaexceeded" || ge.Status == http.StatusInsufficientStorage:
+	case is("ErrorQuotaExceeded") || ge.Status == http.StatusInsufficientStorage:
 		return e(serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeOverQuota, "the mailbox is full")
-	case ge.Status == http.StatusRequestEntityTooLarge || code == "errormessagesizeexceeded":
+	case ge.Status == http.StatusRequestEntityTooLarge || is("ErrorMessageSizeExceeded"):
 		return e(serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeMessageTooLarge, "Graph refused the message as too large")
 	case ge.Status == http.StatusNotFound && about == aboutMessage:
 		return e(serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeBadRef, "the message is not in the mailbox")
@@ -50,7 +50,7 @@ func (m *mailbox) classify(op string, about what, ge *graphError) error {
 		return e(serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeFolderNotFound, "the folder is not in the mailbox")
 	case ge.Status == http.StatusNotFound && about == aboutMailbox:
 		return e(serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeMailboxNotFound, "")
-	case about == aboutSend && code == "errorinvalidrecipients":
+	case about == aboutSend && is("ErrorInvalidRecipients"):
 		return e(serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeRecipientRejected, "Graph refused the recipients")
 	case about == aboutSend && ge.Status >= 400 && ge.Status < 500:
 		return e(serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeRejected, "Graph refused the message")
@@ -65,6 +65,15 @@ func (m *mailbox) classify(op string, about what, ge *graphError) error {
 // isSyncStateLost reports whether a delta request failed because its token
 // expired or is unknown: the client starts again from a fresh delta.
 func isSyncStateLost(ge *graphError) bool {
-	code := strings.ToLower(ge.Code)
-	return ge.Status == http.StatusGone || code == "syncstatenotfound" || code == "syncstateinvalid" || code == "resyncrequired"
+	return ge.Status == http.StatusGone || ge.is("SyncStateNotFound", "SyncStateInvalid", "resyncRequired")
+}
+
+// is reports whether Graph's error code is one of codes, whatever the case.
+func (e *graphError) is(codes ...string) bool {
+	for _, c := range codes {
+		if strings.EqualFold(e.Code, c) {
+			return true
+		}
+	}
+	return false
 }
