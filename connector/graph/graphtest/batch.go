@@ -99,10 +99,15 @@ func (s *Server) serveBatchItem(outer *http.Request, item batchRequest, failed m
 		body = item.Body
 		var text string
 		if !strings.Contains(strings.ToLower(contentType), "json") && json.Unmarshal(item.Body, &text) == nil {
+			// A non-JSON body is base64 in a batch. For a base64 MIME body that
+			// reads as base64 of the base64 text; Microsoft's documents do not say
+			// whether clients encode it twice, so both readings are accepted.
+			body = []byte(text)
 			if raw, err := base64.StdEncoding.DecodeString(text); err == nil {
-				body = raw
-			} else {
-				body = []byte(text)
+				_, again := base64.StdEncoding.DecodeString(stripSpace(string(raw)))
+				if !strings.HasPrefix(strings.ToLower(contentType), "text/plain") || again == nil {
+					body = raw
+				}
 			}
 		}
 	}

@@ -511,13 +511,7 @@ func mimeBody(w http.ResponseWriter, r *http.Request) ([]byte, *mail.Message, bo
 		writeError(w, http.StatusBadRequest, "ErrorInvalidRequest", "The fake takes only MIME content: Content-Type text/plain with a base64 body.")
 		return nil, nil, false
 	}
-	clean := strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
-			return -1
-		}
-		return r
-	}, string(body))
-	mime, err := base64.StdEncoding.DecodeString(clean)
+	mime, err := base64.StdEncoding.DecodeString(stripSpace(string(body)))
 	if err != nil || len(mime) == 0 {
 		writeError(w, http.StatusBadRequest, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
 		return nil, nil, false
@@ -549,4 +543,14 @@ func serveCreateMessage(c *call, w http.ResponseWriter, r *http.Request) {
 	}
 	c.preferenceApplied(w, 0)
 	writeJSON(w, http.StatusCreated, c.messageJSON(m, nil))
+}
+
+// stripSpace drops the line breaks and blanks base64 text may be wrapped with.
+func stripSpace(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
+			return -1
+		}
+		return r
+	}, s)
 }
