@@ -1,0 +1,262 @@
+// Package graphtest is a fake Microsoft Graph v1.0 mail server over TLS on
+// loopback, holding real state: mailboxes with folders and messages, a change log
+// per mailbox behind every delta token, and the documented failures of Exchange
+// Online (throttling, unavailability, expired sync state, replayed pages).
+//
+// It speaks the subset of Graph that serversync uses (see GRAPH.md at the
+// repository root): mail folders, messages delta with $skiptoken/$deltatoken
+// paging, $value, move, DELETE, creating a message from MIME, sendMail, and
+// $batch. Requests are authenticated with bearer tokens, either static ones
+// ([Server.AddToken]) or through [Options.Authenticate], which can verify real
+// JWTs.
+//
+//	srv, err := graphtest.NewServer(nil)
+//	defer srv.Close()
+//	srv.AddMailbox("alice@contoso.test", "tenant-1")
+//	srv.AddToken("app-token", graphtest.Principal{AppOnly: true, TenantID: "tenant-1",
+//		Permissions: []string{"Mail.ReadWrite", "Mail.Send"}})
+//	srv.Deliver("alice@contoso.test", "inbox", mime, time.Now())
+//	// a client trusting srv.RootCAsPEM() now talks to srv.URL()+"/v1.0"
+//
+// The fake is written to catch clients that lean on behaviour Graph does not
+// promise: ids change on move unless the request asks for immutable ids, $batch
+// responses come back in a shuffled order, a fifth concurrent request for a
+// mailbox is throttled, and links must be followed as they are.
+//
+// A Server is safe for concurrent use. It has no dependency on package testing,
+// so examples and demos can use it too.
+package graphtest
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/serversync/serversync/internal/testcert"
+)
+
+// DefaultPageSize is the number of items a delta page holds when the client does
+// not ask for another size with Prefer: odata.maxpagesize, as in Graph.
+const DefaultPageSize = 10
+
+// MaxPageSize is the largest odata.maxpagesize the fake honours.
+const MaxPageSize = 1000
+
+// ConcurrencyLimit is the number of requests for one mailbox Graph serves at
+// once (the documented Outlook limit); the next concurrent one gets 429.
+const ConcurrencyLimit = 4
+
+// MaxRequestBody is the largest request body accepted (Graph's 4 MB limit):
+// sendMail beyond it gets 413 ErrorMessageSizeExceeded.
+const MaxRequestBody = 4 << 20
+
+// MaxBatchRequests is the most requests a $batch may hold.
+const MaxBatchRequests = 20
+
+// Options changes how the fake behaves. A nil *Options is the zero value.
+type Options struct {
+	// Authenticate checks a bearer token and says who it is. It is asked about
+	// tokens not added with AddToken; nil means only those are accepted. An error
+	// is answered 401 InvalidAuthenticationToken.
+	Authenticate func(ctx context.Context, token string) (Principal, error)
+	// Deliver is called for each recipient of sent mail that is not a mailbox of
+	// the fake (e.g. to hand it to a real Postfix/Dovecot over SMTP/LMTP), with
+	// the MIME as delivered (no Bcc header). Recipients that are mailboxes of the
+	// fake get the message in their inbox. With Deliver nil, mail to other
+	// recipients is only recorded in Sent. An error makes sendMail answer 500.
+	Deliver func(ctx context.Context, from string, to []string, mime []byte) error
+	// DefaultPageSize is the delta page size without Prefer: odata.maxpagesize;
+	// 0 means DefaultPageSize.
+	DefaultPageSize int
+	// Now is the clock for received times of sent and created messages; nil
+	// means time.Now.
+	Now func() time.Time
+	// OnRequest, when set, is called for each request to a mailbox (each $batch
+	// item too) once it was admitted and counts as in flight, before it is
+	// served. Blocking in it holds the request open: tests use it to make
+	// requests overlap deterministically. ctx ends when the client goes away or
+	// the server closes.
+	OnRequest func(ctx context.Context, address, method, path string)
+}
+
+// Principal is who a token speaks for.
+type Principal struct {
+	// AppOnly is a client-credentials token: it reaches /users/{address} of its
+	// tenant, never /me.
+	AppOnly bool
+	// TenantID is the tenant of the token (tid claim); an app-only principal may
+	// only reach mailboxes of this tenant.
+	TenantID string
+	// User is the address of a delegated principal: the mailbox of /me, and the
+	// only one it may reach.
+	User string
+	// Permissions are the roles (app-only) or scopes (delegated) of the token:
+	// Mail.ReadWrite to read and change mail (Mail.Read is enough to read),
+	// Mail.Send for sendMail.
+	Permissions []string
+}
+
+func (p Principal) has(perm string) bool {
+	for _, have := range p.Permissions {
+		if strings.EqualFold(have, perm) {
+			return true
+		}
+	}
+	return false
+}
+
+// SentMessage is a message accepted by sendMail.
+type SentMessage struct {
+	From string   // the sending mailbox
+	To   []string // every recipient, To, Cc and Bcc
+	MIME []byte   // the MIME as delivered: without its Bcc header
+}
+
+// Server is a fake Graph server. It is safe for concurrent use.
+type Server struct {
+	opts   Options
+	url    string
+	caPEM  string
+	http   *http.Server
+	ln     net.Listener
+	served chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	calls  sync.WaitGroup // requests being served
+	api    *http.ServeMux // the routes under /v1.0/{user}
+
+	mu        sync.Mutex
+	mailboxes map[string]*mailbox // by lower-case address
+	tokens    map[string]Principal
+	delta     map[string]*deltaState // by $skiptoken or $deltatoken
+	sent      []SentMessage
+	throttled int
+	batches   int
+	closed    bool
+}
+
+// NewServer starts a fake on 127.0.0.1 with a fresh self-signed certificate.
+// Close stops it.
+func NewServer(opts *Options) (*Server, error) {
+	s := &Server{
+		mailboxes: map[string]*mailbox{},
+		tokens:    map[string]Principal{},
+		delta:     map[string]*deltaState{},
+		served:    make(chan struct{}),
+	}
+	if opts != nil {
+		s.opts = *opts
+	}
+	if s.opts.DefaultPageSize <= 0 {
+		s.opts.DefaultPageSize = DefaultPageSize
+	}
+	if s.opts.DefaultPageSize > MaxPageSize {
+		return nil, fmt.Errorf("graphtest: DefaultPageSize %d is above %d", s.opts.DefaultPageSize, MaxPageSize)
+	}
+	if s.opts.Now == nil {
+		s.opts.Now = time.Now
+	}
+	cert, caPEM, err := testcert.New()
+	if err != nil {
+		return nil, fmt.Errorf("graphtest: certificate: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("graphtest: listen: %w", err)
+	}
+	s.ln = ln
+	s.caPEM = caPEM
+	s.url = "https://" + ln.Addr().String()
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.http = &http.Server{
+		Handler:           s.routes(),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+		ErrorLog:          nil,
+	}
+	go func() {
+		defer close(s.served)
+		_ = s.http.ServeTLS(ln, "", "")
+	}()
+	return s, nil
+}
+
+// URL is the server's base, https://127.0.0.1:PORT, without /v1.0.
+func (s *Server) URL() string { return s.url }
+
+// RootCAsPEM is the certificate clients must trust to reach the server.
+func (s *Server) RootCAsPEM() string { return s.caPEM }
+
+// Close stops the server: it closes every connection, ends the contexts of
+// requests held in Options.OnRequest, and returns once every request handler and
+// every goroutine of the server has returned.
+func (s *Server) Close() {
+	s.mu.Lock()
+	already := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if already {
+		<-s.served
+		return
+	}
+	s.cancel()
+	_ = s.http.Close()
+	<-s.served
+	s.calls.Wait()
+}
+
+// AddToken makes token a valid bearer token for p.
+func (s *Server) AddToken(token string, p Principal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens[token] = p
+}
+
+// authenticate says who a bearer token speaks for.
+func (s *Server) authenticate(ctx context.Context, token string) (Principal, error) {
+	if token == "" {
+		return Principal{}, errors.New("no token")
+	}
+	s.mu.Lock()
+	p, ok := s.tokens[token]
+	s.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	if s.opts.Authenticate == nil {
+		return Principal{}, errors.New("unknown token")
+	}
+	return s.opts.Authenticate(ctx, token)
+}
+
+// Throttled is the number of 429 answers given, injected or for concurrency.
+func (s *Server) Throttled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.throttled
+}
+
+// Batches is the number of $batch requests received.
+func (s *Server) Batches() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.batches
+}
+
+// Sent is every message sendMail accepted, in order.
+func (s *Server) Sent() []SentMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SentMessage, len(s.sent))
+	for i, m := range s.sent {
+		out[i] = SentMessage{From: m.From, To: append([]string(nil), m.To...), MIME: append([]byte(nil), m.MIME...)}
+	}
+	return out
+}
