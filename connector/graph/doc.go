@@ -22,11 +22,13 @@
 //
 // Fetch reads a folder's message delta ("" is the inbox; other names are display
 // names of top-level folders). The cursor is JSON,
-// {"v":1,"folder":"inbox","link":"…","skip":3}: link is the delta page to request
-// (a nextLink, or the deltaLink once a round is complete) and skip how many items of
-// it were handed over. A message's cursor names its own page, so a crash in the middle
-// of a page resumes by requesting that page again (Graph answers the same link with
-// the same page) and skipping what was handed over. A delta token Graph no longer
+// {"v":1,"folder":"inbox","link":"…","skip":3,"last":"…"}: link is the delta page to
+// request (a nextLink, or the deltaLink once a round is complete), skip how many items
+// of it were handed over and last the id of the last of them. A message's cursor names
+// its own page, so a crash in the middle of a page resumes by requesting that page
+// again (Graph answers the same link with the same page) and skipping what was handed
+// over; a page that comes back otherwise (its item at skip is not last: a replay put
+// items in front) is offered whole again, which loses nothing. A delta token Graph no longer
 // knows (410 SyncStateNotFound, SyncStateInvalid, resyncRequired) restarts from a
 // fresh delta and returns FetchResult.Reset: the Syncer's message keys keep the
 // messages offered again from being tracked twice. Updated messages come again as

@@ -22,14 +22,18 @@ import (
 const cursorVersion = 1
 
 // cursor is the position Fetch hands out, as compact JSON:
-// {"v":1,"folder":"inbox","link":"https://graph.microsoft.com/v1.0/…/delta?$deltatoken=…","skip":3}.
+// {"v":1,"folder":"inbox","link":"https://graph.microsoft.com/v1.0/…/delta?$skiptoken=…","skip":3,"last":"AAMk…"}.
 // Link is the delta page to request next; Skip is how many items of that page
-// were handed over already (Graph replays the same page for the same link).
+// were handed over already (Graph answers the same link with the same page) and
+// Last the id of the last of them: when the page comes back otherwise (the item
+// at Skip is not Last), nothing of it is skipped, so a page that changed loses
+// nothing; what is offered twice, the Syncer's message keys catch.
 type cursor struct {
 	V      int    `json:"v"`
 	Folder string `json:"folder"`
 	Link   string `json:"link,omitempty"`
 	Skip   int    `json:"skip,omitempty"`
+	Last   string `json:"last,omitempty"`
 }
 
 func (c cursor) encode() []byte {
@@ -114,10 +118,10 @@ func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn fun
 		return res, err
 	}
 	initial := s.initialLink(id, req.Since)
-	link, skip, stored := initial, 0, false
+	link, skip, last, stored := initial, 0, "", false
 	if cur != nil && cur.Link != "" {
 		if s.m.sameOrigin(cur.Link) {
-			link, skip, stored = cur.Link, cur.Skip, true
+			link, skip, last, stored = cur.Link, cur.Skip, cur.Last, true
 		} else {
 			s.m.c.log.Warn("graph: the stored cursor points at another server; starting again from the beginning", "mailbox", s.m.target.MailboxID)
 			res.Reset = true
@@ -128,13 +132,17 @@ func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn fun
 		var ge *graphError
 		if err != nil && stored && errors.As(err, &ge) && isSyncStateLost(ge) {
 			s.m.c.log.Info("graph: the delta token expired; starting again from the beginning", "mailbox", s.m.target.MailboxID, "code", ge.Code)
-			link, skip, stored, res.Reset = initial, 0, false, true
+			link, skip, last, stored, res.Reset = initial, 0, "", false, true
 			continue
 		}
 		if err != nil {
 			return res, err
 		}
 		stored = false // a link Graph just gave is not a stale token
+		if skip > 0 && (skip > len(page.Value) || page.Value[skip-1].ID != last) {
+			s.m.c.log.Debug("graph: a resumed page came back changed; offering all of it again", "mailbox", s.m.target.MailboxID)
+			skip = 0
+		}
 		if err := s.deliver(ctx, req, name, link, skip, page.Value, fn); err != nil {
 			return res, err
 		}
@@ -144,7 +152,7 @@ func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn fun
 				return res, connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeProtocolError,
 					fmt.Errorf("graph: the server's nextLink points at another server (%s); the token is not sent there", hostOf(page.Next)))
 			}
-			link, skip = page.Next, 0
+			link, skip, last = page.Next, 0, ""
 		case page.Delta != "":
 			if !s.m.sameOrigin(page.Delta) {
 				return res, connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeProtocolError,
@@ -213,7 +221,7 @@ func (s *session) deliver(ctx context.Context, req serversync.FetchRequest, name
 	hand := func(w wanted, body io.Reader, size int64) error {
 		return fn(&serversync.RemoteMessage{
 			Folder: name, Ref: w.id, Size: size, ReceivedAt: w.received, Body: body,
-			Cursor: cursor{Folder: name, Link: link, Skip: w.index + 1}.encode(),
+			Cursor: cursor{Folder: name, Link: link, Skip: w.index + 1, Last: w.id}.encode(),
 		})
 	}
 	batch := s.m.c.opts.BatchSize
