@@ -388,11 +388,18 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.left -= int64(n)
 	b.watch.read.Add(int64(n))
+	if err != nil && b.watch.fired.Load() {
+		// Cut off by the watchdog: however the transport ends the body (an
+		// error, or an EOF that looks clean), it is not whole.
+		err = errCutOff
+	}
 	if err != nil {
 		b.err = err
 	}
 	return n, err
 }
+
+var errCutOff = errors.New("graph: the reply was cut off")
 
 // classify turns an error reading the body into a connector error.
 func (b *limitedBody) classify(op string, err error) error {
