@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,9 +51,16 @@ func newEnv(t *testing.T, opts *graphtest.Options) *env {
 }
 
 func fakeTarget(srv *graphtest.Server, address, token string) *serversync.Target {
+	u, err := url.Parse(srv.URL())
+	if err != nil {
+		panic(err)
+	}
+	port, _ := strconv.Atoi(u.Port())
 	return &serversync.Target{
 		ProfileID: "p-1", MailboxID: "mb-" + address, EmailAddress: address,
-		Endpoint: serversync.Endpoint{URL: srv.URL(), RootCAsPEM: srv.RootCAsPEM(), Timeout: 10 * time.Second},
+		// Host and Port as serversync.ResolveTarget sets them beside URL.
+		Endpoint: serversync.Endpoint{URL: srv.URL(), Host: u.Hostname(), Port: port, TLS: serversync.TLSImplicit,
+			RootCAsPEM: srv.RootCAsPEM(), Timeout: 10 * time.Second},
 		Credentials: auth.Credentials{Kind: auth.KindAppOnly, Username: address,
 			TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token})},
 	}
