@@ -3,6 +3,7 @@ package graph_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -247,4 +248,26 @@ func TestDelegatedMe(t *testing.T) {
 	all, _, err := fetch(t, graph.New(nil), target, serversync.FetchRequest{}, 0)
 	require.NoError(t, err)
 	assert.Equal(t, seq(1, 2), subjects(all))
+}
+
+// TestBatchItemThrottled makes one request inside a $batch come back 429: it
+// is sent again, alone, after its Retry-After, and the page keeps its order.
+func TestBatchItemThrottled(t *testing.T) {
+	var srv *graphtest.Server
+	var once sync.Once
+	e := newEnv(t, &graphtest.Options{OnRequest: func(ctx context.Context, address, method, path string) {
+		if strings.HasSuffix(path, "/$value") {
+			once.Do(func() { srv.Throttle(alice, 1, time.Second) }) // the next item is throttled
+		}
+	}})
+	srv = e.srv
+	e.deliver(t, 1, 5)
+	c := graph.New(nil)
+	all, _, err := fetch(t, c, e.target, serversync.FetchRequest{}, 0)
+	require.NoError(t, err)
+	assert.Equal(t, seq(1, 5), subjects(all))
+	assert.Equal(t, 2, e.srv.Batches(), "one batch, then one for the throttled item")
+	st := c.Stats()
+	assert.Equal(t, int64(1), st.Throttled)
+	assert.GreaterOrEqual(t, st.RetryWait, time.Second)
 }
