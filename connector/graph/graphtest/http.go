@@ -58,7 +58,14 @@ func (s *Server) routes() http.Handler {
 // track counts the handlers running, so Close can wait for them.
 func (s *Server) track(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		if s.closed { // Close is waiting for the handlers: start no more
+			s.mu.Unlock()
+			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "The server is shutting down.")
+			return
+		}
 		s.calls.Add(1)
+		s.mu.Unlock()
 		defer s.calls.Done()
 		h.ServeHTTP(w, r)
 	})
@@ -185,13 +192,22 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	mb, err := s.mailbox(address)
+	var mbTenant string
+	var restDisabled bool
+	if err == nil {
+		mbTenant, restDisabled = mb.tenant, mb.restDisabled
+	}
 	s.mu.Unlock()
 	if err != nil {
 		writeError(w, http.StatusNotFound, "ErrorInvalidUser", "The requested user '"+address+"' is invalid.")
 		return
 	}
-	if (p.AppOnly && p.TenantID != mb.tenant) || (!p.AppOnly && !strings.EqualFold(p.User, mb.address)) {
+	if (p.AppOnly && p.TenantID != mbTenant) || (!p.AppOnly && !strings.EqualFold(p.User, mb.address)) {
 		accessDenied(w)
+		return
+	}
+	if restDisabled {
+		writeError(w, http.StatusNotFound, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is hosted on-premise.")
 		return
 	}
 
@@ -224,6 +240,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	defer s.release(mb)
 	if s.opts.OnRequest != nil {
 		s.opts.OnRequest(r.Context(), mb.address, r.Method, inner.URL.Path)
+		if r.Context().Err() != nil {
+			return // the client or the server went away while it was held
+		}
 	}
 	c := &call{s: s, mb: mb, p: p, userPath: userPath}
 	c.immutable, c.pageSize = preferences(r.Header)
@@ -264,6 +283,23 @@ func (s *Server) admit(w http.ResponseWriter, mb *mailbox) bool {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.")
 		return false
+	}
+	if limit := s.opts.RequestLimit; limit > 0 {
+		now := s.opts.Now()
+		i := 0
+		for i < len(mb.recent) && !mb.recent[i].After(now.Add(-RequestWindow)) {
+			i++
+		}
+		mb.recent = mb.recent[i:]
+		if len(mb.recent) >= limit {
+			s.throttled++
+			wait := mb.recent[0].Add(RequestWindow).Sub(now)
+			s.mu.Unlock()
+			w.Header().Set("Retry-After", retryAfter(wait, 1))
+			writeError(w, http.StatusTooManyRequests, "ApplicationThrottled", "Application is over its MailboxRequestRate limit.")
+			return false
+		}
+		mb.recent = append(mb.recent, now)
 	}
 	mb.inflight++
 	mb.maxConcurrent = max(mb.maxConcurrent, mb.inflight)

@@ -26,6 +26,13 @@ type deltaState struct {
 	// A $deltatoken: where in the change log the next round starts.
 	pos int64
 	sel []string
+	// invalid, once set, is the answer to the token (InvalidateSyncState).
+	invalid *failure
+}
+
+type failure struct {
+	status int
+	code   string
 }
 
 // round is one pass of delta over a folder, from a token (or the beginning) to
@@ -274,6 +281,10 @@ func serveDelta(c *call, w http.ResponseWriter, r *http.Request) {
 		st, ok := c.s.delta[skip+deltaTok]
 		if !ok || st.mailbox != c.mb || st.folder != f.id || (skip != "") != (st.round != nil) {
 			writeError(w, http.StatusGone, "SyncStateNotFound", "The sync state is not found or has expired. Please start a new sync without a token.")
+			return
+		}
+		if st.invalid != nil {
+			writeError(w, st.invalid.status, st.invalid.code, "The sync state is no longer valid. Please start a new sync without a token.")
 			return
 		}
 		if st.round != nil {

@@ -56,6 +56,9 @@ const ConcurrencyLimit = 4
 // sendMail beyond it gets 413 ErrorMessageSizeExceeded.
 const MaxRequestBody = 4 << 20
 
+// RequestWindow is the period Options.RequestLimit counts requests over.
+const RequestWindow = 10 * time.Minute
+
 // MaxBatchRequests is the most requests a $batch may hold.
 const MaxBatchRequests = 20
 
@@ -74,9 +77,13 @@ type Options struct {
 	// DefaultPageSize is the delta page size without Prefer: odata.maxpagesize;
 	// 0 means DefaultPageSize.
 	DefaultPageSize int
-	// Now is the clock for received times of sent and created messages; nil
-	// means time.Now.
+	// Now is the clock for received times of sent and created messages and for
+	// RequestLimit; nil means time.Now.
 	Now func() time.Time
+	// RequestLimit is the number of requests a mailbox takes per RequestWindow
+	// (Graph's documented limit is 10,000 per 10 minutes); the next ones get
+	// 429 with Retry-After until the oldest leaves the window. 0 means no limit.
+	RequestLimit int
 	// OnRequest, when set, is called for each request to a mailbox (each $batch
 	// item too) once it was admitted and counts as in flight, before it is
 	// served. Blocking in it holds the request open: tests use it to make
@@ -206,8 +213,8 @@ func (s *Server) Close() {
 		<-s.served
 		return
 	}
+	_ = s.http.Close() // closes the connections under held requests first
 	s.cancel()
-	_ = s.http.Close()
 	<-s.served
 	s.calls.Wait()
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	gomime "mime"
+	"net/http"
 	"net/mail"
 	"slices"
 	"strconv"
@@ -50,7 +51,9 @@ type mailbox struct {
 	unavailN      int
 	unavailAfter  time.Duration
 	replayNext    bool
-	lastPage      []entry // the entries of the last delta page served
+	lastPage      []entry     // the entries of the last delta page served
+	recent        []time.Time // requests in the RequestLimit window
+	restDisabled  bool
 }
 
 type folder struct {
@@ -421,19 +424,37 @@ func (s *Server) Unavailable(address string, n int, retryAfter time.Duration) {
 	}
 }
 
-// ExpireSyncState forgets every delta and skip token handed out for the mailbox
+// ExpireSyncState expires every delta and skip token handed out for the mailbox
 // so far: requesting one answers 410 SyncStateNotFound.
 func (s *Server) ExpireSyncState(address string) {
+	s.InvalidateSyncState(address, http.StatusGone, "SyncStateNotFound")
+}
+
+// InvalidateSyncState makes every delta and skip token handed out for the
+// mailbox so far fail with status and code: Graph documents 410
+// SyncStateNotFound, 410 SyncStateInvalid and 400 resyncRequired, all meaning
+// "start again without a token".
+func (s *Server) InvalidateSyncState(address string, status int, code string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	mb, err := s.mailbox(address)
 	if err != nil {
 		return
 	}
-	for token, st := range s.delta {
-		if st.mailbox == mb {
-			delete(s.delta, token)
+	for _, st := range s.delta {
+		if st.mailbox == mb && st.invalid == nil {
+			st.invalid = &failure{status: status, code: code}
 		}
+	}
+}
+
+// DisableREST makes the mailbox one Graph cannot reach (inactive, or hosted on
+// premises): its requests get 404 MailboxNotEnabledForRESTAPI.
+func (s *Server) DisableREST(address string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mb, err := s.mailbox(address); err == nil {
+		mb.restDisabled = true
 	}
 }
 
