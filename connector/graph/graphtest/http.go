@@ -84,6 +84,7 @@ func (s *Server) mailboxRoutes() *http.ServeMux {
 	handle("GET /mailFolders/{folder}/childFolders", permRead, serveListFolders)
 	handle("POST /mailFolders/{folder}/childFolders", permWrite, serveCreateFolder)
 	handle("GET /mailFolders/{folder}/messages/delta", permRead, serveDelta)
+	handle("GET /mailFolders/{folder}/messages", permRead, serveListMessages)
 	handle("POST /mailFolders/{folder}/messages", permWrite, serveCreateMessage)
 	handle("GET /messages/{id}", permRead, serveGetMessage)
 	handle("PATCH /messages/{id}", permWrite, servePatchMessage)
@@ -212,6 +213,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 
 	inner := r.Clone(r.Context())
+	inner.Method = strings.ToUpper(inner.Method)
 	inner.URL.Path = "/" + strings.Join(rest, "/")
 	inner.URL.RawPath = ""
 	mux := s.api

@@ -79,7 +79,7 @@ func TestInjectedThrottleAndUnavailable(t *testing.T) {
 func TestAuth(t *testing.T) {
 	e := newEnv(t, &graphtest.Options{Authenticate: func(_ context.Context, tok string) (graphtest.Principal, error) {
 		if tok == "jwt-for-bob" {
-			return graphtest.Principal{User: bob, TenantID: tenant, Permissions: []string{"Mail.ReadWrite", "Mail.Send"}}, nil
+			return graphtest.Principal{User: bob, TenantID: tenant, Permissions: []string{"Mail.ReadWrite Mail.Send"}}, nil
 		}
 		return graphtest.Principal{}, errors.New("bad signature")
 	}})
@@ -106,6 +106,7 @@ func TestAuth(t *testing.T) {
 		{"read-only may read", "GET", user(alice) + "/mailFolders/inbox", auth("read-only"), "", 200, ""},
 		{"read-only may not write", "POST", user(alice) + "/mailFolders", auth("read-only"), `{"displayName":"X"}`, 403, "ErrorAccessDenied"},
 		{"delegated on /me", "GET", "/me/mailFolders/inbox", auth("delegated-alice"), "", 200, ""},
+		{"scp as one string", "POST", "/me/sendMail", map[string]string{"Authorization": "Bearer jwt-for-bob", "Content-Type": "text/plain"}, sendBody, 202, ""},
 		{"delegated on itself", "GET", user(alice) + "/mailFolders/inbox", auth("delegated-alice"), "", 200, ""},
 		{"delegated on another", "GET", user(bob) + "/mailFolders/inbox", auth("delegated-alice"), "", 403, "ErrorAccessDenied"},
 		{"delegated without Mail.Send", "POST", "/me/sendMail", text, sendBody, 403, "ErrorAccessDenied"},
@@ -129,7 +130,8 @@ func TestAuth(t *testing.T) {
 			}
 		})
 	}
-	assert.Empty(t, e.srv.Sent())
+	require.Len(t, e.srv.Sent(), 1, "only bob's")
+	assert.Equal(t, bob, e.srv.Sent()[0].From)
 }
 
 func TestRequestLimit(t *testing.T) {

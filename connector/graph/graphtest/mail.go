@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/mail"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -183,22 +184,9 @@ func serveListFolders(c *call, w http.ResponseWriter, r *http.Request) {
 		v := strings.ReplaceAll(m[1], "''", "'")
 		name = &v
 	}
-	top, skip := 10, 0
-	if v := q.Get("$top"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "BadRequest", "Invalid $top value.")
-			return
-		}
-		top = n
-	}
-	if v := q.Get("$skip"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, "BadRequest", "Invalid $skip value.")
-			return
-		}
-		skip = n
+	top, skip, ok := topSkip(w, q)
+	if !ok {
+		return
 	}
 	var all []map[string]any
 	for _, f := range c.mb.folders {
@@ -246,14 +234,11 @@ func serveCreateFolder(c *call, w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	for _, f := range c.mb.folders {
-		if f.parent == parent.id && strings.EqualFold(f.display, req.DisplayName) {
-			writeError(w, http.StatusConflict, "ErrorFolderExists", "A folder with the specified name already exists.")
-			return
-		}
+	f, err := c.mb.addFolder(parent, req.DisplayName)
+	if err != nil {
+		writeError(w, http.StatusConflict, "ErrorFolderExists", "A folder with the specified name already exists.")
+		return
 	}
-	f := &folder{id: newID("AAMkAGFolder"), display: req.DisplayName, parent: parent.id}
-	c.mb.folders = append(c.mb.folders, f)
 	out := c.folderJSON(f)
 	out["@odata.context"] = c.s.url + "/v1.0/$metadata#users('" + c.mb.address + "')/mailFolders/$entity"
 	w.Header().Set("Location", c.base()+"/mailFolders('"+f.id+"')")
@@ -394,6 +379,60 @@ func (mb *mailbox) changesSince(f *folder, pos int64, sel []string) *round {
 		rd.entries = append(rd.entries, ch.e)
 	}
 	return rd
+}
+
+// serveListMessages lists the messages of a folder in pages of $top (default
+// 10) by $skip, newest first, as Graph does.
+func serveListMessages(c *call, w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	top, skip, ok := topSkip(w, q)
+	if !ok {
+		return
+	}
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	f := c.mb.folderByRef(r.PathValue("folder"))
+	if f == nil {
+		notFound(w)
+		return
+	}
+	msgs := c.mb.inFolder(f)
+	slices.SortStableFunc(msgs, func(a, b *message) int { return b.received.Compare(a.received) })
+	sel := parseSelect(q.Get("$select"))
+	items := []map[string]any{}
+	for _, m := range msgs[min(skip, len(msgs)):min(skip+top, len(msgs))] {
+		items = append(items, c.messageJSON(m, sel))
+	}
+	out := map[string]any{"@odata.context": c.s.url + "/v1.0/$metadata#users('" + c.mb.address + "')/mailFolders('" + f.id + "')/messages", "value": items}
+	if skip+top < len(msgs) {
+		q.Set("$skip", strconv.Itoa(skip+top))
+		q.Set("$top", strconv.Itoa(top))
+		out["@odata.nextLink"] = c.base() + "/mailFolders('" + f.id + "')/messages?" + q.Encode()
+	}
+	c.preferenceApplied(w, 0)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// topSkip reads $top (default 10) and $skip.
+func topSkip(w http.ResponseWriter, q url.Values) (top, skip int, ok bool) {
+	top = 10
+	if v := q.Get("$top"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPageSize {
+			writeError(w, http.StatusBadRequest, "BadRequest", "Invalid $top value.")
+			return 0, 0, false
+		}
+		top = n
+	}
+	if v := q.Get("$skip"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "BadRequest", "Invalid $skip value.")
+			return 0, 0, false
+		}
+		skip = n
+	}
+	return top, skip, true
 }
 
 func (c *call) message(w http.ResponseWriter, r *http.Request) *message {

@@ -86,7 +86,8 @@ type Options struct {
 	RequestLimit int
 	// OnRequest, when set, is called for each request to a mailbox (each $batch
 	// item too) once it was admitted and counts as in flight, before it is
-	// served. Blocking in it holds the request open: tests use it to make
+	// served; path is what follows /v1.0/me or /v1.0/users/{address}, as
+	// "/mailFolders/inbox/messages/delta". Blocking in it holds the request open: tests use it to make
 	// requests overlap deterministically. ctx ends when the client goes away or
 	// the server closes.
 	OnRequest func(ctx context.Context, address, method, path string)
@@ -111,8 +112,10 @@ type Principal struct {
 
 func (p Principal) has(perm string) bool {
 	for _, have := range p.Permissions {
-		if strings.EqualFold(have, perm) {
-			return true
+		for _, one := range strings.Fields(have) { // an scp claim is one string
+			if strings.EqualFold(one, perm) {
+				return true
+			}
 		}
 	}
 	return false

@@ -68,6 +68,7 @@ type message struct {
 	folder   string // folder id
 	moves    int    // how often the message changed folder: part of its regular id
 	seq      int64  // the change that last touched it
+	placed   int64  // the change that put it in its folder: the folder's order
 	received time.Time
 	subject  string
 	msgID    string
@@ -242,6 +243,7 @@ func (mb *mailbox) add(f *folder, mime []byte, received time.Time) (*message, er
 		m.from = *from[0]
 	}
 	m.seq = mb.next()
+	m.placed = m.seq
 	mb.messages[m.id] = m
 	return m, nil
 }
@@ -256,6 +258,7 @@ func (mb *mailbox) move(m *message, f *folder) {
 	m.folder = f.id
 	m.moves++
 	m.seq = mb.next()
+	m.placed = m.seq
 }
 
 // remove deletes a message for good.
@@ -271,7 +274,7 @@ func (mb *mailbox) inFolder(f *folder) []*message {
 			out = append(out, m)
 		}
 	}
-	slices.SortFunc(out, func(a, b *message) int { return int(a.seq - b.seq) })
+	slices.SortFunc(out, func(a, b *message) int { return int(a.placed - b.placed) })
 	return out
 }
 
@@ -364,6 +367,39 @@ func (s *Server) Update(address, id string) error {
 	m.isRead = !m.isRead
 	m.seq = mb.next()
 	return nil
+}
+
+// AddFolder creates a folder under msgfolderroot, as a user of Outlook would;
+// an existing display name (in any case) is an error.
+func (s *Server) AddFolder(address, displayName string) (Folder, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mb, err := s.mailbox(address)
+	if err != nil {
+		return Folder{}, err
+	}
+	f, err := mb.addFolder(mb.root(), displayName)
+	if err != nil {
+		return Folder{}, err
+	}
+	return mb.snapshotFolder(f), nil
+}
+
+// ErrFolderExists is returned for a folder name its parent already holds.
+var ErrFolderExists = errors.New("graphtest: a folder with that name already exists")
+
+func (mb *mailbox) addFolder(parent *folder, displayName string) (*folder, error) {
+	if strings.TrimSpace(displayName) == "" {
+		return nil, fmt.Errorf("graphtest: a folder needs a display name")
+	}
+	for _, f := range mb.folders {
+		if f.parent == parent.id && strings.EqualFold(f.display, displayName) {
+			return nil, fmt.Errorf("%w: %s", ErrFolderExists, displayName)
+		}
+	}
+	f := &folder{id: newID("AAMkAGFolder"), display: displayName, parent: parent.id}
+	mb.folders = append(mb.folders, f)
+	return f, nil
 }
 
 // Move takes a message to another folder (a well-known name, an id or a display
