@@ -165,14 +165,32 @@ func (s *Server) principal(w http.ResponseWriter, r *http.Request) (Principal, b
 // serveAPI authenticates, finds the mailbox, authorizes, admits and serves a
 // request under /v1.0/.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	a := s.admitRequest(w, r)
+	if a == nil {
+		return
+	}
+	defer s.release(a.c.mb)
+	s.serveAdmitted(w, a)
+}
+
+// admitted is a request that passed authentication, authorization and
+// admission: it counts as in flight for its mailbox until release.
+type admitted struct {
+	c     *call
+	inner *http.Request // the request on the route's path
+}
+
+// admitRequest authenticates, finds the mailbox, authorizes and admits a
+// request under /v1.0/, or answers it and returns nil.
+func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request) *admitted {
 	p, ok := s.principal(w, r)
 	if !ok {
-		return
+		return nil
 	}
 	segs, err := splitPath(strings.TrimPrefix(r.URL.EscapedPath(), "/v1.0"))
 	if err != nil || len(segs) == 0 {
 		writeError(w, http.StatusBadRequest, "BadRequest", "Resource not found for the segment.")
-		return
+		return nil
 	}
 	segs = normalizePath(segs)
 	var address, userPath string
@@ -181,14 +199,14 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	case strings.EqualFold(segs[0], "me"):
 		if p.AppOnly {
 			writeError(w, http.StatusBadRequest, "BadRequest", "/me request is only valid with delegated authentication flow.")
-			return
+			return nil
 		}
 		address, userPath, rest = p.User, "me", segs[1:]
 	case strings.EqualFold(segs[0], "users") && len(segs) >= 2:
 		address, userPath, rest = segs[1], "users/"+url.PathEscape(segs[1]), segs[2:]
 	default:
 		writeError(w, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+segs[0]+"'.")
-		return
+		return nil
 	}
 
 	s.mu.Lock()
@@ -201,15 +219,15 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if err != nil {
 		writeError(w, http.StatusNotFound, "ErrorInvalidUser", "The requested user '"+address+"' is invalid.")
-		return
+		return nil
 	}
 	if (p.AppOnly && p.TenantID != mbTenant) || (!p.AppOnly && !strings.EqualFold(p.User, mb.address)) {
 		accessDenied(w)
-		return
+		return nil
 	}
 	if restDisabled {
 		writeError(w, http.StatusNotFound, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is hosted on-premise.")
-		return
+		return nil
 	}
 
 	inner := r.Clone(r.Context())
@@ -221,7 +239,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	rt, isRoute := h.(route)
 	if pattern == "" || !isRoute {
 		writeError(w, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+strings.Join(rest, "/")+"'.")
-		return
+		return nil
 	}
 	switch rt.perm {
 	case permRead:
@@ -233,23 +251,27 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		accessDenied(w)
-		return
+		return nil
 	}
 
 	if !s.admit(w, mb) {
-		return
+		return nil
 	}
-	defer s.release(mb)
+	c := &call{s: s, mb: mb, p: p, userPath: userPath}
+	c.immutable, c.pageSize = preferences(r.Header)
+	return &admitted{c: c, inner: inner.WithContext(context.WithValue(r.Context(), callKey{}, c))}
+}
+
+// serveAdmitted serves an admitted request; the caller releases it.
+func (s *Server) serveAdmitted(w http.ResponseWriter, a *admitted) {
+	r := a.inner
 	if s.opts.OnRequest != nil {
-		s.opts.OnRequest(r.Context(), mb.address, r.Method, inner.URL.Path)
+		s.opts.OnRequest(r.Context(), a.c.mb.address, r.Method, r.URL.Path)
 		if r.Context().Err() != nil {
 			return // the client or the server went away while it was held
 		}
 	}
-	c := &call{s: s, mb: mb, p: p, userPath: userPath}
-	c.immutable, c.pageSize = preferences(r.Header)
-	inner = inner.WithContext(context.WithValue(r.Context(), callKey{}, c))
-	mux.ServeHTTP(w, inner)
+	s.api.ServeHTTP(w, r)
 }
 
 func accessDenied(w http.ResponseWriter) {
