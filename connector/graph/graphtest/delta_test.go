@@ -234,3 +234,13 @@ func TestInvalidateSyncStateCodes(t *testing.T) {
 		})
 	}
 }
+
+func TestDeltaTokenLatest(t *testing.T) {
+	e := newEnv(t, nil)
+	e.deliver(alice, "inbox", "before", t0)
+	items, deltaLink, _ := e.drain(inboxDelta(alice)+"?$deltatoken=latest", nil)
+	assert.Empty(t, items)
+	e.deliver(alice, "inbox", "after", t0)
+	items, _, _ = e.drain(deltaLink, nil)
+	assert.Equal(t, []string{"after"}, subjects(items))
+}

@@ -262,6 +262,9 @@ func serveDelta(c *call, w http.ResponseWriter, r *http.Request) {
 	offset := 0
 	skip, deltaTok := q.Get("$skiptoken"), q.Get("$deltatoken")
 	switch {
+	case skip == "" && deltaTok == "latest":
+		// Documented: an empty round whose deltaLink starts from now.
+		rd = &round{folder: f.id, end: c.mb.seq, sel: parseSelect(q.Get("$select"))}
 	case skip != "" || deltaTok != "":
 		st, ok := c.s.delta[skip+deltaTok]
 		if !ok || st.mailbox != c.mb || st.folder != f.id || (skip != "") != (st.round != nil) {

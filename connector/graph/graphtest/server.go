@@ -1,30 +1,3 @@
-// Package graphtest is a fake Microsoft Graph v1.0 mail server over TLS on
-// loopback, holding real state: mailboxes with folders and messages, a change log
-// per mailbox behind every delta token, and the documented failures of Exchange
-// Online (throttling, unavailability, expired sync state, replayed pages).
-//
-// It speaks the subset of Graph that serversync uses (see GRAPH.md at the
-// repository root): mail folders, messages delta with $skiptoken/$deltatoken
-// paging, $value, move, DELETE, creating a message from MIME, sendMail, and
-// $batch. Requests are authenticated with bearer tokens, either static ones
-// ([Server.AddToken]) or through [Options.Authenticate], which can verify real
-// JWTs.
-//
-//	srv, err := graphtest.NewServer(nil)
-//	defer srv.Close()
-//	srv.AddMailbox("alice@contoso.test", "tenant-1")
-//	srv.AddToken("app-token", graphtest.Principal{AppOnly: true, TenantID: "tenant-1",
-//		Permissions: []string{"Mail.ReadWrite", "Mail.Send"}})
-//	srv.Deliver("alice@contoso.test", "inbox", mime, time.Now())
-//	// a client trusting srv.RootCAsPEM() now talks to srv.URL()+"/v1.0"
-//
-// The fake is written to catch clients that lean on behaviour Graph does not
-// promise: ids change on move unless the request asks for immutable ids, $batch
-// responses come back in a shuffled order, a fifth concurrent request for a
-// mailbox is throttled, and links must be followed as they are.
-//
-// A Server is safe for concurrent use. It has no dependency on package testing,
-// so examples and demos can use it too.
 package graphtest
 
 import (
