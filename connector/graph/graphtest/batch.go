@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 type batchRequest struct {
@@ -27,11 +27,14 @@ type batchResponse struct {
 	Body    any               `json:"body,omitempty"`
 }
 
-// serveBatch runs the requests of a JSON $batch one after the other, each
-// authenticated, authorized, counted and throttled on its own as if it came
-// alone, and answers their responses in a shuffled order (Graph promises no
-// order). A non-JSON body is base64 in both directions, a JSON body inline.
-// A request whose dependsOn names a failed one gets 424.
+// serveBatch runs the requests of a JSON $batch as Graph documents it for
+// Outlook: up to four at a time, in order, each authenticated, authorized,
+// counted and throttled on its own as if it came alone (so a batch of 20 for
+// one mailbox stays within its concurrency limit, unless other requests for
+// the mailbox are in flight: then items get 429). With dependsOn anywhere the
+// batch runs one request at a time, and a request whose dependsOn names a
+// failed one gets 424. The responses come in a shuffled order (Graph promises
+// no order). A non-JSON body is base64 in both directions, a JSON body inline.
 func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.principal(w, r); !ok {
 		return
@@ -63,30 +66,63 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 		}
 		seen[item.ID] = true
 	}
+	wave := batchParallel
+	for _, item := range req.Requests {
+		if len(item.DependsOn) > 0 {
+			wave = 1
+		}
+	}
 	failed := map[string]bool{}
 	responses := make([]batchResponse, 0, len(req.Requests))
-	for _, item := range req.Requests {
-		resp := s.serveBatchItem(r, item, failed)
-		if resp.Status >= 400 {
-			failed[item.ID] = true
+	for start := 0; start < len(req.Requests); start += wave {
+		items := req.Requests[start:min(start+wave, len(req.Requests))]
+		out := make([]batchResponse, len(items))
+		recs := make([]*recorder, len(items))
+		runs := make([]*admitted, len(items))
+		for i, item := range items { // admitted all together: they run at once
+			recs[i] = &recorder{header: http.Header{}}
+			if resp, done := s.prepareBatchItem(r, item, failed, recs[i], &runs[i]); done {
+				out[i] = resp
+			}
 		}
-		responses = append(responses, resp)
+		var wg sync.WaitGroup
+		for i, a := range runs {
+			if a != nil {
+				wg.Go(func() { s.serveAdmitted(recs[i], a) })
+			}
+		}
+		wg.Wait()
+		for i, a := range runs {
+			if a != nil {
+				s.release(a.c.mb)
+				out[i] = recs[i].response(items[i].ID)
+			}
+			if out[i].Status >= 400 {
+				failed[items[i].ID] = true
+			}
+		}
+		responses = append(responses, out...)
 	}
 	rand.Shuffle(len(responses), func(i, j int) { responses[i], responses[j] = responses[j], responses[i] })
 	writeJSON(w, http.StatusOK, map[string]any{"responses": responses})
 }
 
-func (s *Server) serveBatchItem(outer *http.Request, item batchRequest, failed map[string]bool) batchResponse {
+// batchParallel is how many requests of a batch Graph sends Outlook at a time.
+const batchParallel = 4
+
+// prepareBatchItem builds the request of a batch item and admits it into *run,
+// or returns its response (done) when it fails before that.
+func (s *Server) prepareBatchItem(outer *http.Request, item batchRequest, failed map[string]bool, rec *recorder, run **admitted) (resp batchResponse, done bool) {
 	for _, dep := range item.DependsOn {
 		if failed[dep] {
 			return batchResponse{ID: item.ID, Status: http.StatusFailedDependency, Headers: map[string]string{"Content-Type": "application/json"},
-				Body: errorBody("BadRequest", "The request depends on request "+dep+", which failed.")}
+				Body: errorBody("BadRequest", "The request depends on request "+dep+", which failed.")}, true
 		}
 	}
 	path := "/" + strings.TrimPrefix(item.URL, "/")
 	if strings.HasPrefix(path, "/v1.0/") || strings.HasPrefix(strings.ToLower(path), "/$batch") {
 		return batchResponse{ID: item.ID, Status: http.StatusBadRequest, Headers: map[string]string{"Content-Type": "application/json"},
-			Body: errorBody("BadRequest", "The url of a batch request is relative to the version: /users/…, /me/….")}
+			Body: errorBody("BadRequest", "The url of a batch request is relative to the version: /users/…, /me/….")}, true
 	}
 	var body []byte
 	contentType := ""
@@ -114,16 +150,21 @@ func (s *Server) serveBatchItem(outer *http.Request, item batchRequest, failed m
 	r, err := http.NewRequestWithContext(outer.Context(), item.Method, "/v1.0"+path, bytes.NewReader(body))
 	if err != nil {
 		return batchResponse{ID: item.ID, Status: http.StatusBadRequest, Headers: map[string]string{"Content-Type": "application/json"},
-			Body: errorBody("BadRequest", "Invalid request url or method.")}
+			Body: errorBody("BadRequest", "Invalid request url or method.")}, true
 	}
 	for k, v := range item.Headers {
 		r.Header.Set(k, v)
 	}
 	r.Header.Set("Authorization", outer.Header.Get("Authorization"))
-	rec := &recorder{header: http.Header{}}
-	s.serveAPI(rec, r)
+	if *run = s.admitRequest(rec, r); *run == nil {
+		return rec.response(item.ID), true
+	}
+	return batchResponse{}, false
+}
 
-	resp := batchResponse{ID: item.ID, Status: rec.status(), Headers: map[string]string{}}
+// response is what the recorder holds as a batch response.
+func (rec *recorder) response(id string) batchResponse {
+	resp := batchResponse{ID: id, Status: rec.status(), Headers: map[string]string{}}
 	for k := range rec.header {
 		if k != "Content-Length" {
 			resp.Headers[k] = rec.header.Get(k)
@@ -166,5 +207,3 @@ func (r *recorder) status() int {
 	}
 	return r.code
 }
-
-var _ io.Writer = (*recorder)(nil)

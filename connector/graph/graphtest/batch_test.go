@@ -1,13 +1,17 @@
 package graphtest_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/serversync/serversync/connector/graph/graphtest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -139,4 +143,54 @@ func TestBatchThrottledItemsAndOrder(t *testing.T) {
 	r = e.req("POST", "/$batch", map[string]string{"Authorization": ""}, `{"requests":[]}`)
 	assert.Equal(t, http.StatusUnauthorized, r.status)
 	assert.True(t, strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer"))
+}
+
+// TestBatchConcurrency: Graph sends Outlook four requests of a batch at a time,
+// so a batch of 20 for one mailbox fills its concurrency limit without going
+// over; with two other requests in flight, two of every four items get 429.
+func TestBatchConcurrency(t *testing.T) {
+	arrived := make(chan struct{}, 2)
+	release := make(chan struct{})
+	e := newEnv(t, &graphtest.Options{OnRequest: func(ctx context.Context, _, _, path string) {
+		if path != "/mailFolders/sentitems" {
+			return
+		}
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}})
+	var requests []map[string]any
+	for i := range 20 {
+		requests = append(requests, map[string]any{"id": fmt.Sprint(i), "method": "GET", "url": user(alice) + "/mailFolders/inbox"})
+	}
+	_, items := e.batch(requests...)
+	for _, it := range items {
+		assert.Equal(t, 200, it.Status)
+	}
+	assert.Equal(t, graphtest.ConcurrencyLimit, e.srv.MaxConcurrent(alice))
+	assert.Zero(t, e.srv.Throttled())
+
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { e.get(user(alice) + "/mailFolders/sentitems") })
+	}
+	<-arrived
+	<-arrived
+	_, items = e.batch(requests[:8]...)
+	ok, throttled := 0, 0
+	for _, it := range items {
+		switch it.Status {
+		case 200:
+			ok++
+		case http.StatusTooManyRequests:
+			throttled++
+			assert.Equal(t, "1", it.Headers["Retry-After"])
+		}
+	}
+	assert.Equal(t, 4, ok)
+	assert.Equal(t, 4, throttled)
+	close(release)
+	wg.Wait()
 }

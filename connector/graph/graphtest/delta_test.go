@@ -213,3 +213,34 @@ func TestValueIsExactMIME(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, r.status)
 	assert.Equal(t, "ErrorItemNotFound", r.errorCode(t))
 }
+
+func TestInvalidateSyncStateCodes(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		code   string
+	}{{http.StatusGone, "SyncStateInvalid"}, {http.StatusBadRequest, "resyncRequired"}} {
+		t.Run(tc.code, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.deliver(alice, "inbox", "m", t0)
+			_, deltaLink, _ := e.drain(inboxDelta(alice), nil)
+			e.srv.InvalidateSyncState(alice, tc.status, tc.code)
+			_, r := e.delta(deltaLink, nil)
+			assert.Equal(t, tc.status, r.status)
+			assert.Equal(t, tc.code, r.errorCode(t))
+			// Tokens handed out later are good.
+			_, fresh, _ := e.drain(inboxDelta(alice), nil)
+			_, r = e.delta(fresh, nil)
+			assert.Equal(t, http.StatusOK, r.status)
+		})
+	}
+}
+
+func TestDeltaTokenLatest(t *testing.T) {
+	e := newEnv(t, nil)
+	e.deliver(alice, "inbox", "before", t0)
+	items, deltaLink, _ := e.drain(inboxDelta(alice)+"?$deltatoken=latest", nil)
+	assert.Empty(t, items)
+	e.deliver(alice, "inbox", "after", t0)
+	items, _, _ = e.drain(deltaLink, nil)
+	assert.Equal(t, []string{"after"}, subjects(items))
+}

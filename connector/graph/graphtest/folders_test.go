@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
+
+	"github.com/serversync/serversync/connector/graph/graphtest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -103,4 +106,38 @@ func TestDeleteMovesToDeletedItems(t *testing.T) {
 	r = e.req("DELETE", user(alice)+"/messages/"+id, nil, "")
 	assert.Equal(t, http.StatusNotFound, r.status)
 	assert.Equal(t, "ErrorItemNotFound", r.errorCode(t))
+}
+
+func TestListMessagesAndAddFolder(t *testing.T) {
+	e := newEnv(t, nil)
+	for i := range 12 {
+		e.deliver(alice, "inbox", fmt.Sprintf("m%02d", i), t0.Add(time.Duration(i)*time.Minute))
+	}
+	var got []string
+	pages := 0
+	for next := user(alice) + "/mailFolders/inbox/messages?$select=subject"; next != ""; pages++ {
+		page := e.get(next).json(t)
+		for _, v := range page["value"].([]any) {
+			item := v.(map[string]any)
+			assert.NotContains(t, item, "isRead")
+			got = append(got, item["subject"].(string))
+		}
+		next, _ = page["@odata.nextLink"].(string)
+	}
+	assert.Equal(t, 2, pages)
+	require.Len(t, got, 12)
+	assert.Equal(t, "m11", got[0], "newest first")
+
+	f, err := e.srv.AddFolder(alice, "CRM")
+	require.NoError(t, err)
+	_, err = e.srv.AddFolder(alice, "crm")
+	assert.ErrorIs(t, err, graphtest.ErrFolderExists)
+	r := e.get(user(alice) + "/mailFolders/" + f.ID)
+	assert.Equal(t, "CRM", r.json(t)["displayName"])
+
+	// Messages keeps the order of arrival when a message changes.
+	first := e.srv.Messages(alice, "inbox")[0]
+	require.NoError(t, e.srv.Update(alice, first.ID))
+	assert.Equal(t, first.ID, e.srv.Messages(alice, "inbox")[0].ID)
+	assert.True(t, e.srv.Messages(alice, "inbox")[0].IsRead)
 }

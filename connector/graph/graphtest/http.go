@@ -58,7 +58,14 @@ func (s *Server) routes() http.Handler {
 // track counts the handlers running, so Close can wait for them.
 func (s *Server) track(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		if s.closed { // Close is waiting for the handlers: start no more
+			s.mu.Unlock()
+			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "The server is shutting down.")
+			return
+		}
 		s.calls.Add(1)
+		s.mu.Unlock()
 		defer s.calls.Done()
 		h.ServeHTTP(w, r)
 	})
@@ -77,6 +84,7 @@ func (s *Server) mailboxRoutes() *http.ServeMux {
 	handle("GET /mailFolders/{folder}/childFolders", permRead, serveListFolders)
 	handle("POST /mailFolders/{folder}/childFolders", permWrite, serveCreateFolder)
 	handle("GET /mailFolders/{folder}/messages/delta", permRead, serveDelta)
+	handle("GET /mailFolders/{folder}/messages", permRead, serveListMessages)
 	handle("POST /mailFolders/{folder}/messages", permWrite, serveCreateMessage)
 	handle("GET /messages/{id}", permRead, serveGetMessage)
 	handle("PATCH /messages/{id}", permWrite, servePatchMessage)
@@ -157,14 +165,32 @@ func (s *Server) principal(w http.ResponseWriter, r *http.Request) (Principal, b
 // serveAPI authenticates, finds the mailbox, authorizes, admits and serves a
 // request under /v1.0/.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	a := s.admitRequest(w, r)
+	if a == nil {
+		return
+	}
+	defer s.release(a.c.mb)
+	s.serveAdmitted(w, a)
+}
+
+// admitted is a request that passed authentication, authorization and
+// admission: it counts as in flight for its mailbox until release.
+type admitted struct {
+	c     *call
+	inner *http.Request // the request on the route's path
+}
+
+// admitRequest authenticates, finds the mailbox, authorizes and admits a
+// request under /v1.0/, or answers it and returns nil.
+func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request) *admitted {
 	p, ok := s.principal(w, r)
 	if !ok {
-		return
+		return nil
 	}
 	segs, err := splitPath(strings.TrimPrefix(r.URL.EscapedPath(), "/v1.0"))
 	if err != nil || len(segs) == 0 {
 		writeError(w, http.StatusBadRequest, "BadRequest", "Resource not found for the segment.")
-		return
+		return nil
 	}
 	segs = normalizePath(segs)
 	var address, userPath string
@@ -173,29 +199,39 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	case strings.EqualFold(segs[0], "me"):
 		if p.AppOnly {
 			writeError(w, http.StatusBadRequest, "BadRequest", "/me request is only valid with delegated authentication flow.")
-			return
+			return nil
 		}
 		address, userPath, rest = p.User, "me", segs[1:]
 	case strings.EqualFold(segs[0], "users") && len(segs) >= 2:
 		address, userPath, rest = segs[1], "users/"+url.PathEscape(segs[1]), segs[2:]
 	default:
 		writeError(w, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+segs[0]+"'.")
-		return
+		return nil
 	}
 
 	s.mu.Lock()
 	mb, err := s.mailbox(address)
+	var mbTenant string
+	var restDisabled bool
+	if err == nil {
+		mbTenant, restDisabled = mb.tenant, mb.restDisabled
+	}
 	s.mu.Unlock()
 	if err != nil {
 		writeError(w, http.StatusNotFound, "ErrorInvalidUser", "The requested user '"+address+"' is invalid.")
-		return
+		return nil
 	}
-	if (p.AppOnly && p.TenantID != mb.tenant) || (!p.AppOnly && !strings.EqualFold(p.User, mb.address)) {
+	if (p.AppOnly && p.TenantID != mbTenant) || (!p.AppOnly && !strings.EqualFold(p.User, mb.address)) {
 		accessDenied(w)
-		return
+		return nil
+	}
+	if restDisabled {
+		writeError(w, http.StatusNotFound, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is hosted on-premise.")
+		return nil
 	}
 
 	inner := r.Clone(r.Context())
+	inner.Method = strings.ToUpper(inner.Method)
 	inner.URL.Path = "/" + strings.Join(rest, "/")
 	inner.URL.RawPath = ""
 	mux := s.api
@@ -203,7 +239,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	rt, isRoute := h.(route)
 	if pattern == "" || !isRoute {
 		writeError(w, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+strings.Join(rest, "/")+"'.")
-		return
+		return nil
 	}
 	switch rt.perm {
 	case permRead:
@@ -215,20 +251,27 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		accessDenied(w)
-		return
+		return nil
 	}
 
 	if !s.admit(w, mb) {
-		return
-	}
-	defer s.release(mb)
-	if s.opts.OnRequest != nil {
-		s.opts.OnRequest(r.Context(), mb.address, r.Method, inner.URL.Path)
+		return nil
 	}
 	c := &call{s: s, mb: mb, p: p, userPath: userPath}
 	c.immutable, c.pageSize = preferences(r.Header)
-	inner = inner.WithContext(context.WithValue(r.Context(), callKey{}, c))
-	mux.ServeHTTP(w, inner)
+	return &admitted{c: c, inner: inner.WithContext(context.WithValue(r.Context(), callKey{}, c))}
+}
+
+// serveAdmitted serves an admitted request; the caller releases it.
+func (s *Server) serveAdmitted(w http.ResponseWriter, a *admitted) {
+	r := a.inner
+	if s.opts.OnRequest != nil {
+		s.opts.OnRequest(r.Context(), a.c.mb.address, r.Method, r.URL.Path)
+		if r.Context().Err() != nil {
+			return // the client or the server went away while it was held
+		}
+	}
+	s.api.ServeHTTP(w, r)
 }
 
 func accessDenied(w http.ResponseWriter) {
@@ -264,6 +307,23 @@ func (s *Server) admit(w http.ResponseWriter, mb *mailbox) bool {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.")
 		return false
+	}
+	if limit := s.opts.RequestLimit; limit > 0 {
+		now := s.opts.Now()
+		i := 0
+		for i < len(mb.recent) && !mb.recent[i].After(now.Add(-RequestWindow)) {
+			i++
+		}
+		mb.recent = mb.recent[i:]
+		if len(mb.recent) >= limit {
+			s.throttled++
+			wait := mb.recent[0].Add(RequestWindow).Sub(now)
+			s.mu.Unlock()
+			w.Header().Set("Retry-After", retryAfter(wait, 1))
+			writeError(w, http.StatusTooManyRequests, "ApplicationThrottled", "Application is over its MailboxRequestRate limit.")
+			return false
+		}
+		mb.recent = append(mb.recent, now)
 	}
 	mb.inflight++
 	mb.maxConcurrent = max(mb.maxConcurrent, mb.inflight)

@@ -79,7 +79,7 @@ func TestInjectedThrottleAndUnavailable(t *testing.T) {
 func TestAuth(t *testing.T) {
 	e := newEnv(t, &graphtest.Options{Authenticate: func(_ context.Context, tok string) (graphtest.Principal, error) {
 		if tok == "jwt-for-bob" {
-			return graphtest.Principal{User: bob, TenantID: tenant, Permissions: []string{"Mail.ReadWrite", "Mail.Send"}}, nil
+			return graphtest.Principal{User: bob, TenantID: tenant, Permissions: []string{"Mail.ReadWrite Mail.Send"}}, nil
 		}
 		return graphtest.Principal{}, errors.New("bad signature")
 	}})
@@ -106,6 +106,7 @@ func TestAuth(t *testing.T) {
 		{"read-only may read", "GET", user(alice) + "/mailFolders/inbox", auth("read-only"), "", 200, ""},
 		{"read-only may not write", "POST", user(alice) + "/mailFolders", auth("read-only"), `{"displayName":"X"}`, 403, "ErrorAccessDenied"},
 		{"delegated on /me", "GET", "/me/mailFolders/inbox", auth("delegated-alice"), "", 200, ""},
+		{"scp as one string", "POST", "/me/sendMail", map[string]string{"Authorization": "Bearer jwt-for-bob", "Content-Type": "text/plain"}, sendBody, 202, ""},
 		{"delegated on itself", "GET", user(alice) + "/mailFolders/inbox", auth("delegated-alice"), "", 200, ""},
 		{"delegated on another", "GET", user(bob) + "/mailFolders/inbox", auth("delegated-alice"), "", 403, "ErrorAccessDenied"},
 		{"delegated without Mail.Send", "POST", "/me/sendMail", text, sendBody, 403, "ErrorAccessDenied"},
@@ -129,5 +130,62 @@ func TestAuth(t *testing.T) {
 			}
 		})
 	}
-	assert.Empty(t, e.srv.Sent())
+	require.Len(t, e.srv.Sent(), 1, "only bob's")
+	assert.Equal(t, bob, e.srv.Sent()[0].From)
+}
+
+func TestRequestLimit(t *testing.T) {
+	var mu sync.Mutex
+	now := t0
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	e := newEnv(t, &graphtest.Options{RequestLimit: 3, Now: clock})
+	for range 3 {
+		require.Equal(t, http.StatusOK, e.get(user(alice)+"/mailFolders/inbox").status)
+		advance(time.Minute)
+	}
+	r := e.get(user(alice) + "/mailFolders/inbox")
+	assert.Equal(t, http.StatusTooManyRequests, r.status)
+	assert.Equal(t, "420", r.header.Get("Retry-After"), "until the first request leaves the 10-minute window")
+	assert.Equal(t, http.StatusOK, e.get(user(bob)+"/mailFolders/inbox").status)
+	advance(7 * time.Minute)
+	assert.Equal(t, http.StatusOK, e.get(user(alice)+"/mailFolders/inbox").status)
+	assert.Equal(t, http.StatusTooManyRequests, e.get(user(alice)+"/mailFolders/inbox").status)
+}
+
+func TestMailboxNotEnabledForREST(t *testing.T) {
+	e := newEnv(t, nil)
+	e.srv.DisableREST(alice)
+	r := e.get(user(alice) + "/mailFolders/inbox")
+	assert.Equal(t, http.StatusNotFound, r.status)
+	assert.Equal(t, "MailboxNotEnabledForRESTAPI", r.errorCode(t))
+}
+
+// TestCloseEndsHeldRequests: Close returns while a request is held in
+// OnRequest, whose context it ends; goleak checks nothing is left behind.
+func TestCloseEndsHeldRequests(t *testing.T) {
+	held := make(chan struct{})
+	ended := make(chan struct{})
+	e := newEnv(t, &graphtest.Options{OnRequest: func(ctx context.Context, _, _, _ string) {
+		close(held)
+		<-ctx.Done()
+		close(ended)
+	}})
+	done := make(chan error, 1)
+	go func() {
+		r, err := http.NewRequest("GET", e.srv.URL()+"/v1.0"+user(alice)+"/mailFolders/inbox", nil)
+		if err == nil {
+			r.Header.Set("Authorization", "Bearer "+token)
+			var resp *http.Response
+			if resp, err = e.client.Do(r); err == nil {
+				resp.Body.Close()
+			}
+		}
+		done <- err
+	}()
+	<-held
+	e.srv.Close()
+	<-ended
+	assert.Error(t, <-done, "the connection was closed under the request")
+	e.srv.Close() // twice is fine
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/mail"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -26,6 +27,13 @@ type deltaState struct {
 	// A $deltatoken: where in the change log the next round starts.
 	pos int64
 	sel []string
+	// invalid, once set, is the answer to the token (InvalidateSyncState).
+	invalid *failure
+}
+
+type failure struct {
+	status int
+	code   string
 }
 
 // round is one pass of delta over a folder, from a token (or the beginning) to
@@ -176,22 +184,9 @@ func serveListFolders(c *call, w http.ResponseWriter, r *http.Request) {
 		v := strings.ReplaceAll(m[1], "''", "'")
 		name = &v
 	}
-	top, skip := 10, 0
-	if v := q.Get("$top"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "BadRequest", "Invalid $top value.")
-			return
-		}
-		top = n
-	}
-	if v := q.Get("$skip"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, "BadRequest", "Invalid $skip value.")
-			return
-		}
-		skip = n
+	top, skip, ok := topSkip(w, q)
+	if !ok {
+		return
 	}
 	var all []map[string]any
 	for _, f := range c.mb.folders {
@@ -239,14 +234,11 @@ func serveCreateFolder(c *call, w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	for _, f := range c.mb.folders {
-		if f.parent == parent.id && strings.EqualFold(f.display, req.DisplayName) {
-			writeError(w, http.StatusConflict, "ErrorFolderExists", "A folder with the specified name already exists.")
-			return
-		}
+	f, err := c.mb.addFolder(parent, req.DisplayName)
+	if err != nil {
+		writeError(w, http.StatusConflict, "ErrorFolderExists", "A folder with the specified name already exists.")
+		return
 	}
-	f := &folder{id: newID("AAMkAGFolder"), display: req.DisplayName, parent: parent.id}
-	c.mb.folders = append(c.mb.folders, f)
 	out := c.folderJSON(f)
 	out["@odata.context"] = c.s.url + "/v1.0/$metadata#users('" + c.mb.address + "')/mailFolders/$entity"
 	w.Header().Set("Location", c.base()+"/mailFolders('"+f.id+"')")
@@ -270,10 +262,17 @@ func serveDelta(c *call, w http.ResponseWriter, r *http.Request) {
 	offset := 0
 	skip, deltaTok := q.Get("$skiptoken"), q.Get("$deltatoken")
 	switch {
+	case skip == "" && deltaTok == "latest":
+		// Documented: an empty round whose deltaLink starts from now.
+		rd = &round{folder: f.id, end: c.mb.seq, sel: parseSelect(q.Get("$select"))}
 	case skip != "" || deltaTok != "":
 		st, ok := c.s.delta[skip+deltaTok]
 		if !ok || st.mailbox != c.mb || st.folder != f.id || (skip != "") != (st.round != nil) {
 			writeError(w, http.StatusGone, "SyncStateNotFound", "The sync state is not found or has expired. Please start a new sync without a token.")
+			return
+		}
+		if st.invalid != nil {
+			writeError(w, st.invalid.status, st.invalid.code, "The sync state is no longer valid. Please start a new sync without a token.")
 			return
 		}
 		if st.round != nil {
@@ -383,6 +382,60 @@ func (mb *mailbox) changesSince(f *folder, pos int64, sel []string) *round {
 		rd.entries = append(rd.entries, ch.e)
 	}
 	return rd
+}
+
+// serveListMessages lists the messages of a folder in pages of $top (default
+// 10) by $skip, newest first, as Graph does.
+func serveListMessages(c *call, w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	top, skip, ok := topSkip(w, q)
+	if !ok {
+		return
+	}
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	f := c.mb.folderByRef(r.PathValue("folder"))
+	if f == nil {
+		notFound(w)
+		return
+	}
+	msgs := c.mb.inFolder(f)
+	slices.SortStableFunc(msgs, func(a, b *message) int { return b.received.Compare(a.received) })
+	sel := parseSelect(q.Get("$select"))
+	items := []map[string]any{}
+	for _, m := range msgs[min(skip, len(msgs)):min(skip+top, len(msgs))] {
+		items = append(items, c.messageJSON(m, sel))
+	}
+	out := map[string]any{"@odata.context": c.s.url + "/v1.0/$metadata#users('" + c.mb.address + "')/mailFolders('" + f.id + "')/messages", "value": items}
+	if skip+top < len(msgs) {
+		q.Set("$skip", strconv.Itoa(skip+top))
+		q.Set("$top", strconv.Itoa(top))
+		out["@odata.nextLink"] = c.base() + "/mailFolders('" + f.id + "')/messages?" + q.Encode()
+	}
+	c.preferenceApplied(w, 0)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// topSkip reads $top (default 10) and $skip.
+func topSkip(w http.ResponseWriter, q url.Values) (top, skip int, ok bool) {
+	top = 10
+	if v := q.Get("$top"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPageSize {
+			writeError(w, http.StatusBadRequest, "BadRequest", "Invalid $top value.")
+			return 0, 0, false
+		}
+		top = n
+	}
+	if v := q.Get("$skip"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "BadRequest", "Invalid $skip value.")
+			return 0, 0, false
+		}
+		skip = n
+	}
+	return top, skip, true
 }
 
 func (c *call) message(w http.ResponseWriter, r *http.Request) *message {

@@ -1,30 +1,3 @@
-// Package graphtest is a fake Microsoft Graph v1.0 mail server over TLS on
-// loopback, holding real state: mailboxes with folders and messages, a change log
-// per mailbox behind every delta token, and the documented failures of Exchange
-// Online (throttling, unavailability, expired sync state, replayed pages).
-//
-// It speaks the subset of Graph that serversync uses (see GRAPH.md at the
-// repository root): mail folders, messages delta with $skiptoken/$deltatoken
-// paging, $value, move, DELETE, creating a message from MIME, sendMail, and
-// $batch. Requests are authenticated with bearer tokens, either static ones
-// ([Server.AddToken]) or through [Options.Authenticate], which can verify real
-// JWTs.
-//
-//	srv, err := graphtest.NewServer(nil)
-//	defer srv.Close()
-//	srv.AddMailbox("alice@contoso.test", "tenant-1")
-//	srv.AddToken("app-token", graphtest.Principal{AppOnly: true, TenantID: "tenant-1",
-//		Permissions: []string{"Mail.ReadWrite", "Mail.Send"}})
-//	srv.Deliver("alice@contoso.test", "inbox", mime, time.Now())
-//	// a client trusting srv.RootCAsPEM() now talks to srv.URL()+"/v1.0"
-//
-// The fake is written to catch clients that lean on behaviour Graph does not
-// promise: ids change on move unless the request asks for immutable ids, $batch
-// responses come back in a shuffled order, a fifth concurrent request for a
-// mailbox is throttled, and links must be followed as they are.
-//
-// A Server is safe for concurrent use. It has no dependency on package testing,
-// so examples and demos can use it too.
 package graphtest
 
 import (
@@ -56,6 +29,9 @@ const ConcurrencyLimit = 4
 // sendMail beyond it gets 413 ErrorMessageSizeExceeded.
 const MaxRequestBody = 4 << 20
 
+// RequestWindow is the period Options.RequestLimit counts requests over.
+const RequestWindow = 10 * time.Minute
+
 // MaxBatchRequests is the most requests a $batch may hold.
 const MaxBatchRequests = 20
 
@@ -74,12 +50,17 @@ type Options struct {
 	// DefaultPageSize is the delta page size without Prefer: odata.maxpagesize;
 	// 0 means DefaultPageSize.
 	DefaultPageSize int
-	// Now is the clock for received times of sent and created messages; nil
-	// means time.Now.
+	// Now is the clock for received times of sent and created messages and for
+	// RequestLimit; nil means time.Now.
 	Now func() time.Time
+	// RequestLimit is the number of requests a mailbox takes per RequestWindow
+	// (Graph's documented limit is 10,000 per 10 minutes); the next ones get
+	// 429 with Retry-After until the oldest leaves the window. 0 means no limit.
+	RequestLimit int
 	// OnRequest, when set, is called for each request to a mailbox (each $batch
 	// item too) once it was admitted and counts as in flight, before it is
-	// served. Blocking in it holds the request open: tests use it to make
+	// served; path is what follows /v1.0/me or /v1.0/users/{address}, as
+	// "/mailFolders/inbox/messages/delta". Blocking in it holds the request open: tests use it to make
 	// requests overlap deterministically. ctx ends when the client goes away or
 	// the server closes.
 	OnRequest func(ctx context.Context, address, method, path string)
@@ -104,8 +85,10 @@ type Principal struct {
 
 func (p Principal) has(perm string) bool {
 	for _, have := range p.Permissions {
-		if strings.EqualFold(have, perm) {
-			return true
+		for _, one := range strings.Fields(have) { // an scp claim is one string
+			if strings.EqualFold(one, perm) {
+				return true
+			}
 		}
 	}
 	return false
@@ -206,8 +189,8 @@ func (s *Server) Close() {
 		<-s.served
 		return
 	}
+	_ = s.http.Close() // closes the connections under held requests first
 	s.cancel()
-	_ = s.http.Close()
 	<-s.served
 	s.calls.Wait()
 }

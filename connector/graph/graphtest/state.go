@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	gomime "mime"
+	"net/http"
 	"net/mail"
 	"slices"
 	"strconv"
@@ -50,7 +51,9 @@ type mailbox struct {
 	unavailN      int
 	unavailAfter  time.Duration
 	replayNext    bool
-	lastPage      []entry // the entries of the last delta page served
+	lastPage      []entry     // the entries of the last delta page served
+	recent        []time.Time // requests in the RequestLimit window
+	restDisabled  bool
 }
 
 type folder struct {
@@ -65,6 +68,7 @@ type message struct {
 	folder   string // folder id
 	moves    int    // how often the message changed folder: part of its regular id
 	seq      int64  // the change that last touched it
+	placed   int64  // the change that put it in its folder: the folder's order
 	received time.Time
 	subject  string
 	msgID    string
@@ -239,6 +243,7 @@ func (mb *mailbox) add(f *folder, mime []byte, received time.Time) (*message, er
 		m.from = *from[0]
 	}
 	m.seq = mb.next()
+	m.placed = m.seq
 	mb.messages[m.id] = m
 	return m, nil
 }
@@ -253,6 +258,7 @@ func (mb *mailbox) move(m *message, f *folder) {
 	m.folder = f.id
 	m.moves++
 	m.seq = mb.next()
+	m.placed = m.seq
 }
 
 // remove deletes a message for good.
@@ -268,7 +274,7 @@ func (mb *mailbox) inFolder(f *folder) []*message {
 			out = append(out, m)
 		}
 	}
-	slices.SortFunc(out, func(a, b *message) int { return int(a.seq - b.seq) })
+	slices.SortFunc(out, func(a, b *message) int { return int(a.placed - b.placed) })
 	return out
 }
 
@@ -363,6 +369,39 @@ func (s *Server) Update(address, id string) error {
 	return nil
 }
 
+// AddFolder creates a folder under msgfolderroot, as a user of Outlook would;
+// an existing display name (in any case) is an error.
+func (s *Server) AddFolder(address, displayName string) (Folder, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mb, err := s.mailbox(address)
+	if err != nil {
+		return Folder{}, err
+	}
+	f, err := mb.addFolder(mb.root(), displayName)
+	if err != nil {
+		return Folder{}, err
+	}
+	return mb.snapshotFolder(f), nil
+}
+
+// ErrFolderExists is returned for a folder name its parent already holds.
+var ErrFolderExists = errors.New("graphtest: a folder with that name already exists")
+
+func (mb *mailbox) addFolder(parent *folder, displayName string) (*folder, error) {
+	if strings.TrimSpace(displayName) == "" {
+		return nil, fmt.Errorf("graphtest: a folder needs a display name")
+	}
+	for _, f := range mb.folders {
+		if f.parent == parent.id && strings.EqualFold(f.display, displayName) {
+			return nil, fmt.Errorf("%w: %s", ErrFolderExists, displayName)
+		}
+	}
+	f := &folder{id: newID("AAMkAGFolder"), display: displayName, parent: parent.id}
+	mb.folders = append(mb.folders, f)
+	return f, nil
+}
+
 // Move takes a message to another folder (a well-known name, an id or a display
 // name), as a user of Outlook would.
 func (s *Server) Move(address, id, folderName string) error {
@@ -421,19 +460,37 @@ func (s *Server) Unavailable(address string, n int, retryAfter time.Duration) {
 	}
 }
 
-// ExpireSyncState forgets every delta and skip token handed out for the mailbox
+// ExpireSyncState expires every delta and skip token handed out for the mailbox
 // so far: requesting one answers 410 SyncStateNotFound.
 func (s *Server) ExpireSyncState(address string) {
+	s.InvalidateSyncState(address, http.StatusGone, "SyncStateNotFound")
+}
+
+// InvalidateSyncState makes every delta and skip token handed out for the
+// mailbox so far fail with status and code: Graph documents 410
+// SyncStateNotFound, 410 SyncStateInvalid and 400 resyncRequired, all meaning
+// "start again without a token".
+func (s *Server) InvalidateSyncState(address string, status int, code string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	mb, err := s.mailbox(address)
 	if err != nil {
 		return
 	}
-	for token, st := range s.delta {
-		if st.mailbox == mb {
-			delete(s.delta, token)
+	for _, st := range s.delta {
+		if st.mailbox == mb && st.invalid == nil {
+			st.invalid = &failure{status: status, code: code}
 		}
+	}
+}
+
+// DisableREST makes the mailbox one Graph cannot reach (inactive, or hosted on
+// premises): its requests get 404 MailboxNotEnabledForRESTAPI.
+func (s *Server) DisableREST(address string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mb, err := s.mailbox(address); err == nil {
+		mb.restDisabled = true
 	}
 }
 
