@@ -3,6 +3,7 @@ package graph_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -162,4 +163,26 @@ func TestProbe(t *testing.T) {
 	require.ErrorAs(t, steps[1].Err, &ce)
 	assert.Equal(t, serversync.CodeAuthFailed, ce.Code)
 	assert.NotContains(t, steps[1].Detail, "c2lnbmF0dXJl")
+}
+
+// TestMoveFolderCreatedMeanwhile has the folder appear between the lookup and
+// the create (another process made it): the 409 leads to a second lookup.
+func TestMoveFolderCreatedMeanwhile(t *testing.T) {
+	var srv *graphtest.Server
+	e := newEnv(t, &graphtest.Options{OnRequest: func(ctx context.Context, address, method, path string) {
+		if method == "POST" && strings.HasSuffix(strings.ToLower(path), "/mailfolders") {
+			_, _ = srv.AddFolder(alice, "Undeliverable")
+		}
+	}})
+	srv = e.srv
+	ids := e.deliver(t, 1, 1)
+	var logged bytes.Buffer
+	c := graph.New(&graph.Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	s, err := c.OpenIncoming(context.Background(), e.target)
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.(serversync.FolderSession).Move(context.Background(), "inbox", ids[0], "Undeliverable"))
+	moved := e.srv.Messages(alice, "Undeliverable")
+	require.Len(t, moved, 1)
+	assert.NotContains(t, logged.String(), "created folder", "the other process's folder is used")
 }
