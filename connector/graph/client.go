@@ -222,6 +222,7 @@ func (m *mailbox) once(ctx context.Context, c call) (r *reply, retryAfter time.D
 		release()
 		return nil, -1, watch.classify(c.op, err)
 	}
+	watch.pause() // the headers are in: from now on only body reads wait
 	lb := &limitedBody{rc: resp.Body, watch: watch}
 	r = &reply{Response: resp, body: lb, release: func() { _ = resp.Body.Close(); release() }}
 	switch {
@@ -287,23 +288,28 @@ func (m *mailbox) doJSON(ctx context.Context, c call, out any) error {
 	return readJSON(c.op, r, out, MaxJSONBytes)
 }
 
-// watchdog cancels a request that takes longer than its timeout plus one
-// second per connector.MessageBytesPerSecond bytes of body read: a large body
-// on a slow link may take its time, a stalled or dripping reply may not.
+// watchdog cancels a request whose reply keeps it waiting longer than the
+// endpoint timeout plus one second per connector.MessageBytesPerSecond bytes
+// of body read: a large body on a slow link may take its time, a stalled or
+// dripping reply may not. Like connector.BoundedConn it counts the time spent
+// waiting for the server (for the headers, then inside body reads), not the
+// time the caller takes between reads to process what it got.
 type watchdog struct {
 	timeout time.Duration
 	cancel  context.CancelFunc
-	start   time.Time
 	read    atomic.Int64
 	fired   atomic.Bool
 	headers atomic.Bool
-	mu      sync.Mutex
-	timer   *time.Timer
-	stopped bool
+
+	mu        sync.Mutex
+	timer     *time.Timer
+	stopped   bool
+	waited    time.Duration // time spent waiting, up to waitStart
+	waitStart time.Time     // when the current wait began; zero between reads
 }
 
 func newWatchdog(timeout time.Duration, cancel context.CancelFunc) *watchdog {
-	w := &watchdog{timeout: timeout, cancel: cancel, start: time.Now()}
+	w := &watchdog{timeout: timeout, cancel: cancel, waitStart: time.Now()}
 	if timeout > 0 {
 		w.timer = time.AfterFunc(timeout, w.check)
 	}
@@ -316,13 +322,35 @@ func (w *watchdog) check() {
 	if w.stopped {
 		return
 	}
+	waited := w.waited
+	if !w.waitStart.IsZero() {
+		waited += time.Since(w.waitStart)
+	}
 	allowed := w.timeout + connector.BodyAllowance(w.read.Load())
-	if left := allowed - time.Since(w.start); left > 0 {
+	if left := allowed - waited; left > 0 {
 		w.timer.Reset(left)
 		return
 	}
 	w.fired.Store(true)
 	w.cancel()
+}
+
+// pause ends a wait (the headers arrived, a read returned); resume begins one.
+func (w *watchdog) pause() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.waitStart.IsZero() {
+		w.waited += time.Since(w.waitStart)
+		w.waitStart = time.Time{}
+	}
+}
+
+func (w *watchdog) resume() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.waitStart.IsZero() {
+		w.waitStart = time.Now()
+	}
 }
 
 func (w *watchdog) stop() {
@@ -385,7 +413,9 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	if int64(len(p)) > b.left {
 		p = p[:b.left]
 	}
+	b.watch.resume()
 	n, err := b.rc.Read(p)
+	b.watch.pause()
 	b.left -= int64(n)
 	b.watch.read.Add(int64(n))
 	if err != nil && b.watch.fired.Load() {

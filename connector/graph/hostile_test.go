@@ -219,3 +219,40 @@ func TestForeignLinks(t *testing.T) {
 	require.Error(t, fetchErr(t, c, target))
 	assert.Zero(t, foreign.Load())
 }
+
+// TestSlowCallerNotCutOff reads a streamed body slower than the endpoint
+// timeout allows the server: the time the caller takes is its own.
+func TestSlowCallerNotCutOff(t *testing.T) {
+	body := "Subject: slow reader\r\n\r\n" + strings.Repeat("line of body text\r\n", 1000) // no body allowance: under 64 KiB
+	target := scripted(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/$value") {
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = io.WriteString(w, body)
+			return
+		}
+		onePage(w, r, "AAMkAD")
+	})
+	target.Endpoint.Timeout = 300 * time.Millisecond
+	c := graph.New(nil)
+	defer c.CloseIdleConnections()
+	s, err := c.OpenIncoming(context.Background(), target)
+	require.NoError(t, err)
+	defer s.Close()
+	var read strings.Builder
+	_, err = s.Fetch(context.Background(), serversync.FetchRequest{}, func(m *serversync.RemoteMessage) error {
+		buf := make([]byte, 4<<10)
+		for {
+			time.Sleep(150 * time.Millisecond) // processing between reads
+			n, err := m.Body.Read(buf)
+			read.Write(buf[:n])
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	})
+	require.NoError(t, err)
+	assert.Equal(t, body, read.String())
+}
