@@ -1,7 +1,10 @@
 package graph
 
 import (
+	"net/url"
+
 	"encoding/base64"
+	"github.com/serversync/serversync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -49,4 +52,23 @@ func TestCursorDecode(t *testing.T) {
 	c, err = decodeCursor(nil)
 	assert.NoError(t, err)
 	assert.Nil(t, c)
+}
+
+func TestURLs(t *testing.T) {
+	base, err := baseURL(serversync.Endpoint{URL: "https://graph.microsoft.com/"})
+	require.NoError(t, err)
+	m := &mailbox{base: base, user: "/users/" + url.PathEscape("o'neil+tag@contoso.test")}
+	assert.Equal(t, "https://graph.microsoft.com/v1.0/users/o%27neil+tag@contoso.test/messages/AAMk%2Fab+c=/$value", m.url(m.valuePath("AAMk/ab+c="), nil))
+	assert.Equal(t, "https://graph.microsoft.com/v1.0/users/o%27neil+tag@contoso.test/mailFolders?%24filter=displayName%20eq%20%27it%27%27s%27",
+		m.url(m.user+"/mailFolders", url.Values{"$filter": {"displayName eq 'it''s'"}}))
+	assert.True(t, m.sameOrigin("https://GRAPH.microsoft.com/v1.0/me/x"))
+	assert.False(t, m.sameOrigin("https://graph.microsoft.com:8443/v1.0/me/x"))
+	assert.False(t, m.sameOrigin("http://graph.microsoft.com/v1.0/me/x"))
+	assert.False(t, m.sameOrigin("https://graph.microsoft.com.evil.test/v1.0"))
+
+	base, err = baseURL(serversync.Endpoint{Host: "127.0.0.1", Port: 8443})
+	require.NoError(t, err)
+	assert.Equal(t, "https://127.0.0.1:8443/v1.0", base.String())
+	_, err = baseURL(serversync.Endpoint{URL: "ftp://x"})
+	assert.ErrorContains(t, err, "bad_target")
 }
