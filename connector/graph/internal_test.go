@@ -1,14 +1,14 @@
 package graph
 
 import (
-	"net/url"
-
 	"encoding/base64"
-	"github.com/serversync/serversync"
+	"net/url"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/serversync/serversync"
 )
 
 func TestAddBcc(t *testing.T) {
