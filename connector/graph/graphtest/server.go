@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"strings"
@@ -103,16 +105,17 @@ type SentMessage struct {
 
 // Server is a fake Graph server. It is safe for concurrent use.
 type Server struct {
-	opts   Options
-	url    string
-	caPEM  string
-	http   *http.Server
-	ln     net.Listener
-	served chan struct{}
-	ctx    context.Context
-	cancel context.CancelFunc
-	calls  sync.WaitGroup // requests being served
-	api    *http.ServeMux // the routes under /v1.0/{user}
+	opts      Options
+	url       string
+	caPEM     string
+	http      *http.Server
+	ln        net.Listener
+	served    chan struct{}
+	ctx       context.Context
+	cancel    context.CancelFunc
+	calls     sync.WaitGroup // requests being served
+	closeOnce sync.Once
+	api       *http.ServeMux // the routes under /v1.0/{user}
 
 	mu        sync.Mutex
 	mailboxes map[string]*mailbox // by lower-case address
@@ -162,7 +165,9 @@ func NewServer(opts *Options) (*Server, error) {
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
-		ErrorLog:          nil,
+		// Clients that refuse the certificate (as they must, until told to trust
+		// it) or hang up are expected in tests, not news for stderr.
+		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	go func() {
 		defer close(s.served)
@@ -180,19 +185,17 @@ func (s *Server) RootCAsPEM() string { return s.caPEM }
 // Close stops the server: it closes every connection, ends the contexts of
 // requests held in Options.OnRequest, and returns once every request handler and
 // every goroutine of the server has returned.
+// Calling it again waits for the first call to finish.
 func (s *Server) Close() {
-	s.mu.Lock()
-	already := s.closed
-	s.closed = true
-	s.mu.Unlock()
-	if already {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		_ = s.http.Close() // closes the connections under held requests first
+		s.cancel()
 		<-s.served
-		return
-	}
-	_ = s.http.Close() // closes the connections under held requests first
-	s.cancel()
-	<-s.served
-	s.calls.Wait()
+		s.calls.Wait()
+	})
 }
 
 // AddToken makes token a valid bearer token for p.
