@@ -82,3 +82,19 @@ func TestAdministrationErrors(t *testing.T) {
 	assert.Equal(t, []string{"removed:" + id}, subjects(items))
 	assert.Empty(t, e.srv.Messages(alice, "deleteditems"))
 }
+
+func TestMessageFields(t *testing.T) {
+	e := newEnv(t, nil)
+	id, err := e.srv.Deliver(alice, "inbox", []byte("Subject: no sender\r\nDate: Mon, 02 Nov 2026 10:00:00 +0100\r\n\r\nx\r\n"), t0)
+	require.NoError(t, err)
+	r := e.get(user(alice) + "/messages/" + id)
+	require.Equal(t, http.StatusOK, r.status)
+	m := r.json(t)
+	assert.Nil(t, m["from"])
+	assert.Contains(t, m, "from")
+	assert.Equal(t, "2026-11-02T09:00:00Z", m["sentDateTime"])
+	assert.Equal(t, "2026-01-02T03:04:05Z", m["receivedDateTime"])
+	assert.Equal(t, false, m["isRead"])
+	folder := e.get(user(alice) + "/mailFolders/inbox").json(t)
+	assert.Equal(t, folder["id"], m["parentFolderId"])
+}
