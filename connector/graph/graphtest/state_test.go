@@ -2,6 +2,7 @@ package graphtest_test
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -97,4 +98,19 @@ func TestMessageFields(t *testing.T) {
 	assert.Equal(t, false, m["isRead"])
 	folder := e.get(user(alice) + "/mailFolders/inbox").json(t)
 	assert.Equal(t, folder["id"], m["parentFolderId"])
+}
+
+func TestAddrAndClient(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	srv, err := graphtest.NewServer(&graphtest.Options{Addr: addr})
+	require.NoError(t, err)
+	defer srv.Close()
+	assert.Equal(t, "https://"+addr, srv.URL())
+	resp, err := srv.Client().Get(srv.URL() + "/v1.0/me")
+	require.NoError(t, err, "the client trusts the server")
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 }
