@@ -1,8 +1,6 @@
 package graphtest_test
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -29,11 +27,7 @@ func Example() {
 		}
 	}
 
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM([]byte(srv.RootCAsPEM()))
-	transport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
-	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport}
+	client := srv.Client() // trusts srv.RootCAsPEM()
 
 	link := srv.URL() + "/v1.0/users/alice@contoso.test/mailFolders/inbox/messages/delta"
 	for link != "" {

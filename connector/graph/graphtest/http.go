@@ -238,6 +238,10 @@ func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request) *admitted 
 	h, pattern := mux.Handler(inner)
 	rt, isRoute := h.(route)
 	if pattern == "" || !isRoute {
+		if s.pathExists(inner) {
+			writeError(w, http.StatusMethodNotAllowed, "BadRequest", "The HTTP method '"+r.Method+"' is not allowed for this resource.")
+			return nil
+		}
 		writeError(w, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+strings.Join(rest, "/")+"'.")
 		return nil
 	}
@@ -272,6 +276,18 @@ func (s *Server) serveAdmitted(w http.ResponseWriter, a *admitted) {
 		}
 	}
 	s.api.ServeHTTP(w, r)
+}
+
+// pathExists says whether a route serves the request's path with another method.
+func (s *Server) pathExists(r *http.Request) bool {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+		probe := *r
+		probe.Method = m
+		if _, pattern := s.api.Handler(&probe); pattern != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func accessDenied(w http.ResponseWriter) {

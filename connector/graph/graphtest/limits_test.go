@@ -112,6 +112,7 @@ func TestAuth(t *testing.T) {
 		{"delegated without Mail.Send", "POST", "/me/sendMail", text, sendBody, 403, "ErrorAccessDenied"},
 		{"Authenticate hook", "GET", "/me/mailFolders/inbox", auth("jwt-for-bob"), "", 200, ""},
 		{"unknown route", "GET", user(alice) + "/calendars", nil, "", 400, "BadRequest"},
+		{"wrong method", "PUT", user(alice) + "/mailFolders/inbox", nil, "", 405, "BadRequest"},
 		{"no version", "GET", "https://unused", nil, "", 404, "BadRequest"},
 	}
 	for _, tc := range cases {

@@ -92,8 +92,15 @@ func (c *call) folderJSON(f *folder) map[string]any {
 // messageJSON renders a message as Graph does, restricted to sel when given
 // (id always stays).
 func (c *call) messageJSON(m *message, sel []string) map[string]any {
-	from := map[string]any{"emailAddress": map[string]any{"name": cmpOr(m.from.Name, m.from.Address), "address": m.from.Address}}
+	var from any // null without a From header, as Graph gives it
+	if m.from.Address != "" {
+		from = map[string]any{"emailAddress": map[string]any{"name": cmpOr(m.from.Name, m.from.Address), "address": m.from.Address}}
+	}
 	received := m.received.Format(graphTime)
+	sent := received
+	if !m.sent.IsZero() {
+		sent = m.sent.UTC().Format(graphTime)
+	}
 	full := map[string]any{
 		"@odata.etag":          `W/"CQAAABYAAAA` + strconv.FormatInt(m.seq, 10) + `"`,
 		"id":                   c.id(m.id, m.moves),
@@ -101,7 +108,7 @@ func (c *call) messageJSON(m *message, sel []string) map[string]any {
 		"lastModifiedDateTime": received,
 		"changeKey":            "CQAAABYAAAA" + strconv.FormatInt(m.seq, 10),
 		"receivedDateTime":     received,
-		"sentDateTime":         received,
+		"sentDateTime":         sent,
 		"hasAttachments":       false,
 		"internetMessageId":    m.msgID,
 		"subject":              m.subject,

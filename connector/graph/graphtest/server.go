@@ -3,8 +3,11 @@ package graphtest
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"strings"
@@ -64,6 +67,9 @@ type Options struct {
 	// requests overlap deterministically. ctx ends when the client goes away or
 	// the server closes.
 	OnRequest func(ctx context.Context, address, method, path string)
+	// Addr is the TCP address to listen on; "" means 127.0.0.1 on a free port.
+	// The certificate is valid for 127.0.0.1 and localhost only.
+	Addr string
 }
 
 // Principal is who a token speaks for.
@@ -103,16 +109,17 @@ type SentMessage struct {
 
 // Server is a fake Graph server. It is safe for concurrent use.
 type Server struct {
-	opts   Options
-	url    string
-	caPEM  string
-	http   *http.Server
-	ln     net.Listener
-	served chan struct{}
-	ctx    context.Context
-	cancel context.CancelFunc
-	calls  sync.WaitGroup // requests being served
-	api    *http.ServeMux // the routes under /v1.0/{user}
+	opts      Options
+	url       string
+	caPEM     string
+	http      *http.Server
+	ln        net.Listener
+	served    chan struct{}
+	ctx       context.Context
+	cancel    context.CancelFunc
+	calls     sync.WaitGroup // requests being served
+	closeOnce sync.Once
+	api       *http.ServeMux // the routes under /v1.0/{user}
 
 	mu        sync.Mutex
 	mailboxes map[string]*mailbox // by lower-case address
@@ -122,6 +129,8 @@ type Server struct {
 	throttled int
 	batches   int
 	closed    bool
+	client    *http.Client // made by Client
+	transport *http.Transport
 }
 
 // NewServer starts a fake on 127.0.0.1 with a fresh self-signed certificate.
@@ -149,7 +158,7 @@ func NewServer(opts *Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("graphtest: certificate: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", cmpOr(s.opts.Addr, "127.0.0.1:0"))
 	if err != nil {
 		return nil, fmt.Errorf("graphtest: listen: %w", err)
 	}
@@ -162,7 +171,9 @@ func NewServer(opts *Options) (*Server, error) {
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
-		ErrorLog:          nil,
+		// Clients that refuse the certificate (as they must, until told to trust
+		// it) or hang up are expected in tests, not news for stderr.
+		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	go func() {
 		defer close(s.served)
@@ -177,22 +188,42 @@ func (s *Server) URL() string { return s.url }
 // RootCAsPEM is the certificate clients must trust to reach the server.
 func (s *Server) RootCAsPEM() string { return s.caPEM }
 
+// Client returns an HTTP client that trusts the server's certificate (and the
+// system's roots, nothing else); Close closes its idle connections.
+func (s *Server) Client() *http.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client == nil {
+		roots, err := x509.SystemCertPool()
+		if err != nil {
+			roots = x509.NewCertPool()
+		}
+		roots.AppendCertsFromPEM([]byte(s.caPEM))
+		s.transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true}
+		s.client = &http.Client{Transport: s.transport}
+	}
+	return s.client
+}
+
 // Close stops the server: it closes every connection, ends the contexts of
 // requests held in Options.OnRequest, and returns once every request handler and
 // every goroutine of the server has returned.
+// Calling it again waits for the first call to finish.
 func (s *Server) Close() {
-	s.mu.Lock()
-	already := s.closed
-	s.closed = true
-	s.mu.Unlock()
-	if already {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		_ = s.http.Close() // closes the connections under held requests first
+		s.cancel()
 		<-s.served
-		return
-	}
-	_ = s.http.Close() // closes the connections under held requests first
-	s.cancel()
-	<-s.served
-	s.calls.Wait()
+		s.calls.Wait()
+		s.mu.Lock()
+		if s.transport != nil {
+			s.transport.CloseIdleConnections()
+		}
+		s.mu.Unlock()
+	})
 }
 
 // AddToken makes token a valid bearer token for p.

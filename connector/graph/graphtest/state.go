@@ -70,6 +70,7 @@ type message struct {
 	seq      int64  // the change that last touched it
 	placed   int64  // the change that put it in its folder: the folder's order
 	received time.Time
+	sent     time.Time // the Date header; zero without one
 	subject  string
 	msgID    string
 	from     mail.Address
@@ -239,6 +240,9 @@ func (mb *mailbox) add(f *folder, mime []byte, received time.Time) (*message, er
 		msgID:    strings.TrimSpace(parsed.Header.Get("Message-Id")),
 	}
 	m.subject = decodeHeader(parsed.Header.Get("Subject"))
+	if date, err := parsed.Header.Date(); err == nil {
+		m.sent = date
+	}
 	if from, err := parsed.Header.AddressList("From"); err == nil && len(from) > 0 {
 		m.from = *from[0]
 	}
