@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/connector/connectortest"
 	"github.com/serversync/serversync/connector/graph"
 	"github.com/serversync/serversync/connector/graph/graphtest"
@@ -88,4 +90,24 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+func TestConformanceOutgoing(t *testing.T) {
+	e := newEnv(t, nil)
+	const bob = "bob@contoso.test"
+	e.srv.AddMailbox(bob, tenant)
+	connectortest.RunOutgoing(t, connectortest.Outgoing{
+		Connector: graph.New(nil),
+		Target:    func(t *testing.T) *serversync.Target { return e.target },
+		To:        bob,
+		Received: func(t *testing.T, messageID string) []byte {
+			for _, m := range e.srv.Messages(bob, "inbox") {
+				if strings.Trim(m.InternetMessageID, "<>") == messageID {
+					return m.MIME
+				}
+			}
+			t.Fatalf("no message %s in %s's inbox", messageID, bob)
+			return nil
+		},
+	})
 }
