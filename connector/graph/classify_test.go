@@ -95,6 +95,15 @@ func TestErrorClassification(t *testing.T) {
 	}
 }
 
+func TestTokenNeverInErrors(t *testing.T) {
+	target := scripted(t, func(w http.ResponseWriter, r *http.Request) {
+		graphError(w, http.StatusBadRequest, "BadRequest", "cannot parse "+r.Header.Get("Authorization"))
+	})
+	err := fetchErr(t, graph.New(nil), target)
+	assert.NotContains(t, err.Error(), secretToken)
+	assert.Contains(t, err.Error(), "cannot parse Bearer [token]")
+}
+
 func TestUnsupportedCredentials(t *testing.T) {
 	target := scripted(t, func(w http.ResponseWriter, r *http.Request) { t.Error("no request may be sent") })
 	target.Credentials = auth.Credentials{Kind: auth.KindPassword, Username: "alice", Password: auth.NewSecret("pw")}

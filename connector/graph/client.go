@@ -236,8 +236,14 @@ func (m *mailbox) once(ctx context.Context, c call) (r *reply, retryAfter time.D
 		m.c.log.Debug("graph: throttled", "op", c.op, "status", resp.StatusCode, "retry_after", after)
 		return nil, after, nil
 	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		m.c.throttled.Add(1)
+	}
 	ge := parseGraphError(resp.StatusCode, lb.limit(64<<10))
 	r.Close()
+	// A server echoing the request must not put the token into an error.
+	ge.Code = strings.ReplaceAll(ge.Code, token, "[token]")
+	ge.Message = strings.ReplaceAll(ge.Message, token, "[token]")
 	return nil, -1, m.classify(c.op, c.about, ge)
 }
 

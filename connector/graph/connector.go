@@ -72,7 +72,7 @@ type Options struct {
 type Stats struct {
 	Requests      int64         // HTTP requests sent, $batch requests included
 	BatchRequests int64         // $batch requests sent
-	Throttled     int64         // 429 and 503 answers, $batch items included
+	Throttled     int64         // 429 and 503 answers (with Retry-After or not), $batch items included
 	RetryWait     time.Duration // total time spent waiting for Retry-After
 }
 

@@ -61,6 +61,10 @@
 // the request fails with the transient code "throttled". Stats counts requests,
 // batches, throttled answers and the time waited.
 //
+// Sessions hold no connection: requests go through an HTTP client per set of extra
+// root CAs (or Options.HTTPClient), whose idle keep-alive connections close after
+// 90 seconds or on Connector.CloseIdleConnections.
+//
 // # Sending
 //
 // Send posts the MIME message to sendMail, base64-encoded (202 Accepted); Graph takes
