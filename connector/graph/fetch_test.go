@@ -280,3 +280,16 @@ func TestBatchItemThrottled(t *testing.T) {
 	assert.Equal(t, int64(1), st.Throttled)
 	assert.GreaterOrEqual(t, st.RetryWait, time.Second)
 }
+
+// TestFetchCursorOfAnotherServer starts again (a reset) from a cursor whose
+// link points elsewhere, as after the profile's URL changed: the token is not
+// sent there.
+func TestFetchCursorOfAnotherServer(t *testing.T) {
+	e := newEnv(t, nil)
+	e.deliver(t, 1, 2)
+	cur := []byte(`{"v":1,"folder":"inbox","link":"https://graph.example.test/v1.0/me/mailFolders/inbox/messages/delta?$deltatoken=x"}`)
+	all, res, err := fetch(t, graph.New(nil), e.target, serversync.FetchRequest{Cursor: cur}, 0)
+	require.NoError(t, err)
+	assert.True(t, res.Reset)
+	assert.Equal(t, seq(1, 2), subjects(all))
+}
