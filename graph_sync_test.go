@@ -2,6 +2,7 @@ package serversync_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -18,7 +19,7 @@ import (
 
 // TestSyncerOnGraph runs the Syncer on an Exchange Online profile against the
 // fake Graph server, with delegated OAuth tokens: Test & Enable, incoming mail
-// tracked once, an email sent through sendMail with its Sent copy kept by the
+// tracked once, a message the host refuses moved to Undeliverable, an email sent through sendMail with its Sent copy kept by the
 // server alone.
 func TestSyncerOnGraph(t *testing.T) {
 	ctx := context.Background()
@@ -35,20 +36,26 @@ func TestSyncerOnGraph(t *testing.T) {
 		Name: "exchange-online", Owner: "admin-user", ServerType: serversync.ServerTypeExchangeOnline,
 		IncomingServer: srv.URL(), OutgoingServer: srv.URL(), ExtraRootCAsPEM: srv.RootCAsPEM(), ConnectionTimeout: 10 * time.Second,
 		IncomingCredentialSource: serversync.CredentialsOAuth, OutgoingCredentialSource: serversync.CredentialsOAuth,
-		ClientID: "serversync-test", TokenURL: "https://login.test/token",
+		ClientID: "serversync-test", TokenURL: "https://login.test/token", MoveFailedToUndeliverable: true,
 	})
 	require.NoError(t, err)
 	m := approvedMailbox(t, e.admin, e.store, p.ID, "alice", func(m *serversync.Mailbox) {
 		m.OAuthToken = serversync.OAuthToken{AccessToken: auth.NewSecret("alice-access"), TokenType: "Bearer", Expiry: time.Now().Add(time.Hour)}
 	})
-	for _, subject := range []string{"first", "second"} {
+	for _, subject := range []string{"first", "refuse me", "second"} {
 		_, err := srv.Deliver(alice, "inbox", message("carol@example.test", alice, subject, "", "hello"), time.Now())
 		require.NoError(t, err)
 	}
 
 	conn := graph.New(&graph.Options{Logger: slog.New(slog.DiscardHandler)})
 	cfg := serversync.Config{Tick: 10 * time.Millisecond, ScanInterval: 20 * time.Millisecond, OutboxInterval: 20 * time.Millisecond,
-		IdleConnections: -1, Now: e.clock.Now, Logger: testLogger(), OnEvent: e.onEvent}
+		IdleConnections: -1, Now: e.clock.Now, Logger: testLogger(), OnEvent: e.onEvent,
+		Track: func(_ context.Context, a *serversync.EmailActivity, _ *serversync.Mailbox) error {
+			if a.Subject == "refuse me" {
+				return errors.New("no matching record")
+			}
+			return nil
+		}}
 	s, err := serversync.NewSyncer(e.store, serversync.Connectors{
 		Incoming: map[serversync.ServerType]serversync.IncomingConnector{serversync.ServerTypeExchangeOnline: conn},
 		Outgoing: map[serversync.ServerType]serversync.OutgoingConnector{serversync.ServerTypeExchangeOnline: conn},
@@ -56,7 +63,10 @@ func TestSyncerOnGraph(t *testing.T) {
 	require.NoError(t, err)
 	testAndEnable(t, s, m)
 	run(t, s)
-	eventually(t, "both tracked", func() bool { return len(e.activities(t, serversync.ActivityFilter{MailboxID: m.ID})) == 2 })
+	eventually(t, "all three processed", func() bool { return len(e.activities(t, serversync.ActivityFilter{MailboxID: m.ID})) == 3 })
+	eventually(t, "the refused one moved", func() bool { return len(srv.Messages(alice, "Undeliverable")) == 1 })
+	assert.Equal(t, "refuse me", srv.Messages(alice, "Undeliverable")[0].Subject)
+	assert.Len(t, srv.Messages(alice, "inbox"), 2)
 
 	sent, err := s.QueueEmail(ctx, &serversync.EmailActivity{MailboxID: m.ID,
 		To: []serversync.Address{{Email: bob}}, Subject: "through sendMail"})
@@ -74,12 +84,12 @@ func TestSyncerOnGraph(t *testing.T) {
 	require.NoError(t, err)
 	eventually(t, "third tracked at the next poll", func() bool {
 		e.clock.Advance(time.Minute)
-		return len(e.activities(t, serversync.ActivityFilter{MailboxID: m.ID, Direction: serversync.Incoming})) == 3
+		return len(e.activities(t, serversync.ActivityFilter{MailboxID: m.ID, Direction: serversync.Incoming})) == 4
 	})
 	var subjects []string
 	for _, a := range e.activities(t, serversync.ActivityFilter{MailboxID: m.ID, Direction: serversync.Incoming}) {
 		subjects = append(subjects, a.Subject)
 	}
-	assert.ElementsMatch(t, []string{"first", "second", "third"}, subjects, "each tracked once")
+	assert.ElementsMatch(t, []string{"first", "refuse me", "second", "third"}, subjects, "each processed once")
 	assert.False(t, strings.Contains(strings.Join(subjects, ","), "through sendMail"))
 }
