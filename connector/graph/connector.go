@@ -213,15 +213,13 @@ func (c *Connector) mailbox(ctx context.Context, target *serversync.Target) (*ma
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	key := base.String() + m.user
+	// One budget per mailbox and server. For /me the mailbox's address stands
+	// for the token holder's identity.
+	key := base.String() + "/me/" + strings.ToLower(target.EmailAddress)
 	if m.appOnly {
-		key = base.String() + "/users/" + strings.ToLower(m.user[len("/users/"):])
-	} else {
-		// One budget per delegated token holder would need the token's identity;
-		// the mailbox's address stands for it.
-		key = base.String() + "/me/" + strings.ToLower(target.EmailAddress)
+		key = base.String() + strings.ToLower(m.user)
 	}
+	c.mu.Lock()
 	m.budget = c.budgets[key]
 	if m.budget == nil {
 		m.budget = semaphore.NewWeighted(int64(c.opts.MaxInFlight))
