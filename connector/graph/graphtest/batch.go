@@ -94,7 +94,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 		wg.Wait()
 		for i, a := range runs {
 			if a != nil {
-				s.release(a.c.mb)
+				s.release(a.c.mb, a.c.p.AppID)
 				out[i] = recs[i].response(items[i].ID)
 			}
 			if out[i].Status >= 400 {

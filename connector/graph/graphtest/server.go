@@ -80,6 +80,10 @@ type Principal struct {
 	// TenantID is the tenant of the token (tid claim); an app-only principal may
 	// only reach mailboxes of this tenant.
 	TenantID string
+	// AppID is the application (appid claim). The concurrency and request-rate
+	// limits count per application and mailbox, as Graph's do; principals with
+	// the same AppID ("" included) share them.
+	AppID string
 	// User is the address of a delegated principal: the mailbox of /me, and the
 	// only one it may reach.
 	User string
