@@ -51,7 +51,7 @@ type mailbox struct {
 	unavailN      int
 	unavailAfter  time.Duration
 	replayNext    bool
-	lastPage      []entry     // the entries of the last delta page served
+	lastPage      []entry // the entries of the last delta page served
 	restDisabled  bool
 }
 
