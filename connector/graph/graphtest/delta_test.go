@@ -50,7 +50,7 @@ func TestDeltaPagesAndDeltaLink(t *testing.T) {
 	assert.Empty(t, empty.items)
 	assert.NotEmpty(t, empty.deltaLink)
 
-	// Items carry what GRAPH.md promises.
+	// Items carry what the connector reads.
 	first := items[0]
 	for _, field := range []string{"id", "receivedDateTime", "internetMessageId", "subject", "from"} {
 		assert.Contains(t, first, field)

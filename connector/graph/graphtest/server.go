@@ -54,7 +54,8 @@ type Options struct {
 	// 0 means DefaultPageSize.
 	DefaultPageSize int
 	// Now is the clock for received times of sent and created messages and for
-	// RequestLimit; nil means time.Now.
+	// RequestLimit; nil means time.Now. It is called with the server's lock
+	// held: it must not call the Server.
 	Now func() time.Time
 	// RequestLimit is the number of requests a mailbox takes per RequestWindow
 	// (Graph's documented limit is 10,000 per 10 minutes); the next ones get
