@@ -244,3 +244,22 @@ func TestDeltaTokenLatest(t *testing.T) {
 	items, _, _ = e.drain(deltaLink, nil)
 	assert.Equal(t, []string{"after"}, subjects(items))
 }
+
+// TestRemovedCarriesTheIDTheClientKnew: without immutable ids, a message moved
+// away is reported @removed under the id it had in the folder, and it comes in
+// its new folder under a new id.
+func TestRemovedCarriesTheIDTheClientKnew(t *testing.T) {
+	e := newEnv(t, nil)
+	e.deliver(alice, "inbox", "m", t0)
+	regular := map[string]string{"Prefer": ""}
+	items, deltaLink, _ := e.drain(inboxDelta(alice), regular)
+	require.Len(t, items, 1)
+	known := items[0]["id"].(string)
+	r := e.req("POST", user(alice)+"/messages/"+known+"/move", regular, `{"destinationId":"drafts"}`)
+	require.Equal(t, http.StatusCreated, r.status)
+	items, _, _ = e.drain(deltaLink, regular)
+	assert.Equal(t, []string{"removed:" + known}, subjects(items))
+	drafts, _, _ := e.drain(user(alice)+"/mailFolders/drafts/messages/delta", regular)
+	require.Len(t, drafts, 1)
+	assert.NotEqual(t, known, drafts[0]["id"])
+}
