@@ -42,9 +42,8 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.batches++
 	s.mu.Unlock()
-	body, err := readBody(r, MaxRequestBody)
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "ErrorRequestEntityTooLarge", "The request body is too large.")
+	body, ok := jsonBody(w, r)
+	if !ok {
 		return
 	}
 	var req struct {

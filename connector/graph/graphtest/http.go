@@ -415,3 +415,18 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	}
 	return body, nil
 }
+
+// jsonBody reads a JSON request body, answering 413 when it is over
+// MaxRequestBody and 400 when it cannot be read.
+func jsonBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := readBody(r, MaxRequestBody)
+	switch {
+	case errors.Is(err, errTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "ErrorRequestEntityTooLarge", "The request body is too large.")
+		return nil, false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "ErrorInvalidRequest", "The request body could not be read.")
+		return nil, false
+	}
+	return body, true
+}

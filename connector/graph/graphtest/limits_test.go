@@ -116,6 +116,8 @@ func TestAuth(t *testing.T) {
 		{"Authenticate hook", "GET", "/me/mailFolders/inbox", auth("jwt-for-bob"), "", 200, ""},
 		{"unknown route", "GET", user(alice) + "/calendars", nil, "", 400, "BadRequest"},
 		{"wrong method", "PUT", user(alice) + "/mailFolders/inbox", nil, "", 405, "BadRequest"},
+		{"body too large", "POST", user(alice) + "/mailFolders", nil, `{"displayName":"` + strings.Repeat("x", graphtest.MaxRequestBody) + `"}`, 413, "ErrorRequestEntityTooLarge"},
+		{"batch too large", "POST", "/$batch", nil, strings.Repeat(" ", graphtest.MaxRequestBody+1), 413, "ErrorRequestEntityTooLarge"},
 		{"no version", "GET", "https://unused", nil, "", 404, "BadRequest"},
 	}
 	for _, tc := range cases {

@@ -220,9 +220,8 @@ func nonNil[T any](s []T) []T {
 }
 
 func serveCreateFolder(c *call, w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, MaxRequestBody)
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "ErrorRequestEntityTooLarge", "The request body is too large.")
+	body, ok := jsonBody(w, r)
+	if !ok {
 		return
 	}
 	var req struct {
@@ -482,9 +481,8 @@ func serveMessageValue(c *call, w http.ResponseWriter, r *http.Request) {
 }
 
 func servePatchMessage(c *call, w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, MaxRequestBody)
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "ErrorRequestEntityTooLarge", "The request body is too large.")
+	body, ok := jsonBody(w, r)
+	if !ok {
 		return
 	}
 	var req struct {
@@ -527,9 +525,8 @@ func serveDeleteMessage(c *call, w http.ResponseWriter, r *http.Request) {
 }
 
 func serveMove(c *call, w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, MaxRequestBody)
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "ErrorRequestEntityTooLarge", "The request body is too large.")
+	body, ok := jsonBody(w, r)
+	if !ok {
 		return
 	}
 	var req struct {
