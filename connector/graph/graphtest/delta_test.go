@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/serversync/serversync/connector/graph/graphtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -262,4 +263,18 @@ func TestRemovedCarriesTheIDTheClientKnew(t *testing.T) {
 	drafts, _, _ := e.drain(user(alice)+"/mailFolders/drafts/messages/delta", regular)
 	require.Len(t, drafts, 1)
 	assert.NotEqual(t, known, drafts[0]["id"])
+}
+
+func TestOldSyncStatesExpire(t *testing.T) {
+	e := newEnv(t, &graphtest.Options{MaxSyncStates: 2})
+	e.deliver(alice, "inbox", "m", t0)
+	_, first, _ := e.drain(inboxDelta(alice), nil)
+	_, second, _ := e.drain(inboxDelta(alice), nil)
+	_, r := e.delta(second, nil) // hands out a third token: the first is forgotten
+	require.Equal(t, http.StatusOK, r.status)
+	_, r = e.delta(first, nil)
+	assert.Equal(t, http.StatusGone, r.status)
+	assert.Equal(t, "SyncStateNotFound", r.errorCode(t))
+	_, r = e.delta(second, nil)
+	assert.Equal(t, http.StatusOK, r.status, "the second is still known")
 }
