@@ -42,9 +42,8 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.batches++
 	s.mu.Unlock()
-	body, err := readBody(r, MaxRequestBody)
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "ErrorRequestEntityTooLarge", "The request body is too large.")
+	body, ok := jsonBody(w, r)
+	if !ok {
 		return
 	}
 	var req struct {
@@ -94,7 +93,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 		wg.Wait()
 		for i, a := range runs {
 			if a != nil {
-				s.release(a.c.mb)
+				s.release(a.c.mb, a.c.p.AppID)
 				out[i] = recs[i].response(items[i].ID)
 			}
 			if out[i].Status >= 400 {

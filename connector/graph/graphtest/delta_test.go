@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/serversync/serversync/connector/graph/graphtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -50,7 +51,7 @@ func TestDeltaPagesAndDeltaLink(t *testing.T) {
 	assert.Empty(t, empty.items)
 	assert.NotEmpty(t, empty.deltaLink)
 
-	// Items carry what GRAPH.md promises.
+	// Items carry what the connector reads.
 	first := items[0]
 	for _, field := range []string{"id", "receivedDateTime", "internetMessageId", "subject", "from"} {
 		assert.Contains(t, first, field)
@@ -243,4 +244,37 @@ func TestDeltaTokenLatest(t *testing.T) {
 	e.deliver(alice, "inbox", "after", t0)
 	items, _, _ = e.drain(deltaLink, nil)
 	assert.Equal(t, []string{"after"}, subjects(items))
+}
+
+// TestRemovedCarriesTheIDTheClientKnew: without immutable ids, a message moved
+// away is reported @removed under the id it had in the folder, and it comes in
+// its new folder under a new id.
+func TestRemovedCarriesTheIDTheClientKnew(t *testing.T) {
+	e := newEnv(t, nil)
+	e.deliver(alice, "inbox", "m", t0)
+	regular := map[string]string{"Prefer": ""}
+	items, deltaLink, _ := e.drain(inboxDelta(alice), regular)
+	require.Len(t, items, 1)
+	known := items[0]["id"].(string)
+	r := e.req("POST", user(alice)+"/messages/"+known+"/move", regular, `{"destinationId":"drafts"}`)
+	require.Equal(t, http.StatusCreated, r.status)
+	items, _, _ = e.drain(deltaLink, regular)
+	assert.Equal(t, []string{"removed:" + known}, subjects(items))
+	drafts, _, _ := e.drain(user(alice)+"/mailFolders/drafts/messages/delta", regular)
+	require.Len(t, drafts, 1)
+	assert.NotEqual(t, known, drafts[0]["id"])
+}
+
+func TestOldSyncStatesExpire(t *testing.T) {
+	e := newEnv(t, &graphtest.Options{MaxSyncStates: 2})
+	e.deliver(alice, "inbox", "m", t0)
+	_, first, _ := e.drain(inboxDelta(alice), nil)
+	_, second, _ := e.drain(inboxDelta(alice), nil)
+	_, r := e.delta(second, nil) // hands out a third token: the first is forgotten
+	require.Equal(t, http.StatusOK, r.status)
+	_, r = e.delta(first, nil)
+	assert.Equal(t, http.StatusGone, r.status)
+	assert.Equal(t, "SyncStateNotFound", r.errorCode(t))
+	_, r = e.delta(second, nil)
+	assert.Equal(t, http.StatusOK, r.status, "the second is still known")
 }

@@ -3,8 +3,8 @@
 // per mailbox behind every delta token, and the documented failures of Exchange
 // Online (throttling, unavailability, expired sync state, replayed pages).
 //
-// It speaks the subset of Graph that serversync uses (GRAPH.md at the
-// repository root is the contract): mail folders (get, list with $filter on
+// It speaks the subset of Graph that serversync's connector/graph uses, as
+// Microsoft documents it: mail folders (get, list with $filter on
 // displayName, create), messages delta with $skiptoken/$deltatoken paging,
 // messages list, $value, move, PATCH isRead, DELETE, creating a message from
 // base64 MIME, sendMail with base64 MIME, and $batch. Requests are

@@ -169,7 +169,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if a == nil {
 		return
 	}
-	defer s.release(a.c.mb)
+	defer s.release(a.c.mb, a.c.p.AppID)
 	s.serveAdmitted(w, a)
 }
 
@@ -258,7 +258,7 @@ func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request) *admitted 
 		return nil
 	}
 
-	if !s.admit(w, mb) {
+	if !s.admit(w, mb, p.AppID) {
 		return nil
 	}
 	c := &call{s: s, mb: mb, p: p, userPath: userPath}
@@ -294,11 +294,13 @@ func accessDenied(w http.ResponseWriter) {
 	writeError(w, http.StatusForbidden, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
 }
 
-// admit counts a request against the mailbox and answers it 429 or 503 when an
-// injected failure or the concurrency limit says so.
-func (s *Server) admit(w http.ResponseWriter, mb *mailbox) bool {
+// admit counts a request of application app against the mailbox and answers it
+// 429 or 503 when an injected failure, the concurrency limit or the request
+// rate says so.
+func (s *Server) admit(w http.ResponseWriter, mb *mailbox, app string) bool {
 	s.mu.Lock()
 	mb.requests++
+	use := mb.use(app)
 	switch {
 	case mb.throttleN > 0:
 		mb.throttleN--
@@ -317,7 +319,7 @@ func (s *Server) admit(w http.ResponseWriter, mb *mailbox) bool {
 		}
 		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "The service is temporarily unavailable.")
 		return false
-	case mb.inflight >= ConcurrencyLimit:
+	case use.inflight >= ConcurrencyLimit:
 		s.throttled++
 		s.mu.Unlock()
 		w.Header().Set("Retry-After", "1")
@@ -327,29 +329,29 @@ func (s *Server) admit(w http.ResponseWriter, mb *mailbox) bool {
 	if limit := s.opts.RequestLimit; limit > 0 {
 		now := s.opts.Now()
 		i := 0
-		for i < len(mb.recent) && !mb.recent[i].After(now.Add(-RequestWindow)) {
+		for i < len(use.recent) && !use.recent[i].After(now.Add(-RequestWindow)) {
 			i++
 		}
-		mb.recent = mb.recent[i:]
-		if len(mb.recent) >= limit {
+		use.recent = use.recent[i:]
+		if len(use.recent) >= limit {
 			s.throttled++
-			wait := mb.recent[0].Add(RequestWindow).Sub(now)
+			wait := use.recent[0].Add(RequestWindow).Sub(now)
 			s.mu.Unlock()
 			w.Header().Set("Retry-After", retryAfter(wait, 1))
 			writeError(w, http.StatusTooManyRequests, "ApplicationThrottled", "Application is over its MailboxRequestRate limit.")
 			return false
 		}
-		mb.recent = append(mb.recent, now)
+		use.recent = append(use.recent, now)
 	}
-	mb.inflight++
-	mb.maxConcurrent = max(mb.maxConcurrent, mb.inflight)
+	use.inflight++
+	mb.maxConcurrent = max(mb.maxConcurrent, use.inflight)
 	s.mu.Unlock()
 	return true
 }
 
-func (s *Server) release(mb *mailbox) {
+func (s *Server) release(mb *mailbox, app string) {
 	s.mu.Lock()
-	mb.inflight--
+	mb.use(app).inflight--
 	s.mu.Unlock()
 }
 
@@ -412,4 +414,19 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		return nil, errTooLarge
 	}
 	return body, nil
+}
+
+// jsonBody reads a JSON request body, answering 413 when it is over
+// MaxRequestBody and 400 when it cannot be read.
+func jsonBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := readBody(r, MaxRequestBody)
+	switch {
+	case errors.Is(err, errTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "ErrorRequestEntityTooLarge", "The request body is too large.")
+		return nil, false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "ErrorInvalidRequest", "The request body could not be read.")
+		return nil, false
+	}
+	return body, true
 }

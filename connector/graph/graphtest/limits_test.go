@@ -42,6 +42,9 @@ func TestConcurrencyLimit(t *testing.T) {
 	assert.Equal(t, "1", r.header.Get("Retry-After"))
 	assert.Equal(t, "ApplicationThrottled", r.errorCode(t))
 	assert.Equal(t, http.StatusOK, e.get(user(bob)+"/mailFolders/sentitems").status, "the limit is per mailbox")
+	e.srv.AddToken("other-app", graphtest.Principal{AppOnly: true, AppID: "app-2", TenantID: tenant, Permissions: []string{"Mail.Read"}})
+	r = e.req("GET", user(alice)+"/mailFolders/sentitems", map[string]string{"Authorization": "Bearer other-app"}, "")
+	assert.Equal(t, http.StatusOK, r.status, "and per application")
 
 	close(release)
 	wg.Wait()
@@ -52,7 +55,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	assert.Equal(t, graphtest.ConcurrencyLimit, e.srv.MaxConcurrent(alice))
 	assert.Equal(t, 1, e.srv.MaxConcurrent(bob))
 	assert.Equal(t, 1, e.srv.Throttled())
-	assert.Equal(t, 5, e.srv.Requests(alice))
+	assert.Equal(t, 6, e.srv.Requests(alice))
 	assert.Equal(t, http.StatusOK, e.get(user(alice)+"/mailFolders/sentitems").status, "free again")
 }
 
@@ -113,6 +116,8 @@ func TestAuth(t *testing.T) {
 		{"Authenticate hook", "GET", "/me/mailFolders/inbox", auth("jwt-for-bob"), "", 200, ""},
 		{"unknown route", "GET", user(alice) + "/calendars", nil, "", 400, "BadRequest"},
 		{"wrong method", "PUT", user(alice) + "/mailFolders/inbox", nil, "", 405, "BadRequest"},
+		{"body too large", "POST", user(alice) + "/mailFolders", nil, `{"displayName":"` + strings.Repeat("x", graphtest.MaxRequestBody) + `"}`, 413, "ErrorRequestEntityTooLarge"},
+		{"batch too large", "POST", "/$batch", nil, strings.Repeat(" ", graphtest.MaxRequestBody+1), 413, "ErrorRequestEntityTooLarge"},
 		{"no version", "GET", "https://unused", nil, "", 404, "BadRequest"},
 	}
 	for _, tc := range cases {

@@ -220,9 +220,8 @@ func nonNil[T any](s []T) []T {
 }
 
 func serveCreateFolder(c *call, w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, MaxRequestBody)
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "ErrorRequestEntityTooLarge", "The request body is too large.")
+	body, ok := jsonBody(w, r)
+	if !ok {
 		return
 	}
 	var req struct {
@@ -337,13 +336,24 @@ func serveDelta(c *call, w http.ResponseWriter, r *http.Request) {
 	token := newID("")
 	link := c.base() + "/mailfolders('" + f.id + "')/messages/delta?"
 	if end < len(rd.entries) {
-		c.s.delta[token] = &deltaState{mailbox: c.mb, folder: f.id, round: rd, offset: end}
+		c.s.keepSyncState(token, &deltaState{mailbox: c.mb, folder: f.id, round: rd, offset: end})
 		out["@odata.nextLink"] = link + "$skiptoken=" + token
 	} else {
-		c.s.delta[token] = &deltaState{mailbox: c.mb, folder: f.id, pos: rd.end, sel: rd.sel}
+		c.s.keepSyncState(token, &deltaState{mailbox: c.mb, folder: f.id, pos: rd.end, sel: rd.sel})
 		out["@odata.deltaLink"] = link + "$deltatoken=" + token
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// keepSyncState remembers a token, forgetting the oldest beyond
+// Options.MaxSyncStates. s.mu is held.
+func (s *Server) keepSyncState(token string, st *deltaState) {
+	s.delta[token] = st
+	s.deltaOrder = append(s.deltaOrder, token)
+	for len(s.deltaOrder) > s.opts.MaxSyncStates {
+		delete(s.delta, s.deltaOrder[0])
+		s.deltaOrder = s.deltaOrder[1:]
+	}
 }
 
 // initialRound is every message of the folder received since the filter's time.
@@ -482,9 +492,8 @@ func serveMessageValue(c *call, w http.ResponseWriter, r *http.Request) {
 }
 
 func servePatchMessage(c *call, w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, MaxRequestBody)
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "ErrorRequestEntityTooLarge", "The request body is too large.")
+	body, ok := jsonBody(w, r)
+	if !ok {
 		return
 	}
 	var req struct {
@@ -527,9 +536,8 @@ func serveDeleteMessage(c *call, w http.ResponseWriter, r *http.Request) {
 }
 
 func serveMove(c *call, w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, MaxRequestBody)
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "ErrorRequestEntityTooLarge", "The request body is too large.")
+	body, ok := jsonBody(w, r)
+	if !ok {
 		return
 	}
 	var req struct {

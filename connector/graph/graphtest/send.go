@@ -3,6 +3,7 @@ package graphtest
 import (
 	"bytes"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -26,7 +27,9 @@ func serveSendMail(c *call, w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, a := range list {
-			rcpts = append(rcpts, a.Address)
+			if !slices.ContainsFunc(rcpts, func(r string) bool { return strings.EqualFold(r, a.Address) }) {
+				rcpts = append(rcpts, a.Address) // one copy each, as Exchange delivers
+			}
 		}
 	}
 	if len(rcpts) == 0 {

@@ -28,17 +28,17 @@ func TestSendMail(t *testing.T) {
 		external = append(external, delivery{from, to, mime})
 		return nil
 	}})
-	raw := "From: Alice <alice@contoso.test>\r\nTo: Bob <bob@contoso.test>\r\nCc: dave@fabrikam.test\r\n" +
+	raw := "From: Alice <alice@contoso.test>\r\nTo: Bob <bob@contoso.test>\r\nCc: dave@fabrikam.test, BOB@contoso.test\r\n" +
 		"Bcc: secret@fabrikam.test,\r\n eve@fabrikam.test\r\nSubject: hello\r\nMessage-ID: <hello@contoso.test>\r\n\r\nHi Bob.\r\n"
 	text := map[string]string{"Content-Type": "text/plain"}
 	r := e.req("POST", user(alice)+"/sendMail", text, b64([]byte(raw)))
 	require.Equal(t, http.StatusAccepted, r.status, "%s", r.body)
 	assert.Empty(t, r.body)
 
-	withoutBcc := "From: Alice <alice@contoso.test>\r\nTo: Bob <bob@contoso.test>\r\nCc: dave@fabrikam.test\r\n" +
+	withoutBcc := "From: Alice <alice@contoso.test>\r\nTo: Bob <bob@contoso.test>\r\nCc: dave@fabrikam.test, BOB@contoso.test\r\n" +
 		"Subject: hello\r\nMessage-ID: <hello@contoso.test>\r\n\r\nHi Bob.\r\n"
 	inbox := e.srv.Messages(bob, "inbox")
-	require.Len(t, inbox, 1)
+	require.Len(t, inbox, 1, "one copy for a recipient named twice")
 	assert.Equal(t, withoutBcc, string(inbox[0].MIME))
 	assert.Equal(t, "<hello@contoso.test>", inbox[0].InternetMessageID)
 

@@ -32,6 +32,9 @@ const ConcurrencyLimit = 4
 // sendMail beyond it gets 413 ErrorMessageSizeExceeded.
 const MaxRequestBody = 4 << 20
 
+// MaxSyncStatesDefault is the default of Options.MaxSyncStates.
+const MaxSyncStatesDefault = 100_000
+
 // RequestWindow is the period Options.RequestLimit counts requests over.
 const RequestWindow = 10 * time.Minute
 
@@ -54,7 +57,8 @@ type Options struct {
 	// 0 means DefaultPageSize.
 	DefaultPageSize int
 	// Now is the clock for received times of sent and created messages and for
-	// RequestLimit; nil means time.Now.
+	// RequestLimit; nil means time.Now. It is called with the server's lock
+	// held: it must not call the Server.
 	Now func() time.Time
 	// RequestLimit is the number of requests a mailbox takes per RequestWindow
 	// (Graph's documented limit is 10,000 per 10 minutes); the next ones get
@@ -67,6 +71,11 @@ type Options struct {
 	// requests overlap deterministically. ctx ends when the client goes away or
 	// the server closes.
 	OnRequest func(ctx context.Context, address, method, path string)
+	// MaxSyncStates is how many delta and skip tokens the fake remembers; the
+	// oldest beyond it expire (410 SyncStateNotFound), as Graph's tokens do, so
+	// a long-running demo does not grow without bound. 0 means
+	// MaxSyncStatesDefault.
+	MaxSyncStates int
 	// Addr is the TCP address to listen on; "" means 127.0.0.1 on a free port.
 	// The certificate is valid for 127.0.0.1 and localhost only.
 	Addr string
@@ -80,6 +89,10 @@ type Principal struct {
 	// TenantID is the tenant of the token (tid claim); an app-only principal may
 	// only reach mailboxes of this tenant.
 	TenantID string
+	// AppID is the application (appid claim). The concurrency and request-rate
+	// limits count per application and mailbox, as Graph's do; principals with
+	// the same AppID ("" included) share them.
+	AppID string
 	// User is the address of a delegated principal: the mailbox of /me, and the
 	// only one it may reach.
 	User string
@@ -121,16 +134,17 @@ type Server struct {
 	closeOnce sync.Once
 	api       *http.ServeMux // the routes under /v1.0/{user}
 
-	mu        sync.Mutex
-	mailboxes map[string]*mailbox // by lower-case address
-	tokens    map[string]Principal
-	delta     map[string]*deltaState // by $skiptoken or $deltatoken
-	sent      []SentMessage
-	throttled int
-	batches   int
-	closed    bool
-	client    *http.Client // made by Client
-	transport *http.Transport
+	mu         sync.Mutex
+	mailboxes  map[string]*mailbox // by lower-case address
+	tokens     map[string]Principal
+	delta      map[string]*deltaState // by $skiptoken or $deltatoken
+	deltaOrder []string               // the tokens of delta, oldest first
+	sent       []SentMessage
+	throttled  int
+	batches    int
+	closed     bool
+	client     *http.Client // made by Client
+	transport  *http.Transport
 }
 
 // NewServer starts a fake on 127.0.0.1 with a fresh self-signed certificate.
@@ -150,6 +164,9 @@ func NewServer(opts *Options) (*Server, error) {
 	}
 	if s.opts.DefaultPageSize > MaxPageSize {
 		return nil, fmt.Errorf("graphtest: DefaultPageSize %d is above %d", s.opts.DefaultPageSize, MaxPageSize)
+	}
+	if s.opts.MaxSyncStates <= 0 {
+		s.opts.MaxSyncStates = MaxSyncStatesDefault
 	}
 	if s.opts.Now == nil {
 		s.opts.Now = time.Now

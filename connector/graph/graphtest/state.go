@@ -44,16 +44,34 @@ type mailbox struct {
 	idCounter int
 
 	requests      int
-	inflight      int
+	apps          map[string]*appUse // by Principal.AppID
 	maxConcurrent int
 	throttleN     int
 	throttleAfter time.Duration
 	unavailN      int
 	unavailAfter  time.Duration
 	replayNext    bool
-	lastPage      []entry     // the entries of the last delta page served
-	recent        []time.Time // requests in the RequestLimit window
+	lastPage      []entry // the entries of the last delta page served
 	restDisabled  bool
+}
+
+// appUse is what one application does with a mailbox: Graph's limits count
+// per application and mailbox.
+type appUse struct {
+	inflight int
+	recent   []time.Time // requests in the RequestLimit window
+}
+
+func (mb *mailbox) use(app string) *appUse {
+	u, ok := mb.apps[app]
+	if !ok {
+		u = &appUse{}
+		if mb.apps == nil {
+			mb.apps = map[string]*appUse{}
+		}
+		mb.apps[app] = u
+	}
+	return u
 }
 
 type folder struct {
@@ -519,8 +537,8 @@ func (s *Server) Requests(address string) int {
 	return 0
 }
 
-// MaxConcurrent is the largest number of requests for the mailbox served at once
-// so far (requests refused for concurrency do not count).
+// MaxConcurrent is the largest number of requests of one application for the
+// mailbox served at once so far (requests refused for concurrency do not count).
 func (s *Server) MaxConcurrent(address string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
