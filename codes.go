@@ -115,6 +115,9 @@ const (
 	// CodeServerUnavailable: the server is busy, shutting down or refusing
 	// connections for now. Transient: retried later.
 	CodeServerUnavailable = "server_unavailable"
+	// CodeThrottled: the server asked to slow down (HTTP 429 or 503 with
+	// Retry-After) more often than one sync waits for. Transient: retried later.
+	CodeThrottled = "throttled"
 )
 
 // Codes of authentication failures.

@@ -47,6 +47,12 @@ type Mailbox struct {
 type Incoming struct {
 	Connector  serversync.IncomingConnector
 	NewMailbox func(t *testing.T) Mailbox
+	// Reroute, when set, makes the connector reach mb's server through a proxy
+	// listening on 127.0.0.1:port (DroppedConnection) and returns the mailbox to
+	// use then. Nil: the target's Endpoint.Port becomes port. An HTTP API
+	// connector, which follows the absolute links its server hands out, reroutes
+	// in its HTTP client's dialer instead.
+	Reroute func(t *testing.T, mb Mailbox, port int) Mailbox
 }
 
 // Message returns a small test message with a unique Message-ID.
@@ -156,9 +162,13 @@ func RunIncoming(t *testing.T, h Incoming) {
 		proxy, err := netfault.Start(mb.Target.Endpoint.Address())
 		require.NoError(t, err)
 		defer proxy.Close()
-		through := *mb.Target
-		through.Endpoint.Port = proxy.Port()
-		mb.Target = &through
+		if h.Reroute != nil {
+			mb = h.Reroute(t, mb, proxy.Port())
+		} else {
+			through := *mb.Target
+			through.Endpoint.Port = proxy.Port()
+			mb.Target = &through
+		}
 
 		// Every connection drops after 60 KB: enough to log in, not to read the
 		// 200 KB of mail.
