@@ -190,6 +190,7 @@ func (t *sharedAppToken) get(ctx context.Context) (*oauth2.Token, error) {
 	if sharing {
 		kept, err := shared.PutAppToken(context.WithoutCancel(ctx), t.key, AppToken{
 			AccessToken: auth.NewSecret(token.AccessToken), TokenType: token.TokenType, Expiry: token.Expiry,
+			UpdatedAt: t.syncer.cfg.Now(),
 		})
 		switch {
 		case err != nil:
