@@ -291,23 +291,17 @@ func missingParameter(name string) *refusal {
 }
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.requests++
-	now := s.now()
-	if f := &s.fail; f.n > 0 {
-		f.n--
-		if f.retryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.retryAfter.Seconds()))))
-		}
-		msg := "Injected failure."
-		if f.status == http.StatusTooManyRequests {
-			msg = "Too many requests. Try again later."
-		}
-		writeRefusal(w, &refusal{status: f.status, oauthCode: f.oauthCode, aadsts: f.aadsts, message: msg}, now)
-		return
+	// Read the body and answer without the lock, decide under it: a slow client
+	// must not hold up the others.
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	formErr := r.ParseForm()
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		formErr = errors.New("not a form")
 	}
-	token, ref := s.issue(w, r, now)
+	token, ref, retryAfter, now := s.decide(r, formErr)
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
+	}
 	if ref != nil {
 		writeRefusal(w, ref, now)
 		return
@@ -324,9 +318,26 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}{"Bearer", expiresIn, expiresIn, token})
 }
 
+func (s *Server) decide(r *http.Request, formErr error) (token string, ref *refusal, retryAfter time.Duration, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests++
+	now = s.now()
+	if f := &s.fail; f.n > 0 {
+		f.n--
+		msg := "Injected failure."
+		if f.status == http.StatusTooManyRequests {
+			msg = "Too many requests. Try again later."
+		}
+		return "", &refusal{status: f.status, oauthCode: f.oauthCode, aadsts: f.aadsts, message: msg}, f.retryAfter, now
+	}
+	token, ref = s.issue(r, formErr, now)
+	return token, ref, 0, now
+}
+
 // issue checks a token request as Entra ID does and returns the access token, or
 // the refusal. s.mu is held.
-func (s *Server) issue(w http.ResponseWriter, r *http.Request, now time.Time) (string, *refusal) {
+func (s *Server) issue(r *http.Request, formErr error, now time.Time) (string, *refusal) {
 	if r.Method != http.MethodPost {
 		return "", refuse(http.StatusBadRequest, "invalid_request", codePostOnly,
 			"The endpoint only accepts POST requests. Received a %s request.", r.Method)
@@ -340,8 +351,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, now time.Time) (s
 		return "", refuse(http.StatusBadRequest, "invalid_request", codeTenantNotFound,
 			"Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.", segment)
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") || r.ParseForm() != nil {
+	if formErr != nil {
 		return "", missingParameter("grant_type") // what Entra says to a JSON or unreadable body
 	}
 	form := r.PostForm
