@@ -2,8 +2,6 @@ package imapconn_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"fmt"
 	"net/smtp"
 	"strings"
@@ -33,10 +31,6 @@ func appOnlyTarget(e *interop, user string, ts oauth2.TokenSource) *serversync.T
 	target := e.target(user, serversync.TLSImplicit)
 	target.Credentials = auth.Credentials{Kind: auth.KindAppOnly, Username: e.login(user), TokenSource: ts}
 	return target
-}
-
-func staticToken(token string) oauth2.TokenSource {
-	return oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token, TokenType: "Bearer"})
 }
 
 // deliver hands a message for user to Postfix, which delivers it to Dovecot over LMTP.
@@ -70,22 +64,26 @@ func awaitMessage(t *testing.T, sess serversync.IncomingSession, cursor []byte, 
 	}
 }
 
-// TestInteropAppOnlyToken: one application token, as Exchange Online's IMAP takes it,
-// opens two mailboxes of the domain on the real Dovecot; each reads mail Postfix
-// delivered to it.
+// TestInteropAppOnlyToken, end to end: an app registered in a (fake) Entra ID with a
+// certificate gets its own token through auth.AppTokenConfig, and that one token
+// opens two mailboxes of the domain on the real Dovecot, as Exchange Online's IMAP
+// takes it; each reads mail Postfix delivered to it.
 func TestInteropAppOnlyToken(t *testing.T) {
 	e := interopEnv(t)
-	issuer := mailtest.LoadOAuth(t)
-	token := issuer.Token(t, "serversync-app")
+	entra := mailtest.LoadOAuth(t).Entra(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tokens := entra.Config(mailtest.MailScope).TokenSource(ctx) // one per profile, shared by its mailboxes
 	for _, user := range []string{oauthAnn, oauthBen} {
 		t.Run(user, func(t *testing.T) {
-			sess := e.open(t, appOnlyTarget(e, user, staticToken(token)), nil)
+			sess := e.open(t, appOnlyTarget(e, user, tokens), nil)
 			start := cursorNow(t, sess, "")
 			id := deliver(t, e, user)
 			m := awaitMessage(t, sess, start, id)
 			assert.Contains(t, string(m.body), "read with an app-only token")
 		})
 	}
+	assert.Equal(t, 1, entra.Server.TokenRequests(), "one token serves every mailbox of the tenant")
 }
 
 // TestInteropAppOnlyTokenRefused: Dovecot refuses tokens Exchange Online would refuse,
@@ -93,58 +91,15 @@ func TestInteropAppOnlyToken(t *testing.T) {
 // a network or server fault that a retry would fix.
 func TestInteropAppOnlyTokenRefused(t *testing.T) {
 	e := interopEnv(t)
-	issuer := mailtest.LoadOAuth(t)
-	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
-
-	sign := func(t *testing.T, change func(map[string]any)) string {
-		claims := issuer.Claims("serversync-app", time.Hour)
-		change(claims)
-		tok, err := issuer.Sign(claims)
-		require.NoError(t, err)
-		return tok
-	}
-	cases := map[string]func(t *testing.T) string{
-		"expired": func(t *testing.T) string {
-			return sign(t, func(c map[string]any) {
-				c["iat"], c["nbf"], c["exp"] = time.Now().Add(-2*time.Hour).Unix(), time.Now().Add(-2*time.Hour).Unix(), time.Now().Add(-time.Minute).Unix()
-			})
-		},
-		"tampered": func(t *testing.T) string {
-			// A token for another domain whose claims were rewritten to this one's.
-			forged := issuer.Claims("serversync-app", time.Hour)
-			tok := sign(t, func(c map[string]any) { c["domain_principal"] = "serversync-app@other.test" })
-			tampered, err := mailtest.Tamper(tok, forged)
-			require.NoError(t, err)
-			return tampered
-		},
-		"other tenant": func(t *testing.T) string {
-			return sign(t, func(c map[string]any) {
-				c["iss"] = "https://sts.windows.net/99999999-8888-7777-6666-555555555555/"
-				c["tid"] = "99999999-8888-7777-6666-555555555555"
-			})
-		},
-		"other tenant's key": func(t *testing.T) string {
-			tok, err := mailtest.SignJWT(otherKey, issuer.KeyID, issuer.Claims("serversync-app", time.Hour))
-			require.NoError(t, err)
-			return tok
-		},
-		"other domain": func(t *testing.T) string {
-			return sign(t, func(c map[string]any) { c["domain_principal"] = "serversync-app@other.test" })
-		},
-		"for Graph, not mail": func(t *testing.T) string {
-			return sign(t, func(c map[string]any) { c["aud"] = "https://graph.microsoft.com" })
-		},
-	}
-	for name, token := range cases {
+	for name, token := range mailtest.LoadOAuth(t).RefusedTokens(t) {
 		t.Run(name, func(t *testing.T) {
-			t.Parallel() // Dovecot delays each refusal by two seconds
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			_, err := imapconn.New(nil).OpenIncoming(ctx, appOnlyTarget(e, oauthAnn, staticToken(token(t))))
+			_, err := imapconn.New(nil).OpenIncoming(ctx, appOnlyTarget(e, oauthAnn, mailtest.TokenSource(token)))
 			ce := requireConnectorError(t, err, serversync.ErrorAuth, serversync.CodeAuthFailed)
 			assert.Equal(t, "authenticate", ce.Op)
-			assert.NotContains(t, err.Error(), "Bearer", "the token must not show in the error")
+			assert.Equal(t, serversync.ScopeMailbox, ce.Scope)
+			assert.NotContains(t, err.Error(), token, "the token must not show in the error")
 		})
 	}
 }

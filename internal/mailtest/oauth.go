@@ -1,37 +1,54 @@
 package mailtest
 
 import (
-	"crypto"
+	"cmp"
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/serversync/serversync/auth"
+	"github.com/serversync/serversync/auth/aadtest"
+	"github.com/serversync/serversync/internal/testcert"
 )
+
+// MailScope is the scope of app-only tokens for Exchange Online's IMAP, POP and SMTP.
+const MailScope = "https://outlook.office365.com/.default"
+
+// GraphScope is the scope of app-only tokens for Microsoft Graph: the mail servers
+// must refuse them.
+const GraphScope = "https://graph.microsoft.com/.default"
 
 // OAuth is the throwaway token issuer whose app-only tokens the test Dovecot (and
 // Postfix through it) accepts, the way Exchange Online's IMAP/POP/SMTP accept an
-// application's token with SASL XOAUTH2 user=<mailbox>. scripts/mailservers makes it
-// and its env file names it (SERVERSYNC_INTEROP_OAUTH_KEY, _OAUTH_KID, _TENANT_ID,
-// _OAUTH_AUDIENCE).
+// application's token with SASL XOAUTH2 user=<mailbox>. scripts/mailservers makes its
+// key, and its env file names it (SERVERSYNC_INTEROP_OAUTH_KEY, _OAUTH_KID,
+// _TENANT_ID, _OAUTH_AUDIENCE); tokens come from a fake Entra ID ([OAuth.Entra])
+// that signs with that key.
 //
-// Dovecot checks a token's RS256 signature with the key KeyID, its iss (Issuer), exp
-// and nbf, its aud (Audience), and that the domain of its domain_principal claim is
-// the domain of the mailbox logged in to: one token serves every mailbox of Domain.
+// Dovecot checks a token's RS256 signature with the key KeyID, its iss (the tenant's
+// issuer), exp and nbf, its aud (Audience), and that the domain of its
+// domain_principal claim is the domain of the mailbox logged in to: one token serves
+// every mailbox of Domain.
 type OAuth struct {
 	Key      *rsa.PrivateKey // the issuer's signing key
 	KeyID    string          // the kid Dovecot finds the public key under
 	TenantID string
 	Audience string // https://outlook.office365.com
-	Domain   string // the mail domain the tokens are good for
+	Domain   string // the mail domain of the tenant
 }
 
 // LoadOAuth returns the token issuer, or skips t when the servers are not configured
@@ -56,16 +73,16 @@ func LoadOAuth(t testing.TB) *OAuth {
 	if err != nil {
 		t.Fatalf("read the test token issuer's key: %v", err)
 	}
-	key, err := ParseRSAKey(pemBytes)
+	key, err := parseRSAKey(pemBytes)
 	if err != nil {
 		t.Fatalf("SERVERSYNC_INTEROP_OAUTH_KEY: %v", err)
 	}
 	return &OAuth{Key: key, KeyID: kid, TenantID: tenant, Audience: audience, Domain: e.Domain}
 }
 
-// ParseRSAKey reads an RSA private key in PEM (PKCS #8, as openssl genpkey writes
+// parseRSAKey reads an RSA private key in PEM (PKCS #8, as openssl genpkey writes
 // it, or PKCS #1).
-func ParseRSAKey(pemBytes []byte) (*rsa.PrivateKey, error) {
+func parseRSAKey(pemBytes []byte) (*rsa.PrivateKey, error) {
 	block, _ := pem.Decode(pemBytes)
 	if block == nil {
 		return nil, errors.New("no PEM block")
@@ -84,77 +101,135 @@ func ParseRSAKey(pemBytes []byte) (*rsa.PrivateKey, error) {
 	return rk, nil
 }
 
-// Issuer is the tokens' iss: Entra ID's v1 issuer of the tenant.
-func (o *OAuth) Issuer() string { return "https://sts.windows.net/" + o.TenantID + "/" }
-
-// Claims are the claims of an app-only access token for clientID, valid for
-// lifetime from now, in the shape Entra ID gives them (v1: appid, roles, no azp —
-// Dovecot would look its key up under the azp) plus domain_principal
-// "<clientID>@<Domain>", which the test Dovecot matches against the mailbox's domain.
-// Change them before Sign to make a token Dovecot must refuse.
-func (o *OAuth) Claims(clientID string, lifetime time.Duration) map[string]any {
-	now := time.Now()
-	return map[string]any{
-		"aud":              o.Audience,
-		"iss":              o.Issuer(),
-		"iat":              now.Add(-time.Minute).Unix(),
-		"nbf":              now.Add(-time.Minute).Unix(),
-		"exp":              now.Add(lifetime).Unix(),
-		"sub":              "sp-" + clientID,
-		"oid":              "sp-" + clientID,
-		"appid":            clientID,
-		"tid":              o.TenantID,
-		"roles":            []string{"IMAP.AccessAsApp", "POP.AccessAsApp", "SMTP.SendAsApp"},
-		"domain_principal": clientID + "@" + o.Domain,
-	}
+// EntraOptions change the fake Entra ID of [OAuth.Entra] to issue tokens the mail
+// servers must refuse. The zero value issues tokens they accept.
+type EntraOptions struct {
+	TenantID      string          // "" = the servers' tenant
+	Domain        string          // the tenant's domain; "" = the servers' domain
+	SigningKey    *rsa.PrivateKey // nil = the servers' issuer key (under the servers' kid either way)
+	TokenLifetime time.Duration   // 0 = an hour
 }
 
-// Sign signs claims as an RS256 JWT with the issuer's key.
-func (o *OAuth) Sign(claims map[string]any) (string, error) {
-	return SignJWT(o.Key, o.KeyID, claims)
+// Entra is a fake Entra ID (auth/aadtest) with one tenant and one app registered
+// in it with a certificate and the IMAP, POP and SMTP application permissions.
+type Entra struct {
+	Server   *aadtest.Server
+	TenantID string
+	ClientID string
+	cert     *auth.ClientCertificate
+	client   *http.Client
 }
 
-// Token is a valid token for clientID, good for an hour.
-func (o *OAuth) Token(t testing.TB, clientID string) string {
+// Entra starts a fake Entra ID that issues tokens as the servers' issuer (signed
+// with its key, under its kid) and registers an app in the tenant. Both stop when
+// t ends.
+func (o *OAuth) Entra(t testing.TB, opts *EntraOptions) *Entra {
 	t.Helper()
-	tok, err := o.Sign(o.Claims(clientID, time.Hour))
-	if err != nil {
-		t.Fatalf("sign a test token: %v", err)
+	if opts == nil {
+		opts = &EntraOptions{}
 	}
-	return tok
+	key := opts.SigningKey
+	if key == nil {
+		key = o.Key
+	}
+	srv, err := aadtest.NewServer(&aadtest.Options{SigningKey: key, KeyID: o.KeyID, TokenLifetime: opts.TokenLifetime})
+	if err != nil {
+		t.Fatalf("start the fake Entra ID: %v", err)
+	}
+	t.Cleanup(srv.Close)
+	e := &Entra{Server: srv, TenantID: cmp.Or(opts.TenantID, o.TenantID), ClientID: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"}
+	srv.AddTenant(e.TenantID, cmp.Or(opts.Domain, o.Domain))
+
+	cc, err := testcert.NewClientCert("serversync interop app", 2048, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	if err != nil {
+		t.Fatalf("make the app's certificate: %v", err)
+	}
+	srv.RegisterApp(e.TenantID, e.ClientID, cc.Certificate, "IMAP.AccessAsApp", "POP.AccessAsApp", "SMTP.SendAsApp")
+	if e.cert, err = auth.ParseClientCertificate(cc.CertPEM, auth.NewSecret(cc.KeyPEM)); err != nil {
+		t.Fatalf("parse the app's certificate: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM([]byte(srv.RootCAsPEM()))
+	transport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	t.Cleanup(transport.CloseIdleConnections)
+	e.client = &http.Client{Transport: transport, Timeout: 20 * time.Second}
+	return e
 }
 
-// SignJWT signs claims as an RS256 JWT with key, naming kid in the header.
-func SignJWT(key *rsa.PrivateKey, kid string, claims map[string]any) (string, error) {
-	header, err := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": kid})
-	if err != nil {
-		return "", err
+// Config is the app's certificate credential for scope, as a host configures it.
+func (e *Entra) Config(scope string) *auth.AppTokenConfig {
+	return &auth.AppTokenConfig{
+		TokenURL: e.Server.TokenURL(e.TenantID), ClientID: e.ClientID, Certificate: e.cert,
+		Scope: scope, HTTPClient: e.client,
 	}
-	body, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("encode claims: %w", err)
-	}
-	signed := b64(header) + "." + b64(body)
-	digest := sha256.Sum256([]byte(signed))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, digest[:])
-	if err != nil {
-		return "", fmt.Errorf("sign: %w", err)
-	}
-	return signed + "." + b64(sig), nil
 }
 
-// Tamper returns token with its claims replaced by claims and its signature kept: a
+// Token fetches one access token for scope.
+func (e *Entra) Token(t testing.TB, scope string) string {
+	t.Helper()
+	tok, err := e.Config(scope).TokenSource(context.Background()).Token()
+	if err != nil {
+		t.Fatalf("get a token from the fake Entra ID: %v", err)
+	}
+	return tok.AccessToken
+}
+
+// RefusedTokens are tokens the test servers must refuse, by what is wrong with them:
+// expired, tampered with, of another tenant, signed with a key not the issuer's, of
+// another domain's tenant, and for Graph rather than mail. The fake Entra ID issues
+// every one; only the tampered one is then changed. It takes a few seconds (the
+// expired token must expire).
+func (o *OAuth) RefusedTokens(t testing.TB) map[string]string {
+	t.Helper()
+	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherDomain := o.Entra(t, &EntraOptions{Domain: "other.test"}).Token(t, MailScope)
+	tampered, err := Tamper(otherDomain, func(claims map[string]any) {
+		claims["domain_principal"] = strings.Replace(fmt.Sprint(claims["domain_principal"]), "@other.test", "@"+o.Domain, 1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := o.Entra(t, &EntraOptions{TokenLifetime: time.Second}).Token(t, MailScope)
+	tokens := map[string]string{
+		"expired":            expired,
+		"tampered":           tampered,
+		"other tenant":       o.Entra(t, &EntraOptions{TenantID: "99999999-8888-7777-6666-555555555555"}).Token(t, MailScope),
+		"other tenant's key": o.Entra(t, &EntraOptions{SigningKey: otherKey}).Token(t, MailScope),
+		"other domain":       otherDomain,
+		"for Graph":          o.Entra(t, nil).Token(t, GraphScope),
+	}
+	// exp is a whole second at most one second away, and Dovecot refuses exp < now.
+	time.Sleep(2200 * time.Millisecond)
+	return tokens
+}
+
+// Tamper returns token with its claims changed by change and its signature kept: a
 // forged token whose signature no longer matches.
-func Tamper(token string, claims map[string]any) (string, error) {
+func Tamper(token string, change func(claims map[string]any)) (string, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
 		return "", errors.New("not a JWT")
 	}
-	body, err := json.Marshal(claims)
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", fmt.Errorf("decode the claims: %w", err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return "", fmt.Errorf("decode the claims: %w", err)
+	}
+	change(claims)
+	payload, err = json.Marshal(claims)
 	if err != nil {
 		return "", err
 	}
-	return parts[0] + "." + b64(body) + "." + parts[2], nil
+	return parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2], nil
 }
 
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+// TokenSource is a fixed token, for tokens a test made earlier.
+func TokenSource(token string) oauth2.TokenSource {
+	return oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token, TokenType: "Bearer"})
+}
