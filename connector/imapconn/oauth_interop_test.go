@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
@@ -84,6 +86,17 @@ func TestInteropAppOnlyToken(t *testing.T) {
 		})
 	}
 	assert.Equal(t, 1, entra.Server.TokenRequests(), "one token serves every mailbox of the tenant")
+
+	// The servers take the same token with OAUTHBEARER (RFC 7628), which the
+	// connectors fall back to where XOAUTH2 is not offered.
+	token, err := tokens.Token()
+	require.NoError(t, err)
+	c, err := imapclient.DialTLS(fmt.Sprintf("%s:%d", e.host, e.imapsPort), &imapclient.Options{TLSConfig: e.env.TLSConfig()})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Authenticate(sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: e.login(oauthBen), Token: token.AccessToken})))
+	_, err = c.Select("INBOX", nil).Wait()
+	require.NoError(t, err)
 }
 
 // TestInteropAppOnlyTokenRefused: Dovecot refuses tokens Exchange Online would refuse,
