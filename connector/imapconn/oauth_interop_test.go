@@ -116,3 +116,23 @@ func TestInteropAppOnlyTokenRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestInteropTokensAndPasswordsKeptApart: the servers take a token only through the
+// token mechanisms and a password only through PLAIN/LOGIN, so neither stands in for
+// the other.
+func TestInteropTokensAndPasswordsKeptApart(t *testing.T) {
+	e := interopEnv(t)
+	token := mailtest.LoadOAuth(t).Entra(t, nil).Token(t, mailtest.MailScope)
+
+	asPassword := e.target(oauthAnn, serversync.TLSImplicit)
+	asPassword.Credentials.Password = auth.NewSecret(token)
+	_, err := imapconn.New(nil).OpenIncoming(context.Background(), asPassword)
+	requireConnectorError(t, err, serversync.ErrorAuth, serversync.CodeAuthFailed)
+
+	passwordAsToken := appOnlyTarget(e, oauthAnn, mailtest.TokenSource(mailtest.Password(oauthAnn)))
+	_, err = imapconn.New(nil).OpenIncoming(context.Background(), passwordAsToken)
+	requireConnectorError(t, err, serversync.ErrorAuth, serversync.CodeAuthFailed)
+
+	// The password itself still works, through PLAIN.
+	e.open(t, e.target(oauthAnn, serversync.TLSImplicit), nil)
+}
