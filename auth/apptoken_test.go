@@ -254,9 +254,7 @@ func TestAppTokenSourceSingleFlight(t *testing.T) {
 			tokens[i] = token.AccessToken
 		})
 	}
-	for ts.requests.Load() == 0 {
-		time.Sleep(time.Millisecond) // wait for the one request to arrive, then let it answer
-	}
+	waitForRequest(t, ts)
 	close(release)
 	wg.Wait()
 	if n := ts.requests.Load(); n != 1 {
@@ -356,5 +354,50 @@ func TestAppTokenConfigVerifiesTLS(t *testing.T) {
 	}
 	if n := ts.requests.Load(); n != 0 {
 		t.Errorf("%d requests reached the server", n)
+	}
+}
+
+// waitForRequest waits until the server has received a request (it is then
+// blocked in its handler, and every caller is waiting for it or about to).
+func waitForRequest(t *testing.T, ts *tokenServer) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ts.requests.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no token request arrived")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Callers waiting for a request that fails share its error: a failing provider
+// gets one request, not one per caller.
+func TestAppTokenSourceWaitersShareFailure(t *testing.T) {
+	cert := parsed(t, validClientCert(t))
+	release := make(chan struct{})
+	ts := newTokenServer(t, cert, func(w http.ResponseWriter, n int64) {
+		<-release
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, `{"error":"temporarily_unavailable"}`)
+	})
+	source := ts.config(cert, nil).TokenSource(t.Context())
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for range 20 {
+		wg.Go(func() {
+			var te *auth.TokenError
+			if _, err := source.Token(); errors.As(err, &te) && te.Temporary() {
+				failures.Add(1)
+			}
+		})
+	}
+	waitForRequest(t, ts)
+	close(release)
+	wg.Wait()
+	// Callers that came after the failed request ended sent their own: at most a few.
+	if got := failures.Load(); got != 20 {
+		t.Errorf("%d callers saw the failure, want 20", got)
+	}
+	if n := ts.requests.Load(); n < 1 || n > 20 {
+		t.Errorf("%d requests", n)
 	}
 }

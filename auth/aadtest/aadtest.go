@@ -53,7 +53,8 @@ const (
 	TokenLifetimeDefault = time.Hour
 	// ClockSkew is how far in the future an assertion's nbf may be.
 	ClockSkew = 5 * time.Minute
-	// MaxAssertionLifetime is how far in the future an assertion's exp may be.
+	// MaxAssertionLifetime is how far in the future an assertion's exp may be
+	// (plus ClockSkew).
 	// Entra ID accepts longer-lived assertions; the fake is stricter on purpose.
 	MaxAssertionLifetime = time.Hour
 )
@@ -189,7 +190,7 @@ func (s *Server) AddTenant(tenantID, domain string) {
 // RegisterApp registers an application (service principal) in a tenant with a
 // certificate, and grants it application roles (e.g. "Mail.ReadWrite",
 // "IMAP.AccessAsApp"). Registering again adds a certificate, as during key
-// rotation, and more roles. It panics if the tenant was not added.
+// rotation, and more roles. It panics if no tenant was added with that ID.
 func (s *Server) RegisterApp(tenantID, clientID string, cert *x509.Certificate, roles ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
