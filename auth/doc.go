@@ -10,6 +10,14 @@
 //     sealed value naming its key so keys can be rotated. [KeysFromEnv] reads
 //     SERVERSYNC_SECRET_KEY (or SERVERSYNC_SECRET_KEY_FILE) and
 //     SERVERSYNC_PREVIOUS_SECRET_KEYS; [GenerateKeyFile] writes a new key file.
+//   - [ClientCertificate] and [AppTokenConfig]: server-to-server (app-only)
+//     authentication with Microsoft Entra ID — the OAuth 2.0 client credentials
+//     grant with a client assertion (a PS256 or RS256 JWT naming the certificate by
+//     its x5t#S256) signed by the app's certificate key.
+//     [AppTokenConfig.TokenSource] caches the token per resource and sends one
+//     request at a time; refusals are [*TokenError] with Entra's AADSTS codes, an
+//     expired certificate is [ErrCertificateExpired] before any request. Package
+//     aadtest is a fake Entra ID token endpoint to test against.
 //
 // Stores seal every Secret with a Sealer before it touches disk; connectors receive
 // revealed credentials only inside a [Credentials] value built for one connection.

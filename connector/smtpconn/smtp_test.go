@@ -90,12 +90,26 @@ func (s *session) Data(r io.Reader) error {
 func (s *session) Reset()        {}
 func (s *session) Logout() error { return nil }
 
-type xoauth2Server struct{ r *recorder }
+// refusedToken is the token xoauth2Server refuses the way Gmail, Exchange Online and
+// Dovecot do: an error challenge (a JSON status), then 535 once the client answers.
+const refusedToken = "refused-token"
+
+type xoauth2Server struct {
+	r       *recorder
+	refused bool
+}
 
 func (x *xoauth2Server) Next(response []byte) ([]byte, bool, error) {
+	if x.refused {
+		return nil, true, &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "invalid token"}
+	}
 	parts := strings.Split(string(response), "\x01")
 	if len(parts) < 2 || !strings.HasPrefix(parts[1], "auth=Bearer ") {
 		return nil, false, errors.New("malformed XOAUTH2")
+	}
+	if parts[1] == "auth=Bearer "+refusedToken {
+		x.refused = true
+		return []byte(`{"status":"401","schemes":"bearer","scope":"mail"}`), false, nil
 	}
 	x.r.mu.Lock()
 	defer x.r.mu.Unlock()
@@ -262,6 +276,28 @@ func TestOAuthRefreshFailures(t *testing.T) {
 			assert.ErrorIs(t, err, tc.err)
 		})
 	}
+}
+
+// A token the server refuses with XOAUTH2's error challenge is a refused login of
+// the mailbox, not a broken connection: the client gives up on the challenge, so no
+// 535 ever reaches it.
+func TestXoauth2ChallengeRefusal(t *testing.T) {
+	t.Parallel()
+	r := &recorder{}
+	ep := serve(t, serversync.TLSImplicit, r, false)
+	for _, kind := range []auth.Kind{auth.KindOAuth, auth.KindAppOnly} {
+		creds := auth.Credentials{Kind: kind, Username: "alice@contoso.test",
+			TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: refusedToken})}
+		err := send(t, ep, creds)
+		var ce *serversync.ConnectorError
+		require.ErrorAs(t, err, &ce, "%s", kind)
+		assert.Equal(t, serversync.ErrorAuth, ce.Kind, "%s: %v", kind, err)
+		assert.Equal(t, serversync.CodeAuthFailed, ce.Code, "%s: %v", kind, err)
+		assert.Equal(t, serversync.ScopeMailbox, ce.Scope, "%s: %v", kind, err)
+		assert.Contains(t, err.Error(), "401")
+		assert.NotContains(t, err.Error(), refusedToken)
+	}
+	assert.Empty(t, r.data, "nothing is sent after a refused login")
 }
 
 type failingTokenSource struct{ err error }

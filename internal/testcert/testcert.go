@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -46,4 +47,56 @@ func Must() (tls.Certificate, string) {
 		panic(err)
 	}
 	return cert, pemText
+}
+
+// ClientCert is a self-signed RSA client certificate, as registered with an app
+// registration for server-to-server authentication, with its PEM forms.
+type ClientCert struct {
+	Certificate *x509.Certificate
+	Key         *rsa.PrivateKey
+	CertPEM     string
+	KeyPEM      string // PKCS#8 "PRIVATE KEY"
+}
+
+// NewClientCert makes a self-signed RSA client certificate with the given key size
+// and validity, for tests of certificate credentials (expired, not yet valid,
+// short keys…).
+func NewClientCert(commonName string, bits int, notBefore, notAfter time.Time) (*ClientCert, error) {
+	key, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		return nil, err
+	}
+	return ClientCertWithKey(commonName, key, notBefore, notAfter)
+}
+
+// ClientCertWithKey is NewClientCert for an existing key: several certificates of
+// one key, or a certificate made cheaply in a loop.
+func ClientCertWithKey(commonName string, key *rsa.PrivateKey, notBefore, notAfter time.Time) (*ClientCert, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: commonName},
+		NotBefore: notBefore, NotAfter: notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &ClientCert{
+		Certificate: cert, Key: key,
+		CertPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		KeyPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})),
+	}, nil
 }
