@@ -192,7 +192,7 @@ func parseTokenResponse(status int, header http.Header, body []byte, now time.Ti
 	if err != nil {
 		return nil, err
 	}
-	return &oauth2.Token{AccessToken: r.AccessToken, TokenType: "Bearer", Expiry: now.Add(time.Duration(seconds) * time.Second)}, nil
+	return &oauth2.Token{AccessToken: r.AccessToken, TokenType: "Bearer", ExpiresIn: seconds, Expiry: now.Add(time.Duration(seconds) * time.Second)}, nil
 }
 
 // parseExpiresIn reads expires_in, a number of seconds or (older endpoints) a string

@@ -10,6 +10,11 @@
 // checks — and which Dovecot's oauth2 passdb accepts with local validation, given
 // [Server.IssuerPublicKeyPEM] under [Server.KeyID].
 //
+// The fake keeps no list of resources: any "<resource>/.default" scope is granted,
+// and the token's aud is the resource. Its own additions to Entra's behaviour are
+// the domain_principal claim (see [AccessClaims]), a cap of [MaxAssertionLifetime]
+// on assertions, and [Server.FailNext].
+//
 // Tests and examples use it alike: nothing in its API needs a testing.T.
 package aadtest
 
