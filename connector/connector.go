@@ -200,7 +200,8 @@ func NetError(op string, err error) error {
 
 // TokenFailure classifies a failure to get an OAuth access token, or returns nil
 // when err is not one: a certificate that is expired is permanent
-// ([serversync.CodeCertificateExpired]); a refusal by the identity provider is
+// ([serversync.CodeCertificateExpired]), as is one that cannot be used at all
+// ([serversync.CodeBadTarget]); a refusal by the identity provider is
 // an authentication failure ([serversync.CodeTokenRefused]) unless the provider
 // said to come back later. An app-only token serves every mailbox of the profile,
 // so its failures are profile-wide; a mailbox's own token concerns that mailbox.
@@ -213,6 +214,10 @@ func TokenFailure(op string, creds auth.Credentials, err error) *serversync.Conn
 	switch {
 	case errors.Is(err, auth.ErrCertificateExpired):
 		return Error(op, serversync.ErrorAuth, serversync.ScopeProfile, serversync.CodeCertificateExpired, err)
+	case errors.Is(err, auth.ErrBadCertificate), errors.Is(err, auth.ErrCertificateKeyMismatch):
+		// Saved profiles were checked; this is a profile damaged since, or a
+		// host that built its targets by hand.
+		return Error(op, serversync.ErrorAuth, serversync.ScopeProfile, serversync.CodeBadTarget, err)
 	case errors.As(err, &refused) && refused.Temporary():
 		return Error(op, serversync.ErrorTransient, scope, serversync.CodeServerUnavailable, err)
 	case errors.As(err, &refused):

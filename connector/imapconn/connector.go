@@ -245,6 +245,9 @@ func (s *session) authenticate(ctx context.Context) error {
 	}
 
 	mech, client, saslErr := creds.SASLClient(ctx, caps.AuthMechanisms())
+	if ce := connector.TokenFailure("authenticate", creds, saslErr); ce != nil {
+		return ce
+	}
 	useLogin := saslErr != nil && errors.Is(saslErr, auth.ErrMechanismUnavailable) &&
 		creds.CanUsePlainLogin() && !caps.Has(imap.CapLoginDisabled)
 	if saslErr != nil && !useLogin {

@@ -269,6 +269,9 @@ func (s *session) authenticate(ctx context.Context, caps pop3.Capabilities) erro
 			fmt.Errorf("pop3: %q credentials cannot log in to POP3", creds.Kind))
 	}
 	_, mech, err := creds.SASLClient(ctx, caps.SASLMechanisms())
+	if ce := connector.TokenFailure("authenticate", creds, err); ce != nil {
+		return ce
+	}
 	if err != nil {
 		if !errors.Is(err, auth.ErrMechanismUnavailable) || !creds.CanUsePlainLogin() {
 			return s.classify("authenticate", err, nil)

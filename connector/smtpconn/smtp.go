@@ -202,6 +202,8 @@ func (s *Session) authenticate(ctx context.Context, ep serversync.Endpoint, encr
 	var refused *oauth2.RetrieveError
 	switch {
 	case err == nil:
+	case connector.TokenFailure("authenticate", s.creds, err) != nil:
+		return connector.TokenFailure("authenticate", s.creds, err)
 	case ctx.Err() != nil:
 		return connector.NetError("authenticate", fmt.Errorf("smtp: authenticate interrupted: %w", ctx.Err()))
 	case errors.Is(err, auth.ErrMechanismUnavailable):

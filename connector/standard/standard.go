@@ -1,6 +1,7 @@
 // Package standard wires the mail connectors of this module into the
-// serversync.Connectors a Syncer takes: IMAP and POP3 for incoming mail, SMTP for
-// outgoing, by profile server type.
+// serversync.Connectors a Syncer takes, by profile server type: IMAP and POP3 for
+// incoming mail and SMTP for outgoing, and Microsoft Graph both ways for Exchange
+// Online.
 //
 //	syncer, err := serversync.NewSyncer(store, standard.Connectors(nil), cfg)
 package standard
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/connector/graph"
 	"github.com/serversync/serversync/connector/imapconn"
 	"github.com/serversync/serversync/connector/pop3conn"
 	"github.com/serversync/serversync/connector/smtpconn"
@@ -22,11 +24,15 @@ type Options struct {
 	// when nil, is Logger.
 	POP3   *pop3conn.Options
 	SMTP   *smtpconn.Options
-	Logger *slog.Logger // for the POP3 and SMTP connectors (IMAP has its own in IMAP)
+	Graph  *graph.Options
+	Logger *slog.Logger // for the POP3, SMTP and Graph connectors (IMAP has its own in IMAP)
 }
 
-// Connectors returns IMAP for IMAPSMTP profiles, POP3 for POP3SMTP profiles and SMTP
-// for the outgoing side of both. Exchange server types have no connector yet.
+// Connectors returns IMAP for IMAPSMTP profiles, POP3 for POP3SMTP profiles, SMTP
+// for the outgoing side of both, and one Graph connector for both sides of
+// ExchangeOnline and ExchangeOnlineHybrid profiles (one, so that its per-mailbox
+// request budget covers reading and sending alike). Exchange Server (EWS) has no
+// connector yet.
 func Connectors(opts *Options) serversync.Connectors {
 	if opts == nil {
 		opts = &Options{}
@@ -41,15 +47,27 @@ func Connectors(opts *Options) serversync.Connectors {
 		pop3Opts = *opts.POP3
 	}
 	pop3Opts.Logger = cmp.Or(pop3Opts.Logger, opts.Logger)
+	graphOpts := graph.Options{}
+	if opts.Graph != nil {
+		graphOpts = *opts.Graph
+	}
+	graphOpts.Logger = cmp.Or(graphOpts.Logger, opts.Logger)
+	exchangeOnline := graph.New(&graphOpts)
 	out := smtpconn.New(&smtpOpts)
 	return serversync.Connectors{
 		Incoming: map[serversync.ServerType]serversync.IncomingConnector{
 			serversync.ServerTypeIMAPSMTP: imapconn.New(opts.IMAP),
 			serversync.ServerTypePOP3SMTP: pop3conn.New(&pop3Opts),
+
+			serversync.ServerTypeExchangeOnline:       exchangeOnline,
+			serversync.ServerTypeExchangeOnlineHybrid: exchangeOnline,
 		},
 		Outgoing: map[serversync.ServerType]serversync.OutgoingConnector{
 			serversync.ServerTypeIMAPSMTP: out,
 			serversync.ServerTypePOP3SMTP: out,
+
+			serversync.ServerTypeExchangeOnline:       exchangeOnline,
+			serversync.ServerTypeExchangeOnlineHybrid: exchangeOnline,
 		},
 	}
 }
