@@ -157,8 +157,11 @@ type sharedAppToken struct {
 	token *oauth2.Token // the last one seen
 }
 
+// fresh reports whether token is good for a while yet. Tokens and client
+// assertions live on the identity provider's clock, the wall clock: Config.Now,
+// which tests move, dates neither.
 func (t *sharedAppToken) fresh(token *oauth2.Token) bool {
-	return token != nil && token.AccessToken != "" && t.syncer.cfg.Now().Add(appTokenRefreshAhead).Before(token.Expiry)
+	return token != nil && token.AccessToken != "" && time.Now().Add(appTokenRefreshAhead).Before(token.Expiry)
 }
 
 // token returns the shared token, asking the store and then the identity
@@ -180,9 +183,7 @@ func (t *sharedAppToken) get(ctx context.Context) (*oauth2.Token, error) {
 			t.syncer.log.Warn("read the shared app token; asking the identity provider", "err", err)
 		}
 	}
-	cfg := *t.cfg
-	cfg.Now = t.syncer.cfg.Now
-	token, err := cfg.Token(ctx)
+	token, err := t.cfg.Token(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +191,7 @@ func (t *sharedAppToken) get(ctx context.Context) (*oauth2.Token, error) {
 	if sharing {
 		kept, err := shared.PutAppToken(context.WithoutCancel(ctx), t.key, AppToken{
 			AccessToken: auth.NewSecret(token.AccessToken), TokenType: token.TokenType, Expiry: token.Expiry,
-			UpdatedAt: t.syncer.cfg.Now(),
+			UpdatedAt: time.Now(),
 		})
 		switch {
 		case err != nil:

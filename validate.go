@@ -2,6 +2,7 @@ package serversync
 
 import (
 	"cmp"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -237,12 +238,19 @@ func ValidateProfile(p *Profile, settings *OrgSettings) error {
 // certificate valid now. A certificate that expires soon is saved: the Syncer
 // warns the profile's owner ahead of time (Config.CertificateExpiryWarning).
 func validateClientCertificate(p *Profile, now time.Time) error {
+	leaf := firstCertificate(p.CertificatePEM)
+	if leaf == nil {
+		return invalid("Profile", "CertificatePEM", "holds no PEM certificate")
+	}
+	if _, rsa := leaf.PublicKey.(*rsa.PublicKey); !rsa {
+		return invalid("Profile", "CertificatePEM", "is not an RSA certificate, which client assertions need (PS256/RS256)")
+	}
 	cert, err := auth.ParseClientCertificate(p.CertificatePEM, p.CertificateKey)
 	switch {
 	case errors.Is(err, auth.ErrCertificateKeyMismatch):
 		return invalid("Profile", "CertificateKey", "is not the private key of CertificatePEM")
 	case err != nil:
-		return invalid("Profile", "CertificatePEM", err.Error())
+		return invalid("Profile", "CertificateKey", err.Error())
 	}
 	if err := cert.CheckValidAt(now); err != nil {
 		return invalid("Profile", "CertificatePEM", err.Error())

@@ -116,8 +116,11 @@ type Entra struct {
 	Server   *aadtest.Server
 	TenantID string
 	ClientID string
-	cert     *auth.ClientCertificate
-	client   *http.Client
+	// Certificate is the app's registered certificate and key, for a profile's
+	// CertificatePEM and CertificateKey.
+	Certificate *testcert.ClientCert
+	cert        *auth.ClientCertificate
+	client      *http.Client
 }
 
 // Entra starts a fake Entra ID that issues tokens as the servers' issuer (signed
@@ -145,6 +148,7 @@ func (o *OAuth) Entra(t testing.TB, opts *EntraOptions) *Entra {
 		t.Fatalf("make the app's certificate: %v", err)
 	}
 	srv.RegisterApp(e.TenantID, e.ClientID, cc.Certificate, "IMAP.AccessAsApp", "POP.AccessAsApp", "SMTP.SendAsApp")
+	e.Certificate = cc
 	if e.cert, err = auth.ParseClientCertificate(cc.CertPEM, auth.NewSecret(cc.KeyPEM)); err != nil {
 		t.Fatalf("parse the app's certificate: %v", err)
 	}
