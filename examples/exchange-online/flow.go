@@ -33,6 +33,7 @@ type outcome struct {
 	tracked map[string][]*serversync.EmailActivity // incoming activities after the first sync, by address
 	sent    *serversync.EmailActivity              // nil when no email was sent
 	arrived *serversync.EmailActivity              // the sent email tracked by its recipient; nil when not a mailbox here
+	reply   *serversync.EmailActivity              // the recipient's answer tracked by the sender; nil when none was sent
 	onFake  bool                                   // the fake Graph delivered the sent email to the recipient's inbox
 	tokens  int                                    // token requests the fake identity provider answered; -1 for a real tenant
 	stats   graph.Stats                            // the Graph connector's counters
@@ -213,79 +214,139 @@ func run(ctx context.Context, o options, out io.Writer) (*outcome, error) {
 }
 
 // sendAndWatch queues an email from su.from to su.to, waits until it is sent and,
-// when the recipient is a mailbox here, until that mailbox tracks it.
+// when the recipient is a mailbox here, until that mailbox tracks it. When the
+// recipient is another mailbox here, it answers, and the answer is tracked by the
+// sender correlated by its In-Reply-To header.
 func sendAndWatch(ctx context.Context, out io.Writer, watch *watcher, syncer *serversync.Syncer, store serversync.Store,
 	su *setup, byAddress map[string]*serversync.Mailbox, res *outcome) error {
 	from, recipient := byAddress[strings.ToLower(su.from)], byAddress[strings.ToLower(su.to)]
-	queued, err := syncer.QueueEmail(ctx, &serversync.EmailActivity{
-		MailboxID: from.ID,
-		To:        []serversync.Address{{Email: su.to}},
-		Subject:   "Order 1042 has shipped",
-		TextBody:  "Hello,\n\nthe order 1042 left our warehouse today.\n\nSent by serversync's exchange-online example.\n",
+	m := mail{ctx: ctx, out: out, watch: watch, syncer: syncer, store: store, fakes: su.fakes}
+	sent, err := m.send(from, su.to, &serversync.EmailActivity{
+		Subject:  orderSubject,
+		TextBody: "Hello,\n\nthe order 1042 left our warehouse today.\n\nSent by serversync's exchange-online example.\n",
 		// The host record the email is about: what comes back is linked to it too.
 		Regarding: serversync.RecordRef{Type: "case", ID: "CAS-01042"},
 	})
 	if err != nil {
 		return err
 	}
-	if err := watch.wait(ctx, "the email to be sent", func() (bool, error) {
-		a, err := store.GetActivity(ctx, queued.ID)
+	res.sent = sent
+	if su.fakes != nil {
+		res.onFake = true // send checked that the fake delivered it
+	}
+	if recipient == nil {
+		fmt.Fprintf(out, "          %s is not a mailbox here: not waiting for it to be tracked\n", su.to)
+		return nil
+	}
+	if res.arrived, err = m.tracked(recipient, sent); err != nil || recipient.ID == from.ID {
+		return err
+	}
+
+	// The recipient answers: a reply names the email it answers in In-Reply-To.
+	// (Its subject is the host's, without the first email's tracking token: the
+	// reply gets a token of its own.)
+	reply, err := m.send(recipient, from.EmailAddress, &serversync.EmailActivity{
+		Subject:    "Re: " + orderSubject,
+		TextBody:   "Thanks, we will be there to receive it.\n",
+		InReplyTo:  []string{res.arrived.MessageID},
+		References: []string{res.arrived.MessageID},
+	})
+	if err != nil {
+		return err
+	}
+	res.reply, err = m.tracked(from, reply)
+	return err
+}
+
+// orderSubject is the subject of the example's email, before the tracking token.
+const orderSubject = "Order 1042 has shipped"
+
+// mail sends email through the Syncer and watches it arrive.
+type mail struct {
+	ctx    context.Context
+	out    io.Writer
+	watch  *watcher
+	syncer *serversync.Syncer
+	store  serversync.Store
+	fakes  *fakes
+}
+
+// send queues a from mailbox's email to one address and waits until it is sent
+// (and, on the fakes, delivered).
+func (m *mail) send(from *serversync.Mailbox, to string, a *serversync.EmailActivity) (*serversync.EmailActivity, error) {
+	a.MailboxID = from.ID
+	a.To = []serversync.Address{{Email: to}}
+	queued, err := m.syncer.QueueEmail(m.ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	var sent *serversync.EmailActivity
+	if err := m.watch.wait(m.ctx, "the email to be sent", func() (bool, error) {
+		a, err := m.store.GetActivity(m.ctx, queued.ID)
 		if err != nil {
 			return false, err
 		}
 		switch a.Status {
 		case serversync.StatusSent:
-			res.sent = a
+			sent = a
 			return true, nil
 		case serversync.StatusFailed:
 			return false, fmt.Errorf("sending the email failed: %s", a.LastError)
 		}
 		return false, nil // a transient failure is retried later
 	}); err != nil {
-		return err
+		return nil, err
 	}
-	sent := res.sent
-	fmt.Fprintf(out, "\nsent      %q from %s to %s through sendMail\n          Message-ID <%s>\n",
-		sent.Subject, sent.From.Email, su.to, sent.MessageID)
-	if su.fakes != nil {
-		for _, m := range su.fakes.graph.Messages(su.to, "inbox") {
-			if strings.Trim(m.InternetMessageID, "<>") == strings.Trim(sent.MessageID, "<>") {
-				res.onFake = true
-				fmt.Fprintf(out, "delivered by the fake Graph into %s's Inbox: %q\n", su.to, m.Subject)
-			}
+	fmt.Fprintf(m.out, "\nsent      %q from %s to %s through sendMail\n          Message-ID <%s>\n",
+		sent.Subject, sent.From.Email, to, sent.MessageID)
+	if m.fakes != nil {
+		delivered := false
+		for _, msg := range m.fakes.graph.Messages(to, "inbox") {
+			delivered = delivered || strings.Trim(msg.InternetMessageID, "<>") == sent.MessageID
 		}
-		if !res.onFake {
-			return fmt.Errorf("the sent email is not in %s's inbox on the fake Graph", su.to)
+		if !delivered {
+			return nil, fmt.Errorf("the sent email is not in %s's inbox on the fake Graph", to)
 		}
+		fmt.Fprintf(m.out, "delivered by the fake Graph into %s's Inbox\n", to)
 	}
-	if recipient == nil {
-		fmt.Fprintf(out, "          %s is not a mailbox here: not waiting for it to be tracked\n", su.to)
-		return nil
-	}
-	if err := watch.wait(ctx, "the email to be tracked in "+su.to, func() (bool, error) {
-		list, err := incoming(ctx, store, recipient.ID, sent.MessageID)
+	return sent, nil
+}
+
+// tracked waits until the recipient mailbox tracks the sent email, and says what
+// it was correlated to.
+func (m *mail) tracked(recipient *serversync.Mailbox, sent *serversync.EmailActivity) (*serversync.EmailActivity, error) {
+	var a *serversync.EmailActivity
+	if err := m.watch.wait(m.ctx, "the email to be tracked in "+recipient.EmailAddress, func() (bool, error) {
+		list, err := incoming(m.ctx, m.store, recipient.ID, sent.MessageID)
 		if len(list) > 0 {
-			res.arrived = list[0]
+			a = list[0]
 		}
-		return res.arrived != nil, err
+		return a != nil, err
 	}); err != nil {
-		return err
+		return nil, err
 	}
-	a := res.arrived
-	how := "not correlated to the sent email"
-	if a.CorrelatedTo == sent.ID {
+	how := "not correlated to an email sent here"
+	if a.CorrelatedTo != "" {
+		to, err := m.store.GetActivity(m.ctx, a.CorrelatedTo)
+		if err != nil {
+			return nil, err
+		}
+		what := fmt.Sprintf("%s's sent email %q", to.From.Email, to.Subject)
+		if to.ID == sent.ID {
+			what = "the sent email"
+		}
 		switch a.CorrelationMethod {
 		case serversync.CorrelatedByTrackingToken:
-			how = fmt.Sprintf("correlated to the sent email by its tracking token %s (in the subject)", sent.TrackingToken)
+			how = fmt.Sprintf("correlated to %s by its tracking token %s (in the subject)", what, a.TrackingToken)
 		case serversync.CorrelatedByHeaders:
-			how = "correlated to the sent email by In-Reply-To/References"
+			how = fmt.Sprintf("correlated to %s by its In-Reply-To header", what)
 		default:
-			how = "correlated to the sent email by " + a.CorrelationMethod
+			how = fmt.Sprintf("correlated to %s by %s", what, a.CorrelationMethod)
 		}
 		how += fmt.Sprintf(", so regarding %s %s too", a.Regarding.Type, a.Regarding.ID)
 	}
-	fmt.Fprintf(out, "tracked   in %s: %q\n          %s\n", su.to, a.Subject, how)
-	return nil
+	fmt.Fprintf(m.out, "tracked   in %s: %q\n          %s\n", recipient.EmailAddress, a.Subject, how)
+	return a, nil
 }
 
 // incoming lists a mailbox's incoming activities, those of one Message-ID when

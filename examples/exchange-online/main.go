@@ -16,7 +16,9 @@
 // an ExchangeOnline profile with ServerToServer credentials pointed at the fakes,
 // both mailboxes Test & Enabled, a Syncer that tracks alice's mail, an email from
 // alice to bob queued through the Syncer, delivered by the fake Graph into bob's
-// inbox and tracked there, correlated to the email that was sent. It ends with the
+// inbox and tracked there, correlated to the email that was sent by its tracking
+// token, and bob's answer tracked in alice's mailbox, correlated to her email by
+// its In-Reply-To header. It ends with the
 // number of tokens the identity provider issued and the Graph connector's request
 // counters. It takes a second or two and exits non-zero with a message when any
 // step fails.

@@ -39,6 +39,12 @@ func TestFakes(t *testing.T) {
 	assert.Equal(t, serversync.CorrelatedByTrackingToken, res.arrived.CorrelationMethod)
 	assert.Equal(t, serversync.RecordRef{Type: "case", ID: "CAS-01042"}, res.arrived.Regarding, "the sent email's regarding link")
 	assert.Equal(t, serversync.Outgoing, res.sent.Direction)
+	// Bob's answer, tracked in alice's mailbox, names her email in In-Reply-To.
+	require.NotNil(t, res.reply, "bob's reply tracked in alice's mailbox")
+	assert.Equal(t, res.sent.ID, res.reply.CorrelatedTo)
+	assert.Equal(t, serversync.CorrelatedByHeaders, res.reply.CorrelationMethod)
+	assert.Equal(t, serversync.RecordRef{Type: "case", ID: "CAS-01042"}, res.reply.Regarding)
+	assert.Equal(t, []string{res.sent.MessageID}, res.reply.InReplyTo)
 
 	// Test & Enable, the first sync and sending for two mailboxes: one token.
 	assert.Equal(t, 1, res.tokens, "token requests")
@@ -50,6 +56,8 @@ func TestFakes(t *testing.T) {
 	assert.Contains(t, text, "tracked   3 messages in alice@contoso.test\n")
 	assert.Contains(t, text, "correlated to the sent email by its tracking token CRM:")
 	assert.Contains(t, text, "so regarding case CAS-01042 too")
+	assert.Contains(t, text, `correlated to alice@contoso.test's sent email "Order 1042 has shipped CRM:`)
+	assert.Contains(t, text, "by its In-Reply-To header")
 	assert.Contains(t, text, "tokens    1 issued by the identity provider for 2 mailboxes")
 	assert.Contains(t, text, "key [REDACTED]")
 	assert.NotContains(t, text, "PRIVATE KEY")
