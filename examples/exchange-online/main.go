@@ -79,6 +79,12 @@ type options struct {
 	keyFile  string
 	mailbox  string
 	to       string
+
+	// Not flags: where the real-tenant mode connects, for its test against the
+	// fakes. Empty means Microsoft's endpoints.
+	graphURL     string // Graph, "" = https://graph.microsoft.com
+	tokenURL     string // the token endpoint, "{tenant}" replaced
+	extraRootCAs string // PEM, trusted besides the system roots
 }
 
 func (o options) real() bool {

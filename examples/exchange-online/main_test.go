@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -105,4 +107,38 @@ func TestRealTenantFlags(t *testing.T) {
 	require.Len(t, su.mailboxes, 1)
 	assert.False(t, su.mailboxes[0].ProcessEmailFrom.IsZero(), "only recent mail")
 	assert.Empty(t, su.to, "no -to: nothing sent")
+}
+
+// The real-tenant mode's flow, pointed at the fakes: one mailbox Test & Enabled,
+// only its last day of mail tracked, and the test email sent to itself tracked too.
+func TestRealTenantModeOnFakes(t *testing.T) {
+	su, err := startFakes(io.Discard)
+	require.NoError(t, err)
+	defer su.close()
+	old := fmt.Appendf(nil, "From: <old@fabrikam.test>\r\nTo: <%s>\r\nSubject: last week\r\nMessage-ID: <old@example.test>\r\n\r\nold\r\n", alice)
+	_, err = su.fakes.graph.Deliver(alice, "inbox", old, time.Now().AddDate(0, 0, -7))
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "app.crt"), filepath.Join(dir, "app.key")
+	require.NoError(t, os.WriteFile(cert, []byte(su.profile.CertificatePEM), 0o600))
+	require.NoError(t, os.WriteFile(key, []byte(su.profile.CertificateKey.Reveal()), 0o600))
+	var out bytes.Buffer
+	res, err := run(context.Background(), options{
+		tenant: fakeDomain, clientID: fakeClientID, certFile: cert, keyFile: key, mailbox: alice, to: alice,
+		graphURL: su.fakes.graph.URL(), tokenURL: su.profile.TokenURL, extraRootCAs: su.profile.ExtraRootCAsPEM,
+	}, &out)
+	text := out.String()
+	require.NoError(t, err, text)
+
+	assert.Equal(t, map[string]serversync.TestStatus{alice: serversync.TestSuccess}, res.status)
+	assert.Len(t, res.tracked[alice], len(inboxSample), "the last day's mail, not last week's")
+	require.NotNil(t, res.sent)
+	require.NotNil(t, res.arrived, "the email to itself tracked")
+	assert.Equal(t, res.sent.ID, res.arrived.CorrelatedTo)
+	assert.Nil(t, res.reply, "no answer to itself")
+	assert.Equal(t, 1, su.fakes.aad.TokenRequests())
+	assert.Equal(t, -1, res.tokens, "not counted for a real tenant")
+	assert.NotContains(t, text, "tokens    ")
+	assert.Contains(t, text, "graph     ")
 }

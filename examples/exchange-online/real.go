@@ -57,6 +57,10 @@ func realTenant(o options) (*setup, error) {
 			ClientID:                 o.clientID,
 			CertificatePEM:           string(certPEM),
 			CertificateKey:           key,
+			IncomingServer:           o.graphURL,
+			OutgoingServer:           o.graphURL,
+			TokenURL:                 o.tokenURL,
+			ExtraRootCAsPEM:          o.extraRootCAs,
 		},
 		mailboxes: []*serversync.Mailbox{{
 			Name: local, EmailAddress: o.mailbox,
