@@ -48,13 +48,16 @@
 //  2. API permissions: Microsoft Graph, Application permissions, Mail.ReadWrite and
 //     Mail.Send; then "Grant admin consent". Delegated permissions are not used.
 //  3. Certificates & secrets: upload the certificate (.cer/.pem/.crt, public part
-//     only). A self-signed one will do, e.g.
-//     openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=serversync -keyout app.key -out app.crt
+//     only). A self-signed one will do (app.key stays with you; see below).
 //  4. Optional but advised: application permissions reach every mailbox of the
 //     tenant; restrict the app to the mailboxes it syncs with an application access
 //     policy (Exchange Online PowerShell: New-ApplicationAccessPolicy -AppId APP-ID
 //     -PolicyScopeGroupId crm-sync@contoso.com -AccessRight RestrictAccess), or with
 //     RBAC for Applications. A mailbox outside it fails Test & Enable with 403.
+//
+// A self-signed certificate and its key, for step 3 and -cert/-key:
+//
+//	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=serversync -keyout app.key -out app.crt
 //
 // Nothing is kept: the database lives in a temporary directory removed at exit, so
 // every run tracks the mailbox's last day again. Tracking changes nothing on the
