@@ -159,6 +159,16 @@ func (c *Connector) OpenOutgoing(ctx context.Context, target *serversync.Target)
 	if err != nil {
 		return nil, err
 	}
+	// sendMail is one request, made only once there is a message; asking for
+	// the token now lets Test & Enable see a refused token or a missing
+	// Mail.Send permission before anything is queued.
+	token, err := m.token(ctx, "connect")
+	if err != nil {
+		return nil, err
+	}
+	if err := sendPermission(token, m.appOnly); err != nil {
+		return nil, err
+	}
 	return &sender{m: m}, nil
 }
 

@@ -186,3 +186,22 @@ func TestMoveFolderCreatedMeanwhile(t *testing.T) {
 	require.Len(t, moved, 1)
 	assert.NotContains(t, logged.String(), "created folder", "the other process's folder is used")
 }
+
+// Opening a sending session asks for the token and reads its permissions, so
+// Test & Enable fails for an app that may not send rather than the first email.
+func TestOpenOutgoingChecksSendPermission(t *testing.T) {
+	e := newEnv(t, nil)
+	readOnly := jwt(`{"roles":["Mail.ReadWrite"],"tid":"tenant-1","appid":"app-1"}`)
+	e.srv.AddToken(readOnly, graphtest.Principal{AppOnly: true, TenantID: tenant, Permissions: []string{"Mail.ReadWrite"}})
+	c := graph.New(&graph.Options{Logger: slog.New(slog.DiscardHandler)})
+
+	_, err := c.OpenOutgoing(context.Background(), fakeTarget(e.srv, alice, readOnly))
+	class := serversync.ClassifyError(err)
+	assert.Equal(t, serversync.CodeNoPermission, class.Code)
+	assert.Equal(t, serversync.ErrorAuth, class.Kind)
+	assert.Contains(t, err.Error(), "application permission Mail.Send")
+
+	session, err := c.OpenOutgoing(context.Background(), e.target)
+	require.NoError(t, err, "a token with Mail.Send")
+	require.NoError(t, session.Close())
+}

@@ -111,21 +111,31 @@ func (c *Connector) Probe(ctx context.Context, target *serversync.Target) []serv
 	list[len(list)-1].Detail = fmt.Sprintf("opened %s: %d messages, %d unread", cmpOr(inbox.DisplayName, "the inbox"), inbox.Total, inbox.Unread)
 
 	begin = time.Now()
-	switch {
+	switch err := sendPermission(token, m.appOnly); {
+	case err != nil:
+		step("send-permission", begin, err, err.Error())
 	case !isJWT:
 		step("send-permission", begin, nil, "the token is opaque: whether it may send shows at the first send")
-	case slices.ContainsFunc(cl.permissions(), func(p string) bool { return strings.EqualFold(p, "Mail.Send") }):
-		step("send-permission", begin, nil, "the token carries Mail.Send")
 	default:
-		grant := "grant the delegated permission Mail.Send to the application and sign in again"
-		if len(cl.Roles) > 0 || m.appOnly {
-			grant = "grant the application permission Mail.Send (with admin consent) to the application"
-		}
-		err := connector.Error("probe", serversync.ErrorAuth, serversync.ScopeMailbox, serversync.CodeNoPermission,
-			fmt.Errorf("graph: the token lacks Mail.Send (it has %s)", strings.Join(cl.permissions(), ", ")))
-		step("send-permission", begin, err, "the token lacks Mail.Send: "+grant)
+		step("send-permission", begin, nil, "the token carries Mail.Send")
 	}
 	return list
+}
+
+// sendPermission refuses a token that shows it may not send (a JWT without
+// Mail.Send among its roles or scopes), saying which permission to grant. An
+// opaque token passes: the first send tells.
+func sendPermission(token string, appOnly bool) error {
+	cl, isJWT := tokenClaims(token)
+	if !isJWT || slices.ContainsFunc(cl.permissions(), func(p string) bool { return strings.EqualFold(p, "Mail.Send") }) {
+		return nil
+	}
+	grant := "grant the delegated permission Mail.Send to the application and sign in again"
+	if len(cl.Roles) > 0 || appOnly {
+		grant = "grant the application permission Mail.Send (with admin consent) to the application"
+	}
+	return connector.Error("send", serversync.ErrorAuth, serversync.ScopeMailbox, serversync.CodeNoPermission,
+		fmt.Errorf("graph: the token lacks Mail.Send (it has %s): %s", strings.Join(cl.permissions(), ", "), grant))
 }
 
 // advice is what a person can do about a failed step.
