@@ -148,6 +148,7 @@ func RunHarness(t *testing.T, h Harness) {
 		{"Mailboxes", testMailboxes},
 		{"OrgSettings", testOrgSettings},
 		{"Activities", testActivities},
+		{"ActivityCounts", testActivityCounts},
 		{"Outbox", testOutbox},
 		{"Alerts", testAlerts},
 		{"Leases", testLeases},
