@@ -196,4 +196,10 @@ const (
 	// CodeTestAndEnableFailed: Test & Enable failed; the alert lists each
 	// workload's problem.
 	CodeTestAndEnableFailed = "test_and_enable_failed"
+	// CodeAllMailFiltered: a mailbox's first sync read mail but its IncomingFilter
+	// tracked none of it (user mailboxes default to "responses to CRM email", which
+	// only tracks replies to mail the CRM sent). Information only: change the
+	// mailbox's IncomingFilter (FilterAll, say), then call Admin.ResyncIncoming to
+	// read what was filtered out again.
+	CodeAllMailFiltered = "all_mail_filtered"
 )
