@@ -73,7 +73,7 @@ type Event struct {
 	// Progress is set on EventSyncProgress, and on the EventSyncFinished that ends
 	// an initial sync or a resync from the start.
 	Progress *SyncProgress
-	Err        error  // the error behind a failure; never holds secrets
+	Err      error // the error behind a failure; never holds secrets
 }
 
 // HookPanicError is what a host hook's panic becomes: the Syncer goes on.
