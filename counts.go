@@ -82,3 +82,34 @@ func Totals(counts []ActivityCount) ActivityTotals {
 	}
 	return t
 }
+
+// RecentActivityStore is implemented by stores that read a mailbox's newest
+// activities without going through the older ones; store/memory, store/sqlite and
+// store/postgres do. A monitoring view calls it through [RecentActivities].
+type RecentActivityStore interface {
+	// RecentActivities returns up to limit (at least 1) activities of the mailbox,
+	// the most recently stored first.
+	RecentActivities(ctx context.Context, mailboxID string, limit int) ([]*EmailActivity, error)
+}
+
+// RecentActivities returns a mailbox's limit most recently stored activities,
+// newest first. A store without [RecentActivityStore] is read through
+// ListActivities, keeping only the last limit.
+func RecentActivities(ctx context.Context, store ActivityStore, mailboxID string, limit int) ([]*EmailActivity, error) {
+	limit = max(limit, 1)
+	if r, ok := store.(RecentActivityStore); ok {
+		return r.RecentActivities(ctx, mailboxID, limit)
+	}
+	var ring []*EmailActivity
+	for a, err := range store.ListActivities(ctx, ActivityFilter{MailboxID: mailboxID}) {
+		if err != nil {
+			return nil, err
+		}
+		if len(ring) == limit {
+			ring = ring[1:]
+		}
+		ring = append(ring, a)
+	}
+	slices.Reverse(ring)
+	return ring, nil
+}

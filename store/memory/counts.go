@@ -32,3 +32,18 @@ func (s *Store) CountActivities(ctx context.Context, f serversync.ActivityCountF
 	serversync.SortActivityCounts(out)
 	return out, nil
 }
+
+// RecentActivities implements serversync.RecentActivityStore.
+func (s *Store) RecentActivities(ctx context.Context, mailboxID string, limit int) ([]*serversync.EmailActivity, error) {
+	if err := s.rlock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	var out []*serversync.EmailActivity
+	for i := len(s.activityOrder) - 1; i >= 0 && len(out) < max(limit, 1); i-- {
+		if a := s.activityOrder[i]; a.MailboxID == mailboxID {
+			out = append(out, cloneActivity(a))
+		}
+	}
+	return out, nil
+}

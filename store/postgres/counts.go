@@ -41,3 +41,31 @@ func (s *Store) CountActivities(ctx context.Context, f serversync.ActivityCountF
 	}
 	return out, nil
 }
+
+// RecentActivities implements serversync.RecentActivityStore.
+func (s *Store) RecentActivities(ctx context.Context, mailboxID string, limit int) ([]*serversync.EmailActivity, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, "SELECT data FROM activities WHERE mailbox_id = $1 ORDER BY seq DESC LIMIT $2", mailboxID, max(limit, 1))
+	if err != nil {
+		return nil, dbError(err)
+	}
+	defer rows.Close()
+	var out []*serversync.EmailActivity
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, dbError(err)
+		}
+		a, err := decodeActivity(data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbError(err)
+	}
+	return out, nil
+}

@@ -84,3 +84,42 @@ func testActivityCounts(t *testing.T, h harness) {
 // activitiesOnly hides every method but the ActivityStore's, so CountActivities
 // takes its streaming path.
 type activitiesOnly struct{ serversync.ActivityStore }
+
+// testRecentActivities checks serversync.RecentActivityStore, for stores that
+// implement it, against the streaming fallback.
+func testRecentActivities(t *testing.T, h harness) {
+	h.run(t, "NewestFirst", func(t *testing.T, s serversync.Store) {
+		rs, ok := s.(serversync.RecentActivityStore)
+		if !ok {
+			t.Skip("storetest: the store implements no serversync.RecentActivityStore")
+		}
+		ctx := t.Context()
+		got, err := rs.RecentActivities(ctx, "mb-a", 3)
+		require.NoError(t, err)
+		assert.Empty(t, got)
+		var ids []string
+		for _, key := range []string{"k1", "k2", "k3", "k4"} {
+			a := NewActivity("mb-a", key)
+			saveTracked(t, s, nil, a, NewActivity("mb-b", key))
+			ids = append(ids, a.ID)
+		}
+		out := NewOutgoing("mb-a", "o1")
+		require.NoError(t, s.QueueOutgoing(ctx, out))
+		ids = append(ids, out.ID)
+
+		got, err = rs.RecentActivities(ctx, "mb-a", 3)
+		require.NoError(t, err)
+		require.Len(t, got, 3)
+		assert.Equal(t, []string{ids[4], ids[3], ids[2]}, []string{got[0].ID, got[1].ID, got[2].ID})
+		assert.Equal(t, "Message k4", got[1].Subject, "whole records")
+		streamed, err := serversync.RecentActivities(ctx, activitiesOnly{s}, "mb-a", 3)
+		require.NoError(t, err)
+		require.Len(t, streamed, 3)
+		for i := range got {
+			assert.Equal(t, got[i].ID, streamed[i].ID)
+		}
+		got, err = rs.RecentActivities(ctx, "mb-a", 100)
+		require.NoError(t, err)
+		assert.Len(t, got, 5)
+	})
+}

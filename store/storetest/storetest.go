@@ -149,6 +149,7 @@ func RunHarness(t *testing.T, h Harness) {
 		{"OrgSettings", testOrgSettings},
 		{"Activities", testActivities},
 		{"ActivityCounts", testActivityCounts},
+		{"RecentActivities", testRecentActivities},
 		{"Outbox", testOutbox},
 		{"Alerts", testAlerts},
 		{"Leases", testLeases},
