@@ -199,7 +199,7 @@ const (
 	// CodeAllMailFiltered: a mailbox's first sync read mail but its IncomingFilter
 	// tracked none of it (user mailboxes default to "responses to CRM email", which
 	// only tracks replies to mail the CRM sent). Information only: change the
-	// mailbox's IncomingFilter (FilterAll, say), then call Admin.ResyncIncoming to
-	// read what was filtered out again.
+	// mailbox's filter with Admin.ChangeIncomingFilter (to FilterAll, say), which
+	// also reads what was filtered out again.
 	CodeAllMailFiltered = "all_mail_filtered"
 )
