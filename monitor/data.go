@@ -22,7 +22,7 @@ const (
 
 // workloadRow counts mailboxes of one workload by state.
 type workloadRow struct {
-	Workload                               string
+	Workload                              string
 	Enabled, Failed, NotTested, NotServer int
 }
 
