@@ -8,8 +8,9 @@ import (
 )
 
 // CountingSession is an optional ability of an IncomingSession: how many messages
-// a folder holds now, without fetching them (IMAP STATUS). The Syncer asks it at
-// the start of a mailbox's initial sync so progress has a total.
+// a folder holds now, without fetching them (IMAP STATUS, POP3 STAT). The Syncer
+// asks it at the start of a mailbox's initial sync so progress has a total; a
+// failure to count only leaves the total unknown.
 type CountingSession interface {
 	CountMessages(ctx context.Context, folder string) (int, error)
 }
@@ -18,7 +19,7 @@ type CountingSession interface {
 // from the start) has come.
 type SyncProgress struct {
 	// Total is how many messages the inbox held when the sync began; 0 when the
-	// connector cannot count (POP3). Messages before ProcessEmailFrom are never
+	// connector cannot count. Messages before ProcessEmailFrom are never
 	// read, so Processed may end below Total.
 	Total int
 	// Processed counts the messages read so far: Tracked + Failed + Filtered + Duplicates.
@@ -93,19 +94,23 @@ func (r *incomingRun) initialProgress(ctx context.Context) error {
 	r.progress = &SyncProgress{}
 	if c, ok := r.session.(CountingSession); ok {
 		n, err := c.CountMessages(ctx, InboxFolder)
-		if err != nil {
-			return err
-		}
-		r.progress.Total = n
-		if n != r.w.m.Stats.InitialSyncTotal {
-			m, err := r.s.store.UpdateMailbox(ctx, r.w.m.ID, func(m *Mailbox) error {
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			// Progress without a total; the fetch reports what is really wrong.
+			r.log.Warn("count the inbox for progress", "err", err)
+		case n != r.w.m.Stats.InitialSyncTotal:
+			// Kept for a monitoring view; the run goes on with the mailbox it has.
+			if _, err := r.s.store.UpdateMailbox(ctx, r.w.m.ID, func(m *Mailbox) error {
 				m.Stats.InitialSyncTotal = n
 				return nil
-			})
-			if err != nil {
+			}); err != nil {
 				return err
 			}
-			r.w = &work{m: m, p: r.w.p, settings: r.w.settings}
+		}
+		if err == nil {
+			r.progress.Total = n
 		}
 	}
 	r.log.Info("initial sync started", "messages_on_server", r.progress.Total)
