@@ -10,9 +10,15 @@ import (
 type chart struct {
 	Width, Height int
 	Bars          []bar
+	Labels        []label
 	Max           int // the value of the top of the scale
 	Label         string
 	Empty         bool
+}
+
+type label struct {
+	X, Y int
+	Text string
 }
 
 type bar struct {
@@ -59,4 +65,53 @@ func throughputChart(minutes []Minute) chart {
 		}
 	}
 	return c
+}
+
+// durationBuckets are the latency chart's columns: how long mailboxes' last sync took.
+var durationBuckets = []struct {
+	upTo  time.Duration
+	label string
+}{
+	{time.Second, "< 1 s"}, {5 * time.Second, "1–5 s"}, {30 * time.Second, "5–30 s"},
+	{2 * time.Minute, "30 s–2 min"}, {10 * time.Minute, "2–10 min"}, {1<<63 - 1, "≥ 10 min"},
+}
+
+// bucketOf is the latency chart column of d.
+func bucketOf(d time.Duration) int {
+	for i, b := range durationBuckets {
+		if d < b.upTo {
+			return i
+		}
+	}
+	return len(durationBuckets) - 1
+}
+
+// latencyChart draws how many mailboxes' last sync took how long.
+func latencyChart(counts []int) chart {
+	c := chart{Width: chartWidth, Height: chartHeight + 20, Label: "Mailboxes by the duration of their last sync"}
+	peak := 0
+	for _, n := range counts {
+		peak = max(peak, n)
+	}
+	c.Empty, c.Max = peak == 0, max(peak, 1)
+	slot := chartWidth / len(durationBuckets)
+	for i, n := range counts {
+		b := durationBuckets[i]
+		c.Labels = append(c.Labels, label{X: i*slot + slot/2, Y: chartHeight + 15, Text: b.label})
+		if n == 0 {
+			continue
+		}
+		h := max(n*(chartHeight-15)/c.Max, 1)
+		c.Bars = append(c.Bars, bar{X: i*slot + 10, Y: chartHeight - h, W: slot - 20, H: h, Class: "latency",
+			Title: fmt.Sprintf("%s: %d %s", b.label, n, plural(n, "mailbox", "mailboxes"))})
+		c.Labels = append(c.Labels, label{X: i*slot + slot/2, Y: chartHeight - h - 3, Text: fmt.Sprint(n)})
+	}
+	return c
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

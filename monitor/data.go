@@ -63,6 +63,7 @@ type overviewData struct {
 	FailuresLastHour  int
 	MassFailures      []*serversync.Alert
 	Chart             *chart
+	Latency           chart
 	BacklogPending    int64
 	BacklogSending    int64
 	OutgoingFailed    int64
@@ -112,6 +113,7 @@ func (h *Handler) loadOverview(ctx context.Context) (*overviewData, error) {
 	}
 	d.Workloads = []workloadRow{{Workload: "Incoming"}, {Workload: "Outgoing"}, {Workload: "ACT"}}
 	hosts := map[string]bool{}
+	durations := make([]int, len(durationBuckets))
 	for m, err := range h.store.ListMailboxes(ctx, serversync.MailboxFilter{}) {
 		if err != nil {
 			return nil, err
@@ -129,6 +131,9 @@ func (h *Handler) loadOverview(ctx context.Context) (*overviewData, error) {
 		}
 		if m.Stats.IncomingPostponedUntil.After(now) || m.Stats.OutgoingPostponedUntil.After(now) {
 			d.Postponed++
+		}
+		if !m.Stats.LastSyncSucceededAt.IsZero() {
+			durations[bucketOf(m.Stats.LastSyncDuration)]++
 		}
 		if m.LeaseHost != "" && m.LeaseExpiresAt.After(now) {
 			hosts[m.LeaseHost] = true
@@ -151,6 +156,7 @@ func (h *Handler) loadOverview(ctx context.Context) (*overviewData, error) {
 		}
 	}
 	d.Shown = len(d.Rows)
+	d.Latency = latencyChart(durations)
 	for _, id := range order {
 		d.Profiles = append(d.Profiles, *profiles[id])
 	}

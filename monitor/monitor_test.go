@@ -42,6 +42,7 @@ func (e *env) seed(t *testing.T) {
 			Message: "the server refused the credentials", Count: 2, Host: "host-b", At: now}
 		m.Stats.Filtered, m.Stats.FilteredLastSync = 12, 3
 		m.Stats.DuplicatesSkipped = 4
+		m.Stats.LastSyncSucceededAt, m.Stats.LastSyncDuration = now, 40*time.Second
 		return nil
 	})
 	require.NoError(t, err)
@@ -61,6 +62,7 @@ func TestPagesRender(t *testing.T) {
 		"More than half of a profile's mailboxes failed", // the >50% alert
 		"expires in 9 days", "s2s.contoso.test", // the certificate
 		`<svg class="chart" id="throughput"`, `class="tracked"`, `class="sent"`, `class="failed"`,
+		`<svg class="chart" id="latency"`, ">30 s–2 min</text>", "<title>30 s–2 min: 1 mailbox</title>",
 		"alice@contoso.test", "Contoso mail", "auth_failed",
 	} {
 		assert.Contains(t, body, want)
