@@ -94,7 +94,7 @@ func (h *Handler) loadOverview(ctx context.Context) (*overviewData, error) {
 			d.Certificates = append(d.Certificates, c)
 		}
 	}
-	counts, err := serversync.CountActivities(ctx, h.store, serversync.ActivityCountFilter{})
+	counts, err := h.allCounts(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -261,13 +261,15 @@ func (h *Handler) loadProfile(ctx context.Context, id string) (*profileData, err
 	if c, ok := certificateOf(p, h.opts.Now()); ok {
 		d.Certificate = &c
 	}
-	counts, err := serversync.CountActivities(ctx, h.store, serversync.ActivityCountFilter{Direction: serversync.Incoming})
+	counts, err := h.allCounts(ctx)
 	if err != nil {
 		return nil, err
 	}
 	tracked := map[string]int64{}
 	for _, c := range counts {
-		tracked[c.MailboxID] += c.Count
+		if c.Direction == serversync.Incoming {
+			tracked[c.MailboxID] += c.Count
+		}
 	}
 	for m, err := range h.store.ListMailboxes(ctx, serversync.MailboxFilter{ProfileID: id, Limit: pageMailboxes}) {
 		if err != nil {

@@ -46,6 +46,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/serversync/serversync"
@@ -83,6 +84,12 @@ type Options struct {
 	Actor func(*http.Request) string
 	// Refresh is how often the page's live part is refreshed; 0 means 5 s.
 	Refresh time.Duration
+	// CountsMaxAge is how long the overview reuses the store-wide activity counts
+	// (one GROUP BY over every activity) before asking the store again, so that
+	// open pages refreshing every few seconds do not scan a large table each
+	// time; 0 means 15 s. A mailbox's own page always counts afresh (its
+	// mailbox_id is indexed).
+	CountsMaxAge time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives action failures; nil means slog.Default().
@@ -100,6 +107,29 @@ type Handler struct {
 	static   http.Handler
 	log      *slog.Logger
 	readOnly bool
+
+	countsMu sync.Mutex
+	counts   []serversync.ActivityCount
+	countsAt time.Time
+}
+
+// allCounts returns the store-wide activity counts, at most CountsMaxAge old.
+func (h *Handler) allCounts(ctx context.Context) ([]serversync.ActivityCount, error) {
+	h.countsMu.Lock()
+	defer h.countsMu.Unlock()
+	now := h.opts.Now()
+	if h.counts != nil && now.Sub(h.countsAt) < h.opts.CountsMaxAge && !now.Before(h.countsAt) {
+		return h.counts, nil
+	}
+	counts, err := serversync.CountActivities(ctx, h.store, serversync.ActivityCountFilter{})
+	if err != nil {
+		return nil, err
+	}
+	if counts == nil {
+		counts = []serversync.ActivityCount{}
+	}
+	h.counts, h.countsAt = counts, now
+	return counts, nil
 }
 
 // New returns the monitoring handler over store.
@@ -116,6 +146,9 @@ func New(store serversync.Store, opts Options) (*Handler, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.CountsMaxAge <= 0 {
+		opts.CountsMaxAge = 15 * time.Second
 	}
 	key := opts.CSRFKey
 	if len(key) == 0 {

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -309,4 +310,31 @@ func TestRecorderKeepsTheLastHour(t *testing.T) {
 	for _, m := range later {
 		assert.Zero(t, m.Tracked+m.Sent+m.SyncFailures)
 	}
+}
+
+// The overview reuses the store-wide counts for CountsMaxAge; a mailbox's page
+// counts afresh.
+func TestOverviewCountsAreReusedBriefly(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e := newEnv(t, monitor.Options{Now: clock, CountsMaxAge: 10 * time.Second}, nil)
+	ctx := context.Background()
+	save := func(key string) {
+		_, err := e.store.SaveTracked(ctx, nil, []*serversync.EmailActivity{storetest.NewActivity(e.mailbox.ID, key)})
+		require.NoError(t, err)
+	}
+	save("k1")
+	_, body := e.get(t, "/")
+	assert.Contains(t, body, `class="tracked-count">1<`) // the mailbox row's tracked count
+	save("k2")
+	_, body = e.get(t, "/")
+	assert.Contains(t, body, `class="tracked-count">1<`, "reused")
+	_, body = e.get(t, "/mailboxes/"+e.mailbox.ID)
+	assert.Contains(t, body, `id="count-tracked">2<`, "the mailbox page counts afresh")
+	mu.Lock()
+	now = now.Add(11 * time.Second)
+	mu.Unlock()
+	_, body = e.get(t, "/")
+	assert.Contains(t, body, `class="tracked-count">2<`, "counted again")
 }
