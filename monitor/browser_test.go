@@ -167,7 +167,10 @@ func TestBrowserTestAndEnable(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, serversync.TestSuccess, m.Status)
 
-	// Disable, from the same page.
+	// Disable, from the same page. The notice shown now goes first, so that the
+	// wait is for the next page's.
+	_, err = chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.getElementById("notice").remove() === undefined`))
+	require.NoError(t, err)
 	b.do(t, chromedp.Click(chromedp.CSS("#disable")), chromedp.WaitVisible(chromedp.CSS("#notice")))
 	assert.Contains(t, b.text(t, "#notice"), "disabled")
 	assert.Equal(t, "Success", b.text(t, "#incoming-status"), "tested, not enabled")
