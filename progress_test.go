@@ -3,6 +3,7 @@ package serversync_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,4 +124,38 @@ func TestWaitInitialSyncReportsADisabledMailbox(t *testing.T) {
 	defer cancel2()
 	_, err = serversync.WaitInitialSync(short, idle.store, other.ID)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// What an operator reads in the log at Info: Test & Enable outcomes, the initial
+// sync's start with the server's count, and the summary of each sync that read
+// mail; a sync that found nothing new is a Debug line.
+func TestSyncsAndTestsAreLoggedAtInfo(t *testing.T) {
+	e := newSyncEnv(t, nil)
+	m := e.mailbox(t, "logged", nil)
+	for i := range 3 {
+		require.NoError(t, e.demo.Deliver(m.EmailAddress, message("Bob <bob@fabrikam.test>", m.EmailAddress,
+			fmt.Sprintf("Hello %d", i), fmt.Sprintf("Message-ID: <log%d@fabrikam.test>\r\n", i), "Hi")))
+	}
+	var log lockedLog
+	s := e.loggingSyncer(t, &log)
+	run(t, s)
+	testAndEnable(t, s, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := serversync.WaitInitialSync(ctx, e.store, m.ID)
+	require.NoError(t, err)
+	eventually(t, "the summary logged", func() bool { return strings.Contains(log.String(), `msg="incoming sync finished"`) })
+	text := log.String()
+	assert.Regexp(t, `level=INFO msg="Test & Enable passed" .*mailbox=`+m.ID, text)
+	assert.Regexp(t, `level=INFO msg="initial sync started" .*messages_on_server=3`, text)
+	assert.Regexp(t, `level=INFO msg="incoming sync finished" .*mailbox=`+m.ID+` tracked=3 failed=0 filtered=0 duplicates=0`, text)
+	assert.NotContains(t, text, "logged-pass", "no secret in the log")
+
+	// A poll that finds nothing is logged at Debug only.
+	_, err = e.store.UpdateMailbox(ctx, m.ID, func(m *serversync.Mailbox) error { m.NextSyncAt = e.clock.Now(); return nil })
+	require.NoError(t, err)
+	eventually(t, "an empty poll", func() bool {
+		return strings.Contains(log.String(), `level=DEBUG msg="incoming sync finished"`)
+	})
+	assert.Equal(t, 1, strings.Count(log.String(), `level=INFO msg="incoming sync finished"`))
 }
