@@ -204,4 +204,10 @@ const (
 	// once a day). Register a new certificate with the application and save it
 	// on the profile before it expires.
 	CodeCertificateExpiring = "certificate_expiring"
+	// CodeAllMailFiltered: a mailbox's first sync read mail but its IncomingFilter
+	// tracked none of it (user mailboxes default to "responses to CRM email", which
+	// only tracks replies to mail the CRM sent). Information only: change the
+	// mailbox's filter with Admin.ChangeIncomingFilter (to FilterAll, say), which
+	// also reads what was filtered out again.
+	CodeAllMailFiltered = "all_mail_filtered"
 )

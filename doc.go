@@ -47,12 +47,20 @@
 // approved (a privilege the host checks through AdminConfig.CanApprove):
 //
 //	mb, err := admin.CreateMailbox(ctx, &serversync.Mailbox{
-//		EmailAddress: "alice@contoso.com",
-//		Regarding:    serversync.Regarding{Type: serversync.RegardingUser, ID: "user-42"},
-//		ProfileID:    profile.ID,
-//		Password:     auth.NewSecret(password), // the profile uses the mailbox's credentials by default
+//		EmailAddress:   "alice@contoso.com",
+//		Regarding:      serversync.Regarding{Type: serversync.RegardingUser, ID: "user-42"},
+//		ProfileID:      profile.ID,
+//		Password:       auth.NewSecret(password), // the profile uses the mailbox's credentials by default
+//		IncomingFilter: serversync.FilterAll,     // see below
 //	})
 //	err = admin.Approve(ctx, currentUserID, mb.ID)
+//
+// A user's mailbox saved without an IncomingFilter gets the CRM default,
+// [FilterResponsesToCRM]: only replies to email the CRM sent are tracked, so the
+// first sync of an ordinary inbox tracks nothing (queues and forward mailboxes
+// default to [FilterAll]). Such a first sync raises an Information alert
+// ([CodeAllMailFiltered]) saying so; [Admin.ChangeIncomingFilter] changes the filter
+// and reads the inbox again from the start, tracking nothing twice.
 //
 // # Storage
 //
@@ -117,6 +125,13 @@
 // unknown charset…) lists that in ParseWarnings. The Store's ListActivities and
 // GetActivity read activities back. The package's runnable Example runs the whole
 // loop against an in-process mail server.
+//
+// [WaitInitialSync] waits until a mailbox's first sync has succeeded, reading the
+// store, so a host or a test can wait for it from any process; meanwhile
+// [EventSyncProgress] events report how many of the messages on the server
+// ([SyncProgress].Total, from IMAP STATUS) have been read, and
+// Mailbox.Stats counts what the filter left out and what was skipped as already
+// tracked.
 //
 // # Sending
 //
@@ -197,6 +212,17 @@
 //     mailbox. An email that may have been delivered ([CodeSendOutcomeUnknown]) is
 //     failed with a Warning, never sent again.
 //   - An error from the Track hook fails that message only; the sync goes on.
+//
+// # Monitoring
+//
+// Package monitor is an http.Handler a host mounts under a path prefix behind its
+// own authentication: an overview of every profile and mailbox, a page per profile
+// and per mailbox (statuses, the last error with [CodeAdvice], counts, progress,
+// recent activities, alerts, lease holders), and the admin actions with CSRF
+// protection or a read-only mode. Its counts come from the Store through
+// [CountActivities] and [RecentActivities], one query each on the stores of this
+// module ([ActivityCountStore], [RecentActivityStore]). Test & Enable outcomes,
+// syncs that read mail, and disabled workloads are logged at Info or above.
 //
 // # Concurrency
 //

@@ -57,6 +57,7 @@ const (
 	EventMailboxTested   EventKind = "MailboxTested"   // Test & Enable finished for a mailbox
 	EventAlertRaised     EventKind = "AlertRaised"     // an alert was stored
 	EventSyncFinished    EventKind = "SyncFinished"    // one incoming sync of a mailbox ended (Err set on failure)
+	EventSyncProgress    EventKind = "SyncProgress"    // an initial sync (or resync from the start) moved on: see Progress
 )
 
 // Event is one notification to the host. Handlers run on the Syncer's goroutines:
@@ -69,7 +70,10 @@ type Event struct {
 	ActivityID string
 	Alert      *Alert // EventAlertRaised
 	Items      int    // EventSyncFinished: messages tracked or failed
-	Err        error  // the error behind a failure; never holds secrets
+	// Progress is set on EventSyncProgress, and on the EventSyncFinished that ends
+	// an initial sync or a resync from the start.
+	Progress *SyncProgress
+	Err      error // the error behind a failure; never holds secrets
 }
 
 // HookPanicError is what a host hook's panic becomes: the Syncer goes on.

@@ -138,7 +138,9 @@ func (s *Syncer) waitForMail(ctx context.Context, w *work, session IncomingSessi
 // syncStats is what one incoming sync did.
 type syncStats struct {
 	tracked, failed int
-	duplicates      int // messages offered again that were tracked already
+	duplicates      int           // messages offered again that were tracked already
+	filtered        int           // messages the mailbox's IncomingFilter left out
+	progress        *SyncProgress // the final progress of an initial sync, else nil
 	// resyncRequest is the Mailbox.IncomingResyncRequestedAt this sync served by
 	// reading from the start; cleared on success unless a newer request came in.
 	resyncRequest time.Time
@@ -166,6 +168,7 @@ type incomingRun struct {
 	// legacyFree holds the mailboxes known to hold no key from before keys had a
 	// content digest (see mayHoldLegacyKeys).
 	legacyFree map[string]bool
+	progress   *SyncProgress // set during an initial sync (see initialProgress)
 }
 
 func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
@@ -182,6 +185,9 @@ func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
 		r.log.Info("reading the inbox from the start, as requested; tracked mail is not tracked again", "since", req.Since)
 	case cur != nil:
 		req.Cursor = cur.Data
+	}
+	if err := r.initialProgress(ctx); err != nil {
+		return r.stats, err
 	}
 	// Reading the wire and processing overlap: the fetch callback only reads each
 	// message, and one goroutine parses, tracks and stores them in server order.
@@ -262,6 +268,7 @@ func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
 			return r.stats, err
 		}
 	}
+	r.stats.progress = r.snapshotProgress(true)
 	return r.stats, nil
 }
 
@@ -348,6 +355,7 @@ func (r *incomingRun) process(ctx context.Context, f fetchedMessage, before []by
 		return err
 	}
 	if !keep {
+		r.stats.filtered++
 		return nil
 	}
 	if r.s.cfg.Track != nil {
@@ -514,6 +522,7 @@ func (r *incomingRun) waitSaved(ctx context.Context) error {
 			r.s.emit(Event{Kind: EventMailTracked, MailboxID: a.MailboxID, ProfileID: r.w.p.ID, ActivityID: a.ID})
 		}
 	}
+	r.reportProgress()
 	return nil
 }
 
@@ -642,6 +651,8 @@ func (s *Syncer) incomingSucceeded(ctx context.Context, w *work, started time.Ti
 		m.Stats.ItemsFailedLastSync = st.failed
 		m.Stats.DuplicatesSkippedLastSync = st.duplicates
 		m.Stats.DuplicatesSkipped += int64(st.duplicates)
+		m.Stats.FilteredLastSync = st.filtered
+		m.Stats.Filtered += int64(st.filtered)
 		if !st.resyncRequest.IsZero() && m.IncomingResyncRequestedAt.Equal(st.resyncRequest) {
 			m.IncomingResyncRequestedAt = time.Time{}
 		}
@@ -656,8 +667,10 @@ func (s *Syncer) incomingSucceeded(ctx context.Context, w *work, started time.Ti
 	if err != nil {
 		return w, err
 	}
-	s.emit(Event{Kind: EventSyncFinished, MailboxID: m.ID, ProfileID: w.p.ID, Items: st.tracked + st.failed})
-	return &work{m: m, p: w.p, settings: w.settings}, nil
+	s.emit(Event{Kind: EventSyncFinished, MailboxID: m.ID, ProfileID: w.p.ID, Items: st.tracked + st.failed, Progress: st.progress})
+	next := &work{m: m, p: w.p, settings: w.settings}
+	s.syncSummary(ctx, w, next, st)
+	return next, nil
 }
 
 func cmpTime(a, b time.Time) time.Time {

@@ -140,6 +140,16 @@ type MailboxStats struct {
 	// a resync from the start, a cursor the server invalidated): skipped, not lost.
 	DuplicatesSkippedLastSync int
 	DuplicatesSkipped         int64
+	// FilteredLastSync and Filtered (since the mailbox was created) count messages
+	// the mailbox's IncomingFilter left untracked. They are not stored anywhere
+	// else: Admin.ResyncIncoming reads them again after the filter changed.
+	FilteredLastSync int
+	Filtered         int64
+	// InitialSyncTotal is how many messages the inbox held when the first sync (or
+	// a resync from the start) began, when the connector can count them (IMAP);
+	// with the activities counted it gives that sync's progress. The initial sync
+	// is done once LastSyncSucceededAt is set (see WaitInitialSync).
+	InitialSyncTotal int
 	// LastMailAt is when new mail was last tracked; the Syncer polls mailboxes with
 	// recent mail more often and backs off on quiet ones.
 	LastMailAt             time.Time

@@ -482,6 +482,7 @@ func (s *Syncer) disableOutgoing(ctx context.Context, w *work, cause error, scop
 		return
 	}
 	w = &work{m: m, p: w.p, settings: w.settings}
+	log.Error("outgoing email disabled", "code", code, "err", cause)
 	s.emit(Event{Kind: EventMailboxDisabled, MailboxID: m.ID, ProfileID: w.p.ID, Err: cause})
 	s.raise(ctx, w, AlertError, scope, code, "",
 		fmt.Sprintf("Outgoing email for %s was disabled: %v. Fix the problem, then run Test & Enable.", m.EmailAddress, cause))

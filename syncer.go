@@ -271,6 +271,7 @@ func (w *work) incomingActive() bool {
 }
 
 func (s *Syncer) emit(e Event) {
+	s.logEvent(e)
 	if s.cfg.OnEvent == nil {
 		return
 	}

@@ -149,6 +149,8 @@ func RunHarness(t *testing.T, h Harness) {
 		{"Mailboxes", testMailboxes},
 		{"OrgSettings", testOrgSettings},
 		{"Activities", testActivities},
+		{"ActivityCounts", testActivityCounts},
+		{"RecentActivities", testRecentActivities},
 		{"Outbox", testOutbox},
 		{"Alerts", testAlerts},
 		{"Leases", testLeases},
