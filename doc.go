@@ -72,8 +72,9 @@
 //
 // # Connecting
 //
-// Connectors talk to mail servers: connector/imapconn (go-imap v2), connector/pop3conn and
-// connector/smtpconn (go-smtp). [ResolveTarget] turns a mailbox, its profile and the org
+// Connectors talk to mail servers: connector/imapconn (go-imap v2), connector/pop3conn,
+// connector/smtpconn (go-smtp), and connector/graph (Microsoft Graph, both ways, for
+// Exchange Online); connector/standard wires them by server type. [ResolveTarget] turns a mailbox, its profile and the org
 // settings into the endpoint and credentials a connector opens a session with; errors
 // come back as a *[ConnectorError] classified transient, permanent or authentication,
 // scoped to the mailbox or the whole profile. The TLS rules are checked there, against
@@ -87,6 +88,25 @@
 // one that failed. A mailbox on OAuth credentials has its access token refreshed
 // through the profile's TokenURL when it expires; the Syncer stores each refreshed
 // token on the mailbox, sealed, for the next connection.
+//
+// Exchange Online profiles default to server-to-server authentication
+// ([CredentialsServerToServer]): OAuth 2.0 client credentials with a certificate,
+// the application (ClientID) of a tenant (TenantID) signing a client assertion with
+// CertificateKey. One app-only token per profile and resource serves every mailbox,
+// and every process when the Store is an [AppTokenStore]; its owner is warned
+// before the certificate expires:
+//
+//	profile, err := admin.CreateProfile(ctx, &serversync.Profile{
+//		Name:           "Contoso Exchange Online",
+//		ServerType:     serversync.ServerTypeExchangeOnline, // Graph, at https://graph.microsoft.com
+//		TenantID:       "contoso.onmicrosoft.com",
+//		ClientID:       "00000000-0000-0000-0000-000000000000",
+//		CertificatePEM: certPEM,
+//		CertificateKey: auth.NewSecret(keyPEM), // sealed at rest
+//	})
+//
+// The same credentials on an IMAPSMTP profile log in to Exchange Online's IMAP and
+// SMTP with XOAUTH2 as each mailbox.
 //
 // # Synchronizing
 //
