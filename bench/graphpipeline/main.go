@@ -1,0 +1,417 @@
+// Command graphpipeline tracks N messages of one Exchange Online mailbox into a
+// fresh SQLite store through the Graph connector and the whole incoming pipeline
+// of a Syncer (delta pages, MIME downloads in $batch, parse, filter, correlate,
+// store once), from the fake Graph server of connector/graph/graphtest:
+//
+//	go run ./bench/graphpipeline                 # 10,000 messages, $batch of 20
+//	go run ./bench/graphpipeline -batch 1        # the same, one GET per message
+//	go run ./bench/graphpipeline -n 1000 -pagesize 500 -cpuprofile cpu.out
+//
+// The fake runs in a child process (this program again, with -serve), so the
+// peak RSS reported is the pipeline's alone: the fake holds every message in
+// memory, and in the same process it would count against the Syncer. The fake's
+// own peak RSS is printed beside it. -inprocess runs the fake inside this
+// process instead (its memory and CPU then count as the pipeline's).
+//
+// The messages are internal/benchmail's corpus (about 15 KB on average: plain
+// text, multipart/alternative, one in twenty with an attachment; non-ASCII
+// headers), delivered before the Syncer starts. The mailbox uses delegated
+// OAuth with a static access token the fake accepts. It prints the wall time
+// from Run to the last message tracked, messages/s and MB/s, the HTTP requests
+// of the sync (as the connector sent them, a $batch counting once, and as the
+// fake counted them, each $batch item counting), the $batch and throttled
+// counts, and the peak RSS (VmHWM) of the pipeline process.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/auth"
+	"github.com/serversync/serversync/connector/graph"
+	"github.com/serversync/serversync/connector/graph/graphtest"
+	"github.com/serversync/serversync/internal/benchmail"
+	"github.com/serversync/serversync/store/sqlite"
+)
+
+const (
+	address = "bench@contoso.test"
+	tenant  = "tenant-bench"
+	// token is the fake's static delegated access token for address: the fake
+	// is on loopback and lives as long as the run, so a fixed string will do.
+	token = "graphpipeline-delegated-token"
+)
+
+type options struct {
+	n, batch, pageSize, inFlight int
+	db, cpuProfile               string
+	stall                        time.Duration
+	inProcess                    bool
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.n, "n", 10_000, "messages in the mailbox")
+	flag.IntVar(&o.batch, "batch", 0, "MIME downloads per $batch (graph.Options.BatchSize; 0: 20, 1: no $batch)")
+	flag.IntVar(&o.pageSize, "pagesize", 0, "delta page size (graph.Options.PageSize; 0: 100)")
+	flag.IntVar(&o.inFlight, "inflight", 0, "requests in flight per mailbox (graph.Options.MaxInFlight; 0: 4)")
+	flag.StringVar(&o.db, "db", "", "SQLite file to create (default: in a temporary directory, removed after)")
+	flag.DurationVar(&o.stall, "stall", time.Minute, "give up when no message is tracked for this long")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sync (from Run on) to this file")
+	flag.BoolVar(&o.inProcess, "inprocess", false, "run the fake Graph server in this process: its memory and CPU then count as the pipeline's")
+	serveMode := flag.Bool("serve", false, "internal: be the fake Graph server of a parent graphpipeline (see the package documentation)")
+	flag.Parse()
+	var err error
+	if *serveMode {
+		err = serve(o.n, os.Stdin, os.Stdout)
+	} else {
+		err = run(o)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "graphpipeline:", err)
+		os.Exit(1)
+	}
+}
+
+// started is what the fake tells the pipeline once it holds the messages.
+type started struct {
+	URL   string `json:"url"`
+	CA    string `json:"ca"`
+	Bytes int64  `json:"bytes"`
+}
+
+// counters are the fake's, and its process's peak RSS.
+type counters struct {
+	Requests  int   `json:"requests"` // each $batch item counts, as Graph counts them
+	Batches   int   `json:"batches"`
+	Throttled int   `json:"throttled"`
+	PeakRSS   int64 `json:"peakRSS"`
+}
+
+// fake is the fake Graph server, wherever it runs.
+type fake struct {
+	started
+	counters func() (counters, error)
+	close    func() error
+}
+
+// load starts a fake Graph server holding the mailbox with n messages.
+func load(n int) (*graphtest.Server, int64, error) {
+	srv, err := graphtest.NewServer(nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	srv.AddMailbox(address, tenant)
+	srv.AddToken(token, graphtest.Principal{User: address, TenantID: tenant, Permissions: []string{"Mail.ReadWrite"}})
+	received := time.Now().Add(-time.Duration(n) * time.Second)
+	var total int64
+	for i := range n {
+		mime := benchmail.Message(i, address)
+		total += int64(len(mime))
+		if _, err := srv.Deliver(address, "inbox", mime, received.Add(time.Duration(i)*time.Second)); err != nil {
+			srv.Close()
+			return nil, 0, err
+		}
+	}
+	return srv, total, nil
+}
+
+func serverCounters(srv *graphtest.Server) (counters, error) {
+	peak, err := peakRSS()
+	return counters{Requests: srv.Requests(address), Batches: srv.Batches(), Throttled: srv.Throttled(), PeakRSS: peak}, err
+}
+
+// serve is the child process: it loads the fake, writes a started line to out,
+// then answers each "counters" line of in with a counters line, and stops at
+// the end of in (the parent closed it, or died).
+func serve(n int, in io.Reader, out io.Writer) error {
+	srv, total, err := load(n)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	enc := json.NewEncoder(out)
+	if err := enc.Encode(started{URL: srv.URL(), CA: srv.RootCAsPEM(), Bytes: total}); err != nil {
+		return err
+	}
+	lines := bufio.NewScanner(in)
+	for lines.Scan() {
+		if lines.Text() != "counters" {
+			return fmt.Errorf("unknown command %q", lines.Text())
+		}
+		c, err := serverCounters(srv)
+		if err != nil {
+			return err
+		}
+		if err := enc.Encode(c); err != nil {
+			return err
+		}
+	}
+	return lines.Err()
+}
+
+// startFake runs the fake in a child process (or in this one, with inProcess).
+func startFake(n int, inProcess bool) (*fake, error) {
+	if inProcess {
+		srv, total, err := load(n)
+		if err != nil {
+			return nil, err
+		}
+		return &fake{started: started{URL: srv.URL(), CA: srv.RootCAsPEM(), Bytes: total},
+			counters: func() (counters, error) { return serverCounters(srv) },
+			close:    func() error { srv.Close(); return nil }}, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "-serve", "-n", strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() error {
+		_ = stdin.Close() // the child stops at the end of its input
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			return <-done
+		}
+	}
+	dec := json.NewDecoder(bufio.NewReader(stdout))
+	f := &fake{close: stop}
+	if err := dec.Decode(&f.started); err != nil {
+		_ = stop()
+		return nil, fmt.Errorf("start the fake Graph server process: %w", err)
+	}
+	f.counters = func() (counters, error) {
+		var c counters
+		if _, err := io.WriteString(stdin, "counters\n"); err != nil {
+			return c, err
+		}
+		return c, dec.Decode(&c)
+	}
+	return f, nil
+}
+
+func run(o options) error {
+	if o.n <= 0 {
+		return fmt.Errorf("-n %d: want at least one message", o.n)
+	}
+	ctx := context.Background()
+	loadStart := time.Now()
+	srv, err := startFake(o.n, o.inProcess)
+	if err != nil {
+		return err
+	}
+	defer srv.close()
+	fmt.Printf("fake Graph server (%s) loaded with %d messages, %d bytes, in %.1f s\n",
+		map[bool]string{true: "in this process", false: "child process"}[o.inProcess], o.n, srv.Bytes, time.Since(loadStart).Seconds())
+
+	dir, err := os.MkdirTemp("", "graphpipeline-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if o.db == "" {
+		o.db = filepath.Join(dir, "serversync.db")
+	}
+	keyFile := filepath.Join(dir, "secret.key")
+	if err := auth.GenerateKeyFile(keyFile); err != nil {
+		return err
+	}
+	keys, err := auth.KeysFromFile(keyFile)
+	if err != nil {
+		return err
+	}
+	store, err := sqlite.Open(ctx, o.db, &sqlite.Options{Keys: keys})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	quiet := slog.New(slog.DiscardHandler)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	admin := serversync.NewAdmin(store, &serversync.AdminConfig{
+		CanApprove: func(context.Context, string, *serversync.Mailbox) error { return nil }, Logger: quiet,
+	})
+	profile, err := admin.CreateProfile(ctx, &serversync.Profile{
+		Name: "bench", Owner: "bench-admin", ServerType: serversync.ServerTypeExchangeOnline,
+		IncomingServer: srv.URL, OutgoingServer: srv.URL, ExtraRootCAsPEM: srv.CA, ConnectionTimeout: time.Minute,
+		IncomingCredentialSource: serversync.CredentialsOAuth, OutgoingCredentialSource: serversync.CredentialsOAuth,
+		ClientID: "graphpipeline", TokenURL: "https://login.test/token",
+	})
+	if err != nil {
+		return err
+	}
+	mailbox, err := admin.CreateMailbox(ctx, &serversync.Mailbox{
+		Name: "bench", EmailAddress: address, ProfileID: profile.ID,
+		OAuthToken:     serversync.OAuthToken{AccessToken: auth.NewSecret(token), TokenType: "Bearer", Expiry: time.Now().Add(24 * time.Hour)},
+		Regarding:      serversync.Regarding{Type: serversync.RegardingUser, ID: "bench-user"},
+		IncomingFilter: serversync.FilterAll, OutgoingMethod: serversync.OutgoingNone, ACTMethod: serversync.OutgoingNone,
+	})
+	if err != nil {
+		return err
+	}
+	if err := admin.Approve(ctx, "bench-admin", mailbox.ID); err != nil {
+		return err
+	}
+
+	conn := graph.New(&graph.Options{BatchSize: o.batch, PageSize: o.pageSize, MaxInFlight: o.inFlight, Logger: quiet})
+	var tracked, failed atomic.Int64
+	progress := make(chan struct{}, 1)
+	syncer, err := serversync.NewSyncer(store, serversync.Connectors{
+		Incoming: map[serversync.ServerType]serversync.IncomingConnector{serversync.ServerTypeExchangeOnline: conn},
+		Outgoing: map[serversync.ServerType]serversync.OutgoingConnector{serversync.ServerTypeExchangeOnline: conn},
+	}, &serversync.Config{
+		IdleConnections: -1,
+		Tick:            50 * time.Millisecond,
+		Logger:          logger,
+		OnEvent: func(e serversync.Event) {
+			switch e.Kind {
+			case serversync.EventMailTracked:
+				tracked.Add(1)
+			case serversync.EventItemFailed:
+				failed.Add(1)
+			default:
+				return
+			}
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if mailbox, err = syncer.TestAndEnable(ctx, mailbox.ID); err != nil {
+		return err
+	}
+	if mailbox.Status != serversync.TestSuccess {
+		return fmt.Errorf("test & enable failed: %s", mailbox.Stats.LastError.Message)
+	}
+
+	// The figures count from Run: Test & Enable's requests are left out.
+	before := conn.Stats()
+	serverBefore, err := srv.counters()
+	if err != nil {
+		return err
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile() // after the figures are taken: it only flushes
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- syncer.Run(ctx) }()
+	last := time.Now()
+	for tracked.Load()+failed.Load() < int64(o.n) {
+		select {
+		case err := <-done:
+			return fmt.Errorf("the syncer stopped: %w", err)
+		case <-progress:
+			last = time.Now()
+		case <-time.After(time.Second):
+			if time.Since(last) > o.stall {
+				return fmt.Errorf("stalled at %d of %d messages", tracked.Load()+failed.Load(), o.n)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	after := conn.Stats()
+	serverAfter, err := srv.counters()
+	if err != nil {
+		return err
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := syncer.Stop(stopCtx); err != nil {
+		return err
+	}
+	if err := <-done; !errors.Is(err, serversync.ErrSyncerStopped) {
+		return err
+	}
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("%d of %d messages were stored as failed", n, o.n)
+	}
+	peak, err := peakRSS()
+	if err != nil {
+		return err
+	}
+
+	n := float64(o.n)
+	requests := after.Requests - before.Requests
+	items := serverAfter.Requests - serverBefore.Requests
+	fmt.Printf("%d messages tracked, batch %d, page size %d, in flight %d\n", tracked.Load(),
+		min(cmpOr(o.batch, graph.BatchSizeDefault), 20), cmpOr(o.pageSize, graph.PageSizeDefault), cmpOr(o.inFlight, graph.MaxInFlightDefault))
+	fmt.Printf("wall %.2f s from Run to the last message tracked: %.0f msgs/s, %.1f MB/s\n",
+		elapsed.Seconds(), n/elapsed.Seconds(), float64(srv.Bytes)/1e6/elapsed.Seconds())
+	fmt.Printf("HTTP requests sent: %d (%.3f per message), %d of them $batch; the fake counted %d (%.3f per message: each $batch item counts)\n",
+		requests, float64(requests)/n, after.BatchRequests-before.BatchRequests, items, float64(items)/n)
+	fmt.Printf("throttled: %d seen by the connector (%.1f s waited), %d answered by the fake\n",
+		after.Throttled-before.Throttled, (after.RetryWait - before.RetryWait).Seconds(), serverAfter.Throttled-serverBefore.Throttled)
+	if o.inProcess {
+		fmt.Printf("peak RSS %.1f MB (pipeline and fake together)\n", float64(peak)/(1<<20))
+	} else {
+		fmt.Printf("peak RSS %.1f MB (pipeline; the fake's process: %.1f MB, not counted)\n",
+			float64(peak)/(1<<20), float64(serverAfter.PeakRSS)/(1<<20))
+	}
+	return nil
+}
+
+func cmpOr(v, fallback int) int {
+	if v > 0 {
+		return v
+	}
+	return fallback
+}
+
+// peakRSS reads the process's peak resident set size (VmHWM) in bytes.
+func peakRSS() (int64, error) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc/self/status")
+}
