@@ -6,11 +6,15 @@
 //	go run ./bench/graphpipeline                 # 10,000 messages, $batch of 20
 //	go run ./bench/graphpipeline -batch 1        # the same, one GET per message
 //	go run ./bench/graphpipeline -n 1000 -pagesize 500 -cpuprofile cpu.out
+//	go run ./bench/graphpipeline -rtt 20ms       # as if Graph were 20 ms away
 //
 // The fake runs in a child process (this program again, with -serve), so the
 // peak RSS reported is the pipeline's alone: the fake holds every message in
 // memory, and in the same process it would count against the Syncer. The fake's
-// own peak RSS is printed beside it. -inprocess runs the fake inside this
+// own peak RSS is printed beside it. On loopback a request costs no round
+// trip, so $batch saves requests but not time; -rtt adds a round-trip time to
+// every exchange (a relay in the fake's process delays each chunk of bytes by
+// half of it each way), which is where $batch pays. -inprocess runs the fake inside this
 // process instead (its memory and CPU then count as the pipeline's).
 //
 // The messages are internal/benchmail's corpus (about 15 KB on average: plain
@@ -26,12 +30,17 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,7 +69,7 @@ const (
 type options struct {
 	n, batch, pageSize, inFlight int
 	db, cpuProfile               string
-	stall                        time.Duration
+	stall, rtt                   time.Duration
 	inProcess                    bool
 }
 
@@ -73,12 +82,13 @@ func main() {
 	flag.StringVar(&o.db, "db", "", "SQLite file to create (default: in a temporary directory, removed after)")
 	flag.DurationVar(&o.stall, "stall", time.Minute, "give up when no message is tracked for this long")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sync (from Run on) to this file")
+	flag.DurationVar(&o.rtt, "rtt", 0, "round-trip time added to every exchange with the fake, as a network path to Graph would (e.g. 20ms)")
 	flag.BoolVar(&o.inProcess, "inprocess", false, "run the fake Graph server in this process: its memory and CPU then count as the pipeline's")
 	serveMode := flag.Bool("serve", false, "internal: be the fake Graph server of a parent graphpipeline (see the package documentation)")
 	flag.Parse()
 	var err error
 	if *serveMode {
-		err = serve(o.n, os.Stdin, os.Stdout)
+		err = serve(o.n, o.rtt, os.Stdin, os.Stdout)
 	} else {
 		err = run(o)
 	}
@@ -93,6 +103,10 @@ type started struct {
 	URL   string `json:"url"`
 	CA    string `json:"ca"`
 	Bytes int64  `json:"bytes"`
+	// Relay, with -rtt, is the address that reaches the fake with the delay
+	// (see latency): the pipeline dials it instead of the URL's, so the
+	// fake's absolute links still name the URL and TLS still verifies it.
+	Relay string `json:"relay,omitempty"`
 }
 
 // counters are the fake's, and its process's peak RSS.
@@ -108,6 +122,38 @@ type fake struct {
 	started
 	counters func() (counters, error)
 	close    func() error
+}
+
+// fakeServer is the fake with its latency relay, in whichever process runs it.
+type fakeServer struct {
+	srv   *graphtest.Server
+	relay *latency
+	info  started
+}
+
+func startFakeServer(n int, rtt time.Duration) (*fakeServer, error) {
+	srv, total, err := load(n)
+	if err != nil {
+		return nil, err
+	}
+	f := &fakeServer{srv: srv, info: started{URL: srv.URL(), CA: srv.RootCAsPEM(), Bytes: total}}
+	if rtt > 0 {
+		if f.relay, err = startLatency(strings.TrimPrefix(srv.URL(), "https://"), rtt); err != nil {
+			srv.Close()
+			return nil, err
+		}
+		f.info.Relay = f.relay.addr()
+	}
+	return f, nil
+}
+
+func (f *fakeServer) close() error {
+	var err error
+	if f.relay != nil {
+		err = f.relay.close()
+	}
+	f.srv.Close()
+	return err
 }
 
 // load starts a fake Graph server holding the mailbox with n messages.
@@ -139,14 +185,15 @@ func serverCounters(srv *graphtest.Server) (counters, error) {
 // serve is the child process: it loads the fake, writes a started line to out,
 // then answers each "counters" line of in with a counters line, and stops at
 // the end of in (the parent closed it, or died).
-func serve(n int, in io.Reader, out io.Writer) error {
-	srv, total, err := load(n)
+func serve(n int, rtt time.Duration, in io.Reader, out io.Writer) error {
+	f, err := startFakeServer(n, rtt)
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	defer f.close()
+	srv := f.srv
 	enc := json.NewEncoder(out)
-	if err := enc.Encode(started{URL: srv.URL(), CA: srv.RootCAsPEM(), Bytes: total}); err != nil {
+	if err := enc.Encode(f.info); err != nil {
 		return err
 	}
 	lines := bufio.NewScanner(in)
@@ -166,21 +213,19 @@ func serve(n int, in io.Reader, out io.Writer) error {
 }
 
 // startFake runs the fake in a child process (or in this one, with inProcess).
-func startFake(n int, inProcess bool) (*fake, error) {
+func startFake(n int, rtt time.Duration, inProcess bool) (*fake, error) {
 	if inProcess {
-		srv, total, err := load(n)
+		f, err := startFakeServer(n, rtt)
 		if err != nil {
 			return nil, err
 		}
-		return &fake{started: started{URL: srv.URL(), CA: srv.RootCAsPEM(), Bytes: total},
-			counters: func() (counters, error) { return serverCounters(srv) },
-			close:    func() error { srv.Close(); return nil }}, nil
+		return &fake{started: f.info, counters: func() (counters, error) { return serverCounters(f.srv) }, close: f.close}, nil
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-serve", "-n", strconv.Itoa(n))
+	cmd := exec.Command(self, "-serve", "-n", strconv.Itoa(n), "-rtt", rtt.String())
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -227,7 +272,7 @@ func run(o options) error {
 	}
 	ctx := context.Background()
 	loadStart := time.Now()
-	srv, err := startFake(o.n, o.inProcess)
+	srv, err := startFake(o.n, o.rtt, o.inProcess)
 	if err != nil {
 		return err
 	}
@@ -284,7 +329,11 @@ func run(o options) error {
 		return err
 	}
 
-	conn := graph.New(&graph.Options{BatchSize: o.batch, PageSize: o.pageSize, MaxInFlight: o.inFlight, Logger: quiet})
+	client, err := relayClient(srv.started)
+	if err != nil {
+		return err
+	}
+	conn := graph.New(&graph.Options{HTTPClient: client, BatchSize: o.batch, PageSize: o.pageSize, MaxInFlight: o.inFlight, Logger: quiet})
 	var tracked, failed atomic.Int64
 	progress := make(chan struct{}, 1)
 	syncer, err := serversync.NewSyncer(store, serversync.Connectors{
@@ -377,8 +426,8 @@ func run(o options) error {
 	n := float64(o.n)
 	requests := after.Requests - before.Requests
 	items := serverAfter.Requests - serverBefore.Requests
-	fmt.Printf("%d messages tracked, batch %d, page size %d, in flight %d\n", tracked.Load(),
-		min(cmpOr(o.batch, graph.BatchSizeDefault), 20), cmpOr(o.pageSize, graph.PageSizeDefault), cmpOr(o.inFlight, graph.MaxInFlightDefault))
+	fmt.Printf("%d messages tracked, batch %d, page size %d, in flight %d, round trip +%s\n", tracked.Load(),
+		min(cmpOr(o.batch, graph.BatchSizeDefault), 20), cmpOr(o.pageSize, graph.PageSizeDefault), cmpOr(o.inFlight, graph.MaxInFlightDefault), o.rtt)
 	fmt.Printf("wall %.2f s from Run to the last message tracked: %.0f msgs/s, %.1f MB/s\n",
 		elapsed.Seconds(), n/elapsed.Seconds(), float64(srv.Bytes)/1e6/elapsed.Seconds())
 	fmt.Printf("HTTP requests sent: %d (%.3f per message), %d of them $batch; the fake counted %d (%.3f per message: each $batch item counts)\n",
@@ -414,4 +463,40 @@ func peakRSS() (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmHWM in /proc/self/status")
+}
+
+// relayClient is nil (the connector's own client) without a relay; with one,
+// an HTTP client like the connector's own that dials the relay whenever it
+// would dial the fake, verifying the fake's certificate as usual.
+func relayClient(f started) (*http.Client, error) {
+	if f.Relay == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(f.URL)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM([]byte(f.CA)) {
+		return nil, errors.New("no certificate in the fake's CA")
+	}
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	transport := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr == u.Host {
+				addr = f.Relay
+			}
+			return dialer.DialContext(ctx, network, addr)
+		},
+		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 30 * time.Second,
+	}
+	return &http.Client{Transport: transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, nil
 }
