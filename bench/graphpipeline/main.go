@@ -84,18 +84,37 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sync (from Run on) to this file")
 	flag.DurationVar(&o.rtt, "rtt", 0, "round-trip time added to every exchange with the fake, as a network path to Graph would (e.g. 20ms)")
 	flag.BoolVar(&o.inProcess, "inprocess", false, "run the fake Graph server in this process: its memory and CPU then count as the pipeline's")
-	serveMode := flag.Bool("serve", false, "internal: be the fake Graph server of a parent graphpipeline (see the package documentation)")
 	flag.Parse()
 	var err error
-	if *serveMode {
-		err = serve(o.n, o.rtt, os.Stdin, os.Stdout)
+	if spec, ok := os.LookupEnv(serveEnv); ok {
+		err = serveSpec(spec, os.Stdin, os.Stdout)
 	} else {
-		err = run(o)
+		err = run(o, os.Stdout)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "graphpipeline:", err)
 		os.Exit(1)
 	}
+}
+
+// serveEnv, set to "N RTT" (a message count and a duration), makes the
+// program the fake Graph server of a parent graphpipeline (see serve). An
+// environment variable rather than a flag, so a test binary can be the child too.
+const serveEnv = "GRAPHPIPELINE_SERVE"
+
+// serveSpec runs serve as serveEnv says.
+func serveSpec(spec string, in io.Reader, out io.Writer) error {
+	var n int
+	var rtt time.Duration
+	nText, rttText, _ := strings.Cut(spec, " ")
+	n, err := strconv.Atoi(nText)
+	if err == nil {
+		rtt, err = time.ParseDuration(rttText)
+	}
+	if err != nil {
+		return fmt.Errorf("%s=%q: want a message count and a duration: %w", serveEnv, spec, err)
+	}
+	return serve(n, rtt, in, out)
 }
 
 // started is what the fake tells the pipeline once it holds the messages.
@@ -225,7 +244,8 @@ func startFake(n int, rtt time.Duration, inProcess bool) (*fake, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-serve", "-n", strconv.Itoa(n), "-rtt", rtt.String())
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d %s", serveEnv, n, rtt))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -266,7 +286,7 @@ func startFake(n int, rtt time.Duration, inProcess bool) (*fake, error) {
 	return f, nil
 }
 
-func run(o options) error {
+func run(o options, out io.Writer) error {
 	if o.n <= 0 {
 		return fmt.Errorf("-n %d: want at least one message", o.n)
 	}
@@ -277,7 +297,7 @@ func run(o options) error {
 		return err
 	}
 	defer srv.close()
-	fmt.Printf("fake Graph server (%s) loaded with %d messages, %d bytes, in %.1f s\n",
+	fmt.Fprintf(out, "fake Graph server (%s) loaded with %d messages, %d bytes, in %.1f s\n",
 		map[bool]string{true: "in this process", false: "child process"}[o.inProcess], o.n, srv.Bytes, time.Since(loadStart).Seconds())
 
 	dir, err := os.MkdirTemp("", "graphpipeline-")
@@ -426,18 +446,18 @@ func run(o options) error {
 	n := float64(o.n)
 	requests := after.Requests - before.Requests
 	items := serverAfter.Requests - serverBefore.Requests
-	fmt.Printf("%d messages tracked, batch %d, page size %d, in flight %d, round trip +%s\n", tracked.Load(),
+	fmt.Fprintf(out, "%d messages tracked, batch %d, page size %d, in flight %d, round trip +%s\n", tracked.Load(),
 		min(cmpOr(o.batch, graph.BatchSizeDefault), 20), cmpOr(o.pageSize, graph.PageSizeDefault), cmpOr(o.inFlight, graph.MaxInFlightDefault), o.rtt)
-	fmt.Printf("wall %.2f s from Run to the last message tracked: %.0f msgs/s, %.1f MB/s\n",
+	fmt.Fprintf(out, "wall %.2f s from Run to the last message tracked: %.0f msgs/s, %.1f MB/s\n",
 		elapsed.Seconds(), n/elapsed.Seconds(), float64(srv.Bytes)/1e6/elapsed.Seconds())
-	fmt.Printf("HTTP requests sent: %d (%.3f per message), %d of them $batch; the fake counted %d (%.3f per message: each $batch item counts)\n",
+	fmt.Fprintf(out, "HTTP requests sent: %d (%.3f per message), %d of them $batch; the fake counted %d (%.3f per message: each $batch item counts)\n",
 		requests, float64(requests)/n, after.BatchRequests-before.BatchRequests, items, float64(items)/n)
-	fmt.Printf("throttled: %d seen by the connector (%.1f s waited), %d answered by the fake\n",
+	fmt.Fprintf(out, "throttled: %d seen by the connector (%.1f s waited), %d answered by the fake\n",
 		after.Throttled-before.Throttled, (after.RetryWait - before.RetryWait).Seconds(), serverAfter.Throttled-serverBefore.Throttled)
 	if o.inProcess {
-		fmt.Printf("peak RSS %.1f MB (pipeline and fake together)\n", float64(peak)/(1<<20))
+		fmt.Fprintf(out, "peak RSS %.1f MB (pipeline and fake together)\n", float64(peak)/(1<<20))
 	} else {
-		fmt.Printf("peak RSS %.1f MB (pipeline; the fake's process: %.1f MB, not counted)\n",
+		fmt.Fprintf(out, "peak RSS %.1f MB (pipeline; the fake's process: %.1f MB, not counted)\n",
 			float64(peak)/(1<<20), float64(serverAfter.PeakRSS)/(1<<20))
 	}
 	return nil
