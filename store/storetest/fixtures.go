@@ -67,6 +67,7 @@ func FullProfile(name string) *serversync.Profile {
 	p.ClientSecret = auth.NewSecret("client-secret")
 	p.CertificatePEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 	p.CertificateKey = auth.NewSecret("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n")
+	p.CertificateNotAfter = time.Date(2031, 7, 1, 12, 0, 0, 0, time.UTC)
 	p.TokenURL = "https://login.example.com/token"
 	p.Scopes = []string{"https://outlook.office365.com/.default", "offline_access"}
 	p.ExtraRootCAsPEM = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n"
