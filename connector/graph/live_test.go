@@ -212,13 +212,7 @@ func TestLiveGraphOnFakes(t *testing.T) {
 	aad.AddTenant("tenant-live", "contoso.test")
 	aad.RegisterApp("tenant-live", "app-live", cc.Certificate, "Mail.ReadWrite", "Mail.Send")
 	srv, err := graphtest.NewServer(&graphtest.Options{
-		Authenticate: func(_ context.Context, token string) (graphtest.Principal, error) {
-			claims, err := aad.VerifyAccessToken(token, "https://graph.microsoft.com")
-			if err != nil {
-				return graphtest.Principal{}, err
-			}
-			return graphtest.Principal{AppOnly: true, TenantID: claims.TenantID, AppID: claims.AppID, Permissions: claims.Roles}, nil
-		},
+		Authenticate: graphtest.EntraAuthenticator(aad),
 	})
 	require.NoError(t, err)
 	defer srv.Close()

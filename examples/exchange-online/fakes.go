@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"time"
@@ -20,8 +19,6 @@ const (
 	fakeClientID = "3e9d1b52-7a40-4f0e-8c6b-91d2a5e4f7a8"
 	alice        = "alice@" + fakeDomain
 	bob          = "bob@" + fakeDomain
-	// graphResource is the audience of tokens for Microsoft Graph.
-	graphResource = "https://graph.microsoft.com"
 )
 
 // fakes are the identity provider and the Graph server of the fakes mode.
@@ -58,13 +55,7 @@ func startFakes(out io.Writer) (*setup, error) {
 	// Graph trusts what the identity provider signed, for its own audience only,
 	// and lets the app act on the mailboxes of its tenant with its roles.
 	srv, err := graphtest.NewServer(&graphtest.Options{
-		Authenticate: func(_ context.Context, token string) (graphtest.Principal, error) {
-			claims, err := aad.VerifyAccessToken(token, graphResource)
-			if err != nil {
-				return graphtest.Principal{}, err
-			}
-			return graphtest.Principal{AppOnly: true, TenantID: claims.TenantID, AppID: claims.AppID, Permissions: claims.Roles}, nil
-		},
+		Authenticate: graphtest.EntraAuthenticator(aad),
 	})
 	if err != nil {
 		aad.Close()
