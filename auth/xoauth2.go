@@ -34,3 +34,26 @@ func (c *xoauth2Client) Next(challenge []byte) ([]byte, error) {
 	}
 	return []byte{}, nil
 }
+
+// MechanismError is an error a SASL mechanism returned itself (the server's
+// XOAUTH2 error challenge, say), as opposed to a connection that failed: the
+// credentials were refused.
+type MechanismError struct{ Err error }
+
+func (e *MechanismError) Error() string { return e.Err.Error() }
+func (e *MechanismError) Unwrap() error { return e.Err }
+
+// MarkMechanismErrors wraps c so that the errors its Next returns are
+// *MechanismError: protocol clients return them as they are, indistinguishable
+// from a broken connection otherwise.
+func MarkMechanismErrors(c sasl.Client) sasl.Client { return markedClient{c} }
+
+type markedClient struct{ sasl.Client }
+
+func (c markedClient) Next(challenge []byte) ([]byte, error) {
+	resp, err := c.Client.Next(challenge)
+	if err != nil {
+		err = &MechanismError{err}
+	}
+	return resp, err
+}

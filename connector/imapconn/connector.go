@@ -11,7 +11,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-sasl"
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
@@ -260,12 +259,12 @@ func (s *session) authenticate(ctx context.Context) error {
 		if useLogin {
 			return s.client.Login(creds.LoginName(), creds.Password.Reveal()).Wait()
 		}
-		return s.client.Authenticate(saslClient{client})
+		return s.client.Authenticate(auth.MarkMechanismErrors(client))
 	})
-	var refused saslError
+	var refused *auth.MechanismError
 	if errors.As(err, &refused) {
 		// The mechanism itself gave up (e.g. the server's XOAUTH2 error challenge).
-		return connector.Error("authenticate", serversync.ErrorAuth, credentialScope(creds), serversync.CodeAuthFailed, refused.err)
+		return connector.Error("authenticate", serversync.ErrorAuth, credentialScope(creds), serversync.CodeAuthFailed, refused.Err)
 	}
 	if err != nil {
 		return err
@@ -279,20 +278,3 @@ func (s *session) authenticate(ctx context.Context) error {
 		return nil
 	})
 }
-
-// saslClient marks errors of the SASL mechanism itself, which imapclient returns
-// as they are, so that they are reported as refused credentials.
-type saslClient struct{ sasl.Client }
-
-func (c saslClient) Next(challenge []byte) ([]byte, error) {
-	resp, err := c.Client.Next(challenge)
-	if err != nil {
-		err = saslError{err}
-	}
-	return resp, err
-}
-
-type saslError struct{ err error }
-
-func (e saslError) Error() string { return e.err.Error() }
-func (e saslError) Unwrap() error { return e.err }

@@ -31,7 +31,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"golang.org/x/oauth2"
 
@@ -215,8 +214,8 @@ func (s *Session) authenticate(ctx context.Context, ep serversync.Endpoint, encr
 	default: // the token endpoint could not be reached, say
 		return connector.NetError("authenticate", err)
 	}
-	err = s.client.Auth(saslClient{client})
-	var gaveUp saslError
+	err = s.client.Auth(auth.MarkMechanismErrors(client))
+	var gaveUp *auth.MechanismError
 	if errors.As(err, &gaveUp) && ctx.Err() == nil {
 		// The mechanism itself gave up: the server's XOAUTH2 error challenge (a JSON
 		// status) before its 535, which go-smtp never reads once the client cancels.
@@ -224,27 +223,10 @@ func (s *Session) authenticate(ctx context.Context, ep serversync.Endpoint, encr
 		if s.creds.Kind == auth.KindImpersonation || s.creds.Kind == auth.KindDelegation {
 			scope = serversync.ScopeProfile
 		}
-		return connector.Error("authenticate", serversync.ErrorAuth, scope, serversync.CodeAuthFailed, gaveUp.err)
+		return connector.Error("authenticate", serversync.ErrorAuth, scope, serversync.CodeAuthFailed, gaveUp.Err)
 	}
 	return s.classify(ctx, "authenticate", err)
 }
-
-// saslClient marks the errors its mechanism returns, to tell a refusal the
-// mechanism saw from a failed connection.
-type saslClient struct{ sasl.Client }
-
-func (c saslClient) Next(challenge []byte) ([]byte, error) {
-	resp, err := c.Client.Next(challenge)
-	if err != nil {
-		err = saslError{err}
-	}
-	return resp, err
-}
-
-type saslError struct{ err error }
-
-func (e saslError) Error() string { return e.err.Error() }
-func (e saslError) Unwrap() error { return e.err }
 
 // Send implements serversync.OutgoingSession. go-smtp asks for BODY=8BITMIME by
 // itself when the server offers it; SMTPUTF8 is asked for when an address needs it.
