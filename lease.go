@@ -14,6 +14,7 @@ func (s *Syncer) leaseLoop(ctx context.Context, jobs *sync.WaitGroup) {
 		if s.isStopping() || ctx.Err() != nil {
 			return
 		}
+		s.retryReleases(ctx)
 		free := 0
 		for free < s.cfg.LeaseBatch && s.workers.TryAcquire(1) {
 			free++
@@ -85,12 +86,55 @@ func (s *Syncer) runMailbox(ctx context.Context, lease Lease) {
 	s.releaseLease(releaseCtx, lease, next, log)
 }
 
-// releaseLease releases a lease, retrying a store that fails for a moment: an
-// unreleased lease parks the mailbox until it expires, LeaseTTL later.
+// releaseLease releases a lease, retrying a store that fails for a moment. An
+// unreleased lease parks the mailbox until it expires, LeaseTTL later, so one
+// the store still refuses is kept and released again at every turn of the lease
+// loop (retryReleases): after a database outage the mailbox goes on as soon as
+// the store answers, not minutes later.
 func (s *Syncer) releaseLease(ctx context.Context, lease Lease, next time.Time, log *slog.Logger) {
 	err := retryStore(ctx, func(ctx context.Context) error { return s.store.ReleaseLease(ctx, lease, next) })
-	if err != nil && !errors.Is(err, ErrLeaseLost) {
-		log.Warn("release lease: the mailbox waits for its lease to expire", "err", err)
+	if err != nil && !errors.Is(err, ErrLeaseLost) && !errors.Is(err, ErrNotFound) {
+		log.Warn("release lease: retried until the store answers (or the lease expires)", "err", err)
+		s.releaseMu.Lock()
+		if s.unreleased == nil {
+			s.unreleased = make(map[string]unreleasedLease)
+		}
+		s.unreleased[lease.MailboxID] = unreleasedLease{lease, next}
+		s.releaseMu.Unlock()
+	}
+}
+
+// unreleasedLease is a lease whose release the store refused, and the next sync
+// time it was to record.
+type unreleasedLease struct {
+	lease Lease
+	next  time.Time
+}
+
+// retryReleases tries once more to release the leases the store refused to. A
+// lease that expired meanwhile is forgotten: the mailbox is due for anyone.
+func (s *Syncer) retryReleases(ctx context.Context) {
+	s.releaseMu.Lock()
+	pending := s.unreleased
+	s.unreleased = nil
+	s.releaseMu.Unlock()
+	now := s.cfg.Now()
+	for id, u := range pending {
+		if !now.Before(u.lease.ExpiresAt) {
+			continue
+		}
+		err := s.store.ReleaseLease(ctx, u.lease, u.next)
+		if err == nil || errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrNotFound) || ctx.Err() != nil {
+			continue
+		}
+		s.releaseMu.Lock()
+		if s.unreleased == nil {
+			s.unreleased = make(map[string]unreleasedLease)
+		}
+		if _, newer := s.unreleased[id]; !newer {
+			s.unreleased[id] = u
+		}
+		s.releaseMu.Unlock()
 	}
 }
 

@@ -54,6 +54,9 @@ type Syncer struct {
 	// no FolderSession (POP3): no session is opened for a Sent copy again.
 	folderless sync.Map
 
+	releaseMu  sync.Mutex
+	unreleased map[string]unreleasedLease // by mailbox ID: leases the store refused to release
+
 	appTokens   appTokens // shared app-only tokens of server-to-server profiles
 	certCheckMu sync.Mutex
 	certChecked map[string]time.Time // by profile ID: when its certificate expiry was last looked at
