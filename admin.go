@@ -249,7 +249,21 @@ func (a *Admin) DeleteProfile(ctx context.Context, id string) error {
 		}
 		return fmt.Errorf("serversync: cannot delete profile %s: %d mailbox(es) use it; move them to another profile first: %w", id, n, err)
 	}
+	if err == nil {
+		a.forgetAppTokens(ctx, id)
+	}
 	return err
+}
+
+// forgetAppTokens removes the app-only tokens shared for a deleted profile: no
+// secret outlives what it was issued for. A failure is only logged; the tokens
+// expire within the hour anyway.
+func (a *Admin) forgetAppTokens(ctx context.Context, profileID string) {
+	if tokens, ok := a.store.(AppTokenStore); ok {
+		if err := tokens.DeleteAppTokens(ctx, appTokenKeyPrefix(profileID)); err != nil {
+			a.log.Warn("delete the shared app tokens of a deleted profile", "profile", profileID, "err", err)
+		}
+	}
 }
 
 // CreateMailbox creates the mailbox of a user, a queue, or a forward mailbox, with the

@@ -263,3 +263,19 @@ func TestResolveTargetServerToServer(t *testing.T) {
 	require.ErrorAs(t, err, &refused)
 	assert.Contains(t, refused.Description, "AADSTS700027")
 }
+
+// Deleting a profile deletes the app tokens shared for it.
+func TestDeleteProfileForgetsAppTokens(t *testing.T) {
+	ctx := context.Background()
+	e := newSyncEnv(t, nil)
+	x := newS2SEnv(t, time.Now().Add(time.Hour), nil)
+	p, err := e.admin.CreateProfile(ctx, x.profile("short-lived"))
+	require.NoError(t, err)
+	tokens := e.store.(serversync.AppTokenStore)
+	key := "s2s/" + p.ID + "/" + serversync.GraphScopeDefault + "#0123"
+	_, err = tokens.PutAppToken(ctx, key, serversync.AppToken{AccessToken: auth.NewSecret("token"), TokenType: "Bearer", Expiry: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	require.NoError(t, e.admin.DeleteProfile(ctx, p.ID))
+	_, err = tokens.AppToken(ctx, key)
+	require.ErrorIs(t, err, serversync.ErrNotFound)
+}
