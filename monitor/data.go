@@ -60,6 +60,8 @@ type overviewData struct {
 	PendingApproval   int
 	TestPending       int
 	Postponed         int
+	ThrottledLastHour int         // mailboxes whose last error, within the hour, was the server's "slow down"
+	Throttling        *Throttling // this process's throttled answers, when Options.Throttling is set
 	FailuresLastHour  int
 	MassFailures      []*serversync.Alert
 	Chart             *chart
@@ -79,6 +81,15 @@ type overviewData struct {
 }
 
 func (h *Handler) loadOverview(ctx context.Context) (*overviewData, error) {
+	d, err := h.loadOverviewData(ctx)
+	if err == nil && h.opts.Throttling != nil {
+		t := h.opts.Throttling()
+		d.Throttling = &t
+	}
+	return d, err
+}
+
+func (h *Handler) loadOverviewData(ctx context.Context) (*overviewData, error) {
 	now := h.opts.Now()
 	d := &overviewData{Now: now, ProfileNames: map[string]string{}, MailboxAddresses: map[string]string{}}
 	profiles := map[string]*profileRow{}
@@ -131,6 +142,9 @@ func (h *Handler) loadOverview(ctx context.Context) (*overviewData, error) {
 		}
 		if m.Stats.IncomingPostponedUntil.After(now) || m.Stats.OutgoingPostponedUntil.After(now) {
 			d.Postponed++
+		}
+		if m.Stats.LastError.Code == serversync.CodeThrottled && now.Sub(m.Stats.LastError.At) < failureWindow {
+			d.ThrottledLastHour++
 		}
 		if !m.Stats.LastSyncSucceededAt.IsZero() {
 			durations[bucketOf(m.Stats.LastSyncDuration)]++

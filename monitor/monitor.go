@@ -67,6 +67,10 @@ type Options struct {
 	Syncer *serversync.Syncer
 	// Recorder, when set, feeds the throughput chart (see Recorder).
 	Recorder *Recorder
+	// Throttling, when set, reports how often the servers asked this process to
+	// slow down, for the overview: pass the Graph connector's counters, e.g.
+	//	func() monitor.Throttling { s := conn.Stats(); return monitor.Throttling{Answers: s.Throttled, Waited: s.RetryWait} }
+	Throttling func() Throttling
 	// Prefix is the path the handler is mounted under ("/ops/mail"); "" mounts it
 	// at the root. Links and form actions start with it.
 	Prefix string
@@ -94,6 +98,13 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives action failures; nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// Throttling counts the server's requests to slow down (HTTP 429 or 503 with
+// Retry-After) that this process waited out, and how long it waited in all.
+type Throttling struct {
+	Answers int64
+	Waited  time.Duration
 }
 
 // Handler serves the monitoring page. Create it with New.

@@ -338,3 +338,18 @@ func TestOverviewCountsAreReusedBriefly(t *testing.T) {
 	_, body = e.get(t, "/")
 	assert.Contains(t, body, `class="tracked-count">2<`, "counted again")
 }
+
+// The overview counts mailboxes the servers throttled within the hour, and the
+// slow-down answers this process waited out when the host reports them.
+func TestOverviewShowsThrottling(t *testing.T) {
+	e := newEnv(t, monitor.Options{Throttling: func() monitor.Throttling {
+		return monitor.Throttling{Answers: 7, Waited: 12 * time.Second}
+	}}, func(m *serversync.Mailbox) {
+		m.Stats.LastError = serversync.LastError{Workload: serversync.Incoming, Code: serversync.CodeThrottled,
+			Message: "throttled", At: time.Now().Add(-10 * time.Minute)}
+	})
+	status, body := e.get(t, "/")
+	require.Equal(t, http.StatusOK, status, body)
+	assert.Contains(t, body, `id="throttled">1<`)
+	assert.Contains(t, body, "7 slow-down answers waited out here, 12s")
+}
