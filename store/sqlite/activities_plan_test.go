@@ -44,3 +44,26 @@ func TestActivityLookupsUseIndexes(t *testing.T) {
 		assert.Contains(t, strings.Join(plan, "; "), "SEARCH activities USING", "%s: %v", name, plan)
 	}
 }
+
+// KnownMessageKeys answers a batch in one statement: each key must be a search of
+// the (mailbox_id, message_key) index, never a scan of the mailbox's activities.
+func TestKnownMessageKeysUsesTheIndex(t *testing.T) {
+	key, err := auth.NewKey(make([]byte, auth.KeySize))
+	require.NoError(t, err)
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), &Options{Keys: auth.NewStaticKeys(key)})
+	require.NoError(t, err)
+	defer s.Close()
+	rows, err := s.reader.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+knownKeysSQL, "mb", `["a","b"]`)
+	require.NoError(t, err)
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+		plan = append(plan, detail)
+	}
+	require.NoError(t, rows.Err())
+	joined := strings.Join(plan, "; ")
+	assert.Contains(t, joined, "SEARCH activities USING COVERING INDEX", plan)
+	assert.Contains(t, joined, "message_key=?", plan)
+}
