@@ -287,34 +287,17 @@ func (r *incomingRun) read(msg *RemoteMessage) (fetchedMessage, error) {
 
 // work parses the messages the fetch reads, in server order, and tracks them a
 // chunk at a time: one KnownMessageKeys call per chunk and mailbox tells which are
-// tracked already, instead of a query per message. A chunk is what was read while
-// the previous one was tracked, and ends at the next SaveBatch boundary, so no save
-// starts inside a chunk: a message stored by a save that started before the
-// chunk's lookup is still in unsaved() (inBatch) while the chunk is tracked, and
-// exactly-once holds without the lookup seeing it. ctx is for saves (what was
-// processed is kept even when the fetch fails part way), workerCtx for the rest;
-// position is the cursor after the last message processed.
+// tracked already, instead of a query per message. A chunk ends at the next
+// SaveBatch boundary or when the fetch ends. Nothing is lost by waiting for it:
+// messages are stored at those same points. And since no save starts inside a
+// chunk, a message stored by a save that started before the chunk's lookup is
+// still in unsaved() (inBatch) while the chunk is tracked: exactly-once holds
+// without the lookup seeing it. ctx is for saves (what was processed is kept even
+// when the fetch fails part way), workerCtx for the rest; position is the cursor
+// after the last message processed.
 func (r *incomingRun) work(ctx, workerCtx context.Context, queue <-chan fetchedMessage, position *[]byte) error {
 	var chunk []incomingMessage
-	for {
-		var f fetchedMessage
-		var ok bool
-		if len(chunk) == 0 {
-			f, ok = <-queue
-		} else {
-			select {
-			case f, ok = <-queue:
-			default: // the wire has nothing more yet: track what is parsed
-				if err := r.trackChunk(ctx, workerCtx, chunk, position); err != nil {
-					return err
-				}
-				chunk = chunk[:0]
-				continue
-			}
-		}
-		if !ok {
-			return r.trackChunk(ctx, workerCtx, chunk, position)
-		}
+	for f := range queue {
 		m, err := r.prepare(workerCtx, f)
 		if err != nil {
 			// What was parsed before it is tracked; the message is offered again.
@@ -327,6 +310,7 @@ func (r *incomingRun) work(ctx, workerCtx context.Context, queue <-chan fetchedM
 			chunk = chunk[:0]
 		}
 	}
+	return r.trackChunk(ctx, workerCtx, chunk, position)
 }
 
 // incomingMessage is a fetched message parsed and keyed, waiting for the lookup of
