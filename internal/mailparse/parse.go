@@ -126,12 +126,27 @@ func (e *panicError) Error() string { return fmt.Sprintf("internal error: %v", e
 //
 // Parse never panics and always returns a Message. It is safe for concurrent use.
 func Parse(r io.Reader, opts *Options) (*Message, error) {
-	m := &Message{}
 	if r == nil {
 		r = strings.NewReader("")
 	}
+	return parseFrom(r, nil, opts)
+}
+
+// ParseBytes parses a message held in memory, as Parse does, without the copy of
+// its bytes Parse buffers for Raw: Raw, when set, is raw itself (up to
+// MaxRawSize), so raw must not change afterwards.
+func ParseBytes(raw []byte, opts *Options) (*Message, error) {
+	return parseFrom(bytes.NewReader(raw), raw, opts)
+}
+
+// parseFrom reads a message from r; whole, when not nil, is all of r's bytes.
+func parseFrom(r io.Reader, whole []byte, opts *Options) (*Message, error) {
+	m := &Message{}
 	p := newParser(m, opts)
 	src := &source{r: r, max: p.maxRaw}
+	if len(whole) > 0 {
+		src.raw, src.max = whole[:min(int64(len(whole)), p.maxRaw):min(int64(len(whole)), p.maxRaw)], 0
+	}
 	// Long lines do not need a large buffer (readLine and partReader take them in
 	// pieces); 16 KiB just keeps calls on the caller's reader few.
 	br := bufio.NewReaderSize(src, 16<<10)
