@@ -1,7 +1,6 @@
 package serversync
 
 import (
-
 	"github.com/serversync/serversync/internal/mailparse"
 )
 
