@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 
 	"unicode/utf8"
 )
@@ -149,7 +150,7 @@ func parseFrom(r io.Reader, whole []byte, opts *Options) (*Message, error) {
 	}
 	// Long lines do not need a large buffer (readLine and partReader take them in
 	// pieces); 16 KiB just keeps calls on the caller's reader few.
-	br := bufio.NewReaderSize(src, 16<<10)
+	br := getReader(src, 16<<10)
 
 	p.run(br)
 	// Whatever the parse left unread (an epilogue, a part after a fatal problem) is
@@ -157,6 +158,7 @@ func parseFrom(r io.Reader, whole []byte, opts *Options) (*Message, error) {
 	if _, err := io.Copy(io.Discard, br); err != nil && src.err == nil {
 		src.err = err
 	}
+	putReader(br)
 	m.Size = src.n
 	if src.err != nil {
 		return m, fmt.Errorf("mailparse: reading message: %w", src.err)
@@ -476,6 +478,9 @@ func (p *parser) multipart(body io.Reader, path []int, mediaType string, params 
 		defaultType = "message/rfc822"
 	}
 	mr := newMultipartReader(body, params["boundary"], p.maxBody)
+	if mr.br != body { // not the reader body already was (see getReader)
+		defer putReader(mr.br) // nothing read from it outlives this call
+	}
 	if len(mr.dash) > maxBoundaryLen {
 		p.problemf("%s: boundary longer than %d bytes ignored", where, maxBoundaryLen-2)
 		mr.dash = nil
@@ -622,4 +627,28 @@ func trimIncompleteRune(b []byte) []byte {
 		}
 	}
 	return b
+}
+
+// Reading buffers are reused from one parse (and one multipart) to the next: a
+// message of 15 KB otherwise allocates more for them than for what it keeps.
+var readerPools = map[int]*sync.Pool{16 << 10: {}, 4 << 10: {}}
+
+// getReader returns a reader of r buffering size bytes; size is one of
+// readerPools'. Give it back with putReader once nothing read from it is in use.
+// As bufio.NewReaderSize, it returns r itself when r is a *bufio.Reader large
+// enough: that one is not to be given back.
+func getReader(r io.Reader, size int) *bufio.Reader {
+	if br, ok := r.(*bufio.Reader); ok && br.Size() >= size {
+		return br
+	}
+	if br, ok := readerPools[size].Get().(*bufio.Reader); ok {
+		br.Reset(r)
+		return br
+	}
+	return bufio.NewReaderSize(r, size)
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil) // let go of the source
+	readerPools[br.Size()].Put(br)
 }
