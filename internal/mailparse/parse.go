@@ -541,7 +541,10 @@ func (p *parser) attachment(r io.Reader, att Attachment) {
 // readText reads a body part to UTF-8, keeping at most maxBody bytes.
 func (p *parser) readText(where string, r io.Reader, charsetName string) string {
 	r = p.charsetDecoder(where, r, charsetName)
-	data, _ := io.ReadAll(io.LimitReader(r, p.maxBody+1))
+	buf := getBuffer()
+	defer putBuffer(buf) // cleanBody returns a copy
+	_, _ = buf.ReadFrom(io.LimitReader(r, p.maxBody+1))
+	data := buf.Bytes()
 	if n := int64(len(data)); n > p.maxBody {
 		data = trimIncompleteRune(data[:p.maxBody])
 		rest, _ := io.Copy(io.Discard, r)
@@ -651,4 +654,25 @@ func getReader(r io.Reader, size int) *bufio.Reader {
 func putReader(br *bufio.Reader) {
 	br.Reset(nil) // let go of the source
 	readerPools[br.Size()].Put(br)
+}
+
+// textBuffers hold a text body while it is read: its string is a copy.
+var textBuffers sync.Pool
+
+// maxPooledBuffer is the largest text buffer kept for reuse, so one long body
+// does not stay in memory.
+const maxPooledBuffer = 256 << 10
+
+func getBuffer() *bytes.Buffer {
+	if b, ok := textBuffers.Get().(*bytes.Buffer); ok {
+		b.Reset()
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuffer {
+		textBuffers.Put(b)
+	}
 }
