@@ -20,6 +20,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -166,6 +167,8 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 		}
 		defer pprof.StopCPUProfile() // after the figures are taken: it only flushes
 	}
+	var memBefore runtime.MemStats
+	runtime.ReadMemStats(&memBefore)
 	started := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- syncer.Run(ctx) }()
@@ -183,6 +186,8 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 		}
 	}
 	elapsed := time.Since(started)
+	var memAfter runtime.MemStats
+	runtime.ReadMemStats(&memAfter)
 	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := syncer.Stop(stopCtx); err != nil {
@@ -202,6 +207,10 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 	fmt.Printf("%d messages, %d bytes\n", tracked.Load(), wantBytes)
 	fmt.Printf("%.0f msgs/s, %.1f MB/s, peak RSS %.1f MB (%.2f s from Run to the last message tracked)\n",
 		float64(want)/elapsed.Seconds(), float64(wantBytes)/1e6/elapsed.Seconds(), float64(peak)/(1<<20), elapsed.Seconds())
+	fmt.Printf("Go heap: %.0f MB allocated in %d allocations (%.1f KB, %.0f per message), %.1f MB in use at the end\n",
+		float64(memAfter.TotalAlloc-memBefore.TotalAlloc)/1e6, memAfter.Mallocs-memBefore.Mallocs,
+		float64(memAfter.TotalAlloc-memBefore.TotalAlloc)/1e3/float64(want), float64(memAfter.Mallocs-memBefore.Mallocs)/float64(want),
+		float64(memAfter.HeapInuse)/(1<<20))
 	return nil
 }
 
