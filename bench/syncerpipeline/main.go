@@ -47,14 +47,15 @@ func main() {
 	saveBatch := flag.Int("save-batch", 0, "messages stored per transaction (0: serversync.SaveBatchDefault)")
 	stall := flag.Duration("stall", time.Minute, "give up when no message is tracked for this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the sync (from Run on) to this file")
+	cacheMB := flag.Int64("sqlite-cache", 0, "SQLite page cache per connection, MB (0: sqlite.CacheSizeDefault)")
 	flag.Parse()
-	if err := run(*addr, *user, *password, *caFile, *db, *cpuProfile, *parallel, *saveBatch, *stall); err != nil {
+	if err := run(*addr, *user, *password, *caFile, *db, *cpuProfile, *parallel, *saveBatch, *stall, *cacheMB<<20); err != nil {
 		fmt.Fprintln(os.Stderr, "syncerpipeline:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatch int, stall time.Duration) error {
+func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatch int, stall time.Duration, cacheSize int64) error {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -91,7 +92,7 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 	if err != nil {
 		return err
 	}
-	store, err := sqlite.Open(ctx, db, &sqlite.Options{Keys: keys})
+	store, err := sqlite.Open(ctx, db, &sqlite.Options{Keys: keys, CacheSize: cacheSize})
 	if err != nil {
 		return err
 	}
