@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,4 +67,23 @@ func TestKnownMessageKeysUsesTheIndex(t *testing.T) {
 	joined := strings.Join(plan, "; ")
 	assert.Contains(t, joined, "SEARCH activities USING COVERING INDEX", plan)
 	assert.Contains(t, joined, "message_key=?", plan)
+}
+
+// Every connection, the writer's and the readers', gets the page cache asked for,
+// CacheSizeDefault when none is.
+func TestCacheSizeApplied(t *testing.T) {
+	key, err := auth.NewKey(make([]byte, auth.KeySize))
+	require.NoError(t, err)
+	for size, want := range map[int64]int{0: -(CacheSizeDefault >> 10), 3 << 20: -3072, 100: -1} {
+		s, err := Open(context.Background(), filepath.Join(t.TempDir(), "cache.db"), &Options{Keys: auth.NewStaticKeys(key), CacheSize: size})
+		require.NoError(t, err)
+		for name, db := range map[string]interface {
+			QueryRowContext(context.Context, string, ...any) *sql.Row
+		}{"writer": s.writer, "reader": s.reader} {
+			var got int
+			require.NoError(t, db.QueryRowContext(context.Background(), "PRAGMA cache_size").Scan(&got))
+			assert.Equal(t, want, got, "%s, CacheSize %d", name, size)
+		}
+		require.NoError(t, s.Close())
+	}
 }

@@ -37,7 +37,11 @@ import (
 const (
 	BusyTimeoutDefault  = 5 * time.Second
 	MaxReadConnsDefault = 4
-	CacheSizeDefault    = 32 << 20
+	// CacheSizeDefault was measured (README, "Measured"): syncing 20,000 messages
+	// with 8 MB caches peaks at ~55–60 MB RSS against ~100 MB with 32 MB, for no
+	// more CPU; 2 MB saves ~10 MB more and costs ~7% more CPU in page reads and
+	// writes.
+	CacheSizeDefault = 8 << 20
 )
 
 // Options configures a Store. A nil *Options is equivalent to a zero one.
