@@ -197,21 +197,10 @@ func (r *incomingRun) sync(ctx context.Context) (syncStats, error) {
 	position := req.Cursor // after the last message processed; the worker's until it ends
 	workerDone := make(chan error, 1)
 	go func() {
-		var err error
-		for f := range queue {
-			if err != nil {
-				continue // drain what the fetch already read
-			}
-			if err = r.process(workerCtx, f, position); err == nil {
-				position = f.msg.Cursor
-				if r.sinceFlush++; r.sinceFlush >= r.s.cfg.SaveBatch {
-					// ctx, not workerCtx: what was processed is kept even when the
-					// fetch fails part way.
-					err = r.flush(ctx, position)
-				}
-			}
-			if err != nil {
-				stopFetch(err)
+		err := r.work(ctx, workerCtx, queue, &position)
+		if err != nil {
+			stopFetch(err)
+			for range queue { // drain what the fetch already read
 			}
 		}
 		workerDone <- err
@@ -296,9 +285,99 @@ func (r *incomingRun) read(msg *RemoteMessage) (fetchedMessage, error) {
 	return f, nil
 }
 
-// process turns one server message into an activity in the batch, or skips it.
-// before is the cursor before the message.
-func (r *incomingRun) process(ctx context.Context, f fetchedMessage, before []byte) (err error) {
+// work parses the messages the fetch reads, in server order, and tracks them a
+// chunk at a time: one KnownMessageKeys call per chunk and mailbox tells which are
+// tracked already, instead of a query per message. A chunk ends at the next
+// SaveBatch boundary or when the fetch ends. Nothing is lost by waiting for it:
+// messages are stored at those same points. And since no save starts inside a
+// chunk, a message stored by a save that started before the chunk's lookup is
+// still in unsaved() (inBatch) while the chunk is tracked: exactly-once holds
+// without the lookup seeing it. ctx is for saves (what was processed is kept even
+// when the fetch fails part way), workerCtx for the rest; position is the cursor
+// after the last message processed.
+func (r *incomingRun) work(ctx, workerCtx context.Context, queue <-chan fetchedMessage, position *[]byte) error {
+	var chunk []incomingMessage
+	for f := range queue {
+		m, err := r.prepare(workerCtx, f)
+		if err != nil {
+			// What was parsed before it is tracked; the message is offered again.
+			return errors.Join(r.trackChunk(ctx, workerCtx, chunk, position), err)
+		}
+		if chunk = append(chunk, m); len(chunk) >= r.s.cfg.SaveBatch-r.sinceFlush {
+			if err := r.trackChunk(ctx, workerCtx, chunk, position); err != nil {
+				return err
+			}
+			chunk = chunk[:0]
+		}
+	}
+	return r.trackChunk(ctx, workerCtx, chunk, position)
+}
+
+// incomingMessage is a fetched message parsed and keyed, waiting for the lookup of
+// its chunk.
+type incomingMessage struct {
+	a      *EmailActivity // nil: skipped (a forwarded message with no owner)
+	keys   messageKeys
+	cursor []byte // after the message
+}
+
+// trackChunk looks the chunk's keys up in one call per mailbox, then tracks or
+// skips each message in order, and saves at each SaveBatch boundary.
+func (r *incomingRun) trackChunk(ctx, workerCtx context.Context, chunk []incomingMessage, position *[]byte) error {
+	if len(chunk) == 0 {
+		return nil
+	}
+	known, err := r.knownKeys(workerCtx, chunk)
+	if err != nil {
+		return err
+	}
+	for _, m := range chunk {
+		if m.a != nil {
+			if err := r.process(workerCtx, m, known[m.a.MailboxID], *position); err != nil {
+				return err
+			}
+		}
+		*position = m.cursor
+		if r.sinceFlush++; r.sinceFlush >= r.s.cfg.SaveBatch {
+			if err := r.flush(ctx, *position); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// knownKeys returns, per mailbox, which keys of the chunk's messages are stored:
+// their keys, and their legacy keys in mailboxes that may hold some.
+func (r *incomingRun) knownKeys(ctx context.Context, chunk []incomingMessage) (map[string]map[string]bool, error) {
+	keys := make(map[string][]string, 1)
+	for _, m := range chunk {
+		if m.a == nil {
+			continue
+		}
+		id := m.a.MailboxID
+		keys[id] = append(keys[id], m.keys.key)
+		legacy, err := r.mayHoldLegacyKeys(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if legacy {
+			keys[id] = append(keys[id], m.keys.legacy)
+		}
+	}
+	known := make(map[string]map[string]bool, len(keys))
+	for id, list := range keys {
+		k, err := r.s.store.KnownMessageKeys(ctx, id, list)
+		if err != nil {
+			return nil, err
+		}
+		known[id] = k
+	}
+	return known, nil
+}
+
+// prepare parses and keys one server message.
+func (r *incomingRun) prepare(ctx context.Context, f fetchedMessage) (incomingMessage, error) {
 	msg, raw, truncated := &f.msg, f.raw, f.truncated
 	now := r.s.cfg.Now()
 	a := &EmailActivity{
@@ -321,28 +400,35 @@ func (r *incomingRun) process(ctx context.Context, f fetchedMessage, before []by
 	}
 	keys := keysOf(a, raw)
 	a.MessageKey = keys.key
+	m := incomingMessage{a: a, keys: keys, cursor: msg.Cursor}
 	if r.w.m.IsForwardMailbox {
 		var ok bool
-		if keys, ok, err = r.attributeForwarded(ctx, a, raw, keys); err != nil || !ok {
-			return err
+		var err error
+		if m.keys, ok, err = r.attributeForwarded(ctx, a, raw, keys); err != nil {
+			return incomingMessage{}, err
+		} else if !ok {
+			m.a = nil
 		}
 	}
+	return m, nil
+}
 
-	legacy, err := r.mayHoldLegacyKeys(ctx, a.MailboxID)
+// process turns one parsed message into an activity in the batch, or skips it.
+// known holds which of its mailbox's keys in the chunk are stored; before is the
+// cursor before the message.
+func (r *incomingRun) process(ctx context.Context, m incomingMessage, known map[string]bool, before []byte) (err error) {
+	a, keys := m.a, m.keys
+	tracked, existing, err := r.findTracked(ctx, a, keys, known)
 	if err != nil {
 		return err
 	}
-	existing, err := r.s.findTracked(ctx, a, keys, legacy)
-	if err != nil {
-		return err
-	}
-	if existing != nil || r.inBatch(a.MailboxID, a.MessageKey) {
+	if tracked || r.inBatch(a.MailboxID, a.MessageKey) {
 		// Already tracked (a retry, a reset cursor, a redelivery): only finish what
 		// the first pass may not have done on the server.
-		r.skippedDuplicate(a.MessageKey, msg.Ref)
-		if existing != nil && r.needsFollowUp(existing, msg.Ref) {
+		r.skippedDuplicate(a.MessageKey, a.ServerRef)
+		if existing != nil && r.needsFollowUp(existing, a.ServerRef) {
 			r.hold(before)
-			r.followUp(existing, msg.Ref)
+			r.followUp(existing, a.ServerRef)
 		}
 		return nil
 	}
@@ -619,24 +705,37 @@ func (r *incomingRun) mayHoldLegacyKeys(ctx context.Context, mailboxID string) (
 	return !free, nil
 }
 
-// findTracked returns the activity already tracked for message a (keys from
-// keysOf), or nil. Server handles (UIDs) are not used: they change when the server
-// resets UIDVALIDITY. When the mailbox may hold keys from before keys had a content
-// digest, a message is also looked up by its legacy key, and is the same message
-// only when sameAsLegacy says so.
-func (s *Syncer) findTracked(ctx context.Context, a *EmailActivity, keys messageKeys, legacyKeys bool) (*EmailActivity, error) {
-	existing, err := s.findByKey(ctx, a.MailboxID, keys.key)
-	if existing != nil || err != nil || !legacyKeys {
-		return existing, err
+// findTracked reports whether message a (keys from keysOf) is tracked already,
+// from known (which of the chunk's keys its mailbox holds, see knownKeys), and
+// returns the activity tracked for it when a follow-up may need it. Server
+// handles (UIDs) are not used: they change when the server resets UIDVALIDITY.
+// When the mailbox may hold keys from before keys had a content digest, the legacy
+// key was looked up too, and names the same message only when sameAsLegacy says so.
+func (r *incomingRun) findTracked(ctx context.Context, a *EmailActivity, keys messageKeys, known map[string]bool) (bool, *EmailActivity, error) {
+	if known[keys.key] {
+		if !r.mayFollowUp(a.ServerRef) {
+			return true, nil, nil // the record is not needed: no second query
+		}
+		existing, err := r.s.findByKey(ctx, a.MailboxID, keys.key)
+		return true, existing, err
 	}
-	legacy, err := s.findByKey(ctx, a.MailboxID, keys.legacy)
+	if !known[keys.legacy] {
+		return false, nil, nil
+	}
+	legacy, err := r.s.findByKey(ctx, a.MailboxID, keys.legacy)
 	if legacy == nil || err != nil {
-		return nil, err
+		return false, nil, err
 	}
 	if a.MessageID == "" || sameAsLegacy(legacy, a, keys.digest) { // "sha256:" keys digest every byte
-		return legacy, nil
+		return true, legacy, nil
 	}
-	return nil, nil
+	return false, nil, nil
+}
+
+// mayFollowUp reports whether a stored message offered again under ref may need
+// something done on the server (needsFollowUp, before its record is read).
+func (r *incomingRun) mayFollowUp(ref string) bool {
+	return ref != "" && (r.w.p.MoveFailedToUndeliverable || r.w.m.DeleteAfterProcessing)
 }
 
 // incomingSucceeded records a successful sync on the mailbox.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"sync"
 	"testing"
@@ -390,4 +391,80 @@ func TestProcessEmailFrom(t *testing.T) {
 		return err == nil && !m.Stats.LastSyncSucceededAt.IsZero()
 	})
 	assert.Empty(t, e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID}), "mail received before the profile's ProcessEmailFrom is skipped")
+}
+
+// keyLookups counts how the incoming pipeline asks the store whether messages
+// are tracked: batched (KnownMessageKeys) or one message at a time.
+type keyLookups struct {
+	serversync.Store
+	mu            sync.Mutex
+	batches, keys int
+	perMessage    int
+	largestBatch  int
+}
+
+func (k *keyLookups) KnownMessageKeys(ctx context.Context, mailboxID string, keys []string) (map[string]bool, error) {
+	k.mu.Lock()
+	k.batches++
+	k.keys += len(keys)
+	k.largestBatch = max(k.largestBatch, len(keys))
+	k.mu.Unlock()
+	return k.Store.KnownMessageKeys(ctx, mailboxID, keys)
+}
+
+func (k *keyLookups) ListActivities(ctx context.Context, f serversync.ActivityFilter) iter.Seq2[*serversync.EmailActivity, error] {
+	if f.MessageKey != "" {
+		k.mu.Lock()
+		k.perMessage++
+		k.mu.Unlock()
+	}
+	return k.Store.ListActivities(ctx, f)
+}
+
+// A sync asks whether its messages are tracked a chunk at a time, never once per
+// message: one lookup per SaveBatch; offered again, every message is found
+// tracked by those batched lookups alone, and none is tracked twice.
+func TestMessageKeysLookedUpInBatches(t *testing.T) {
+	e := newSyncEnv(t, func(p *serversync.Profile) { p.MoveFailedToUndeliverable = false })
+	alice := e.mailbox(t, "alice", nil)
+	const messages, saveBatch = 60, 25
+	for i := range messages {
+		require.NoError(t, e.demo.Deliver(alice.EmailAddress, message("x@p.test", alice.EmailAddress, fmt.Sprintf("m%d", i),
+			fmt.Sprintf("Message-ID: <batch-%d@p.test>\r\n", i), "b")))
+	}
+	store := &keyLookups{Store: e.store}
+	e.store = store
+	s := e.syncer(t, &serversync.Config{SaveBatch: saveBatch})
+	testAndEnable(t, s, alice)
+	run(t, s)
+	tracked := func() int { return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID})) }
+	eventually(t, "every message tracked", func() bool { return tracked() == messages })
+	eventually(t, "the sync recorded", func() bool {
+		m, err := e.store.GetMailbox(context.Background(), alice.ID)
+		return err == nil && m.Stats.ItemsProcessedLastSync == messages
+	})
+	store.mu.Lock()
+	assert.Zero(t, store.perMessage, "no lookup of one message key")
+	assert.Equal(t, messages, store.keys, "each message's key asked once")
+	assert.LessOrEqual(t, store.largestBatch, saveBatch, "a chunk ends at SaveBatch")
+	assert.Equal(t, (messages+saveBatch-1)/saveBatch, store.batches, "one lookup per SaveBatch")
+	store.batches, store.keys = 0, 0
+	store.mu.Unlock()
+
+	// Offer everything again, as after a UIDVALIDITY reset.
+	_, err := e.store.SaveTracked(context.Background(), &serversync.Cursor{MailboxID: alice.ID, Folder: "INBOX"}, nil)
+	require.NoError(t, err)
+	e.clock.Advance(time.Hour) // due again
+	resynced := e.clock.Now()
+	eventually(t, "the sync that re-offered everything", func() bool {
+		m, err := e.store.GetMailbox(context.Background(), alice.ID)
+		return err == nil && !m.Stats.LastSyncSucceededAt.Before(resynced)
+	})
+	store.mu.Lock()
+	assert.Equal(t, messages, store.keys, "every message offered again, looked up in batches")
+	store.mu.Unlock()
+	assert.Equal(t, messages, tracked(), "none tracked twice")
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	assert.Zero(t, store.perMessage, "a duplicate with nothing to do on the server needs no second query")
 }

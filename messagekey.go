@@ -30,7 +30,7 @@ import (
 // Keys written before this scheme ("mid:<Message-ID>" alone, "sha256:<digest of all
 // the bytes>" without a Message-ID) stay as they are stored, with no migration: a
 // message whose key is not found is looked up by its legacy key too, on the same
-// unique index (see Syncer.findTracked). Rewriting them is not possible, because
+// unique index (see incomingRun.findTracked). Rewriting them is not possible, because
 // the raw bytes of parsed mail are not stored, and not needed: a second point
 // lookup, only for mail not tracked yet, costs less than a pass over every activity.
 

@@ -1,8 +1,6 @@
 package serversync
 
 import (
-	"bytes"
-
 	"github.com/serversync/serversync/internal/mailparse"
 )
 
@@ -14,7 +12,7 @@ func parseMessage(raw []byte, a *EmailActivity, maxAttachment int64) {
 	if maxAttachment <= 0 {
 		maxAttachment = -1 // OrgSettings: 0 stores no attachment content
 	}
-	msg, _ := mailparse.Parse(bytes.NewReader(raw), &mailparse.Options{MaxAttachmentSize: maxAttachment})
+	msg, _ := mailparse.ParseBytes(raw, &mailparse.Options{MaxAttachmentSize: maxAttachment})
 	fillActivity(a, msg)
 }
 
@@ -45,7 +43,7 @@ func addresses(in []mailparse.Address) []Address {
 func forwardedOriginal(a *EmailActivity, raw []byte, maxAttachment int64) (*EmailActivity, []byte) {
 	// Parse again keeping embedded messages whole: the org's cap is for storing
 	// attachments, not for reading the original.
-	outer, _ := mailparse.Parse(bytes.NewReader(raw), &mailparse.Options{})
+	outer, _ := mailparse.ParseBytes(raw, &mailparse.Options{})
 	for _, i := range mailparse.Embedded(outer) {
 		att := outer.Attachments[i]
 		if att.Omitted {

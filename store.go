@@ -137,6 +137,13 @@ type ActivityStore interface {
 	UpdateActivity(ctx context.Context, id string, update func(*EmailActivity) error) (*EmailActivity, error)
 	// ListActivities streams matching activities in the order they were stored.
 	ListActivities(ctx context.Context, filter ActivityFilter) iter.Seq2[*EmailActivity, error]
+	// KnownMessageKeys reports which of keys are stored for the mailbox: the
+	// returned map holds exactly the stored ones, each mapped to true. It answers
+	// a whole batch of incoming messages in one round trip (the incoming pipeline
+	// asks it once per batch instead of once per message), so it must not cost a
+	// query per key, and takes lists of any length (SaveBatch keys or more). Keys
+	// may repeat; an empty list returns an empty map.
+	KnownMessageKeys(ctx context.Context, mailboxID string, keys []string) (map[string]bool, error)
 }
 
 // ClaimRequest asks for outgoing emails to send.

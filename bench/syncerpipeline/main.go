@@ -20,6 +20,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -46,14 +47,15 @@ func main() {
 	saveBatch := flag.Int("save-batch", 0, "messages stored per transaction (0: serversync.SaveBatchDefault)")
 	stall := flag.Duration("stall", time.Minute, "give up when no message is tracked for this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the sync (from Run on) to this file")
+	cacheMB := flag.Int64("sqlite-cache", 0, "SQLite page cache per connection, MB (0: sqlite.CacheSizeDefault)")
 	flag.Parse()
-	if err := run(*addr, *user, *password, *caFile, *db, *cpuProfile, *parallel, *saveBatch, *stall); err != nil {
+	if err := run(*addr, *user, *password, *caFile, *db, *cpuProfile, *parallel, *saveBatch, *stall, *cacheMB<<20); err != nil {
 		fmt.Fprintln(os.Stderr, "syncerpipeline:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatch int, stall time.Duration) error {
+func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatch int, stall time.Duration, cacheSize int64) error {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -90,7 +92,7 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 	if err != nil {
 		return err
 	}
-	store, err := sqlite.Open(ctx, db, &sqlite.Options{Keys: keys})
+	store, err := sqlite.Open(ctx, db, &sqlite.Options{Keys: keys, CacheSize: cacheSize})
 	if err != nil {
 		return err
 	}
@@ -166,6 +168,8 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 		}
 		defer pprof.StopCPUProfile() // after the figures are taken: it only flushes
 	}
+	var memBefore runtime.MemStats
+	runtime.ReadMemStats(&memBefore)
 	started := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- syncer.Run(ctx) }()
@@ -183,6 +187,8 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 		}
 	}
 	elapsed := time.Since(started)
+	var memAfter runtime.MemStats
+	runtime.ReadMemStats(&memAfter)
 	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := syncer.Stop(stopCtx); err != nil {
@@ -202,6 +208,10 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 	fmt.Printf("%d messages, %d bytes\n", tracked.Load(), wantBytes)
 	fmt.Printf("%.0f msgs/s, %.1f MB/s, peak RSS %.1f MB (%.2f s from Run to the last message tracked)\n",
 		float64(want)/elapsed.Seconds(), float64(wantBytes)/1e6/elapsed.Seconds(), float64(peak)/(1<<20), elapsed.Seconds())
+	fmt.Printf("Go heap: %.0f MB allocated in %d allocations (%.1f KB, %.0f per message), %.1f MB in use at the end\n",
+		float64(memAfter.TotalAlloc-memBefore.TotalAlloc)/1e6, memAfter.Mallocs-memBefore.Mallocs,
+		float64(memAfter.TotalAlloc-memBefore.TotalAlloc)/1e3/float64(want), float64(memAfter.Mallocs-memBefore.Mallocs)/float64(want),
+		float64(memAfter.HeapInuse)/(1<<20))
 	return nil
 }
 

@@ -66,3 +66,18 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseBytes parses the same message held in memory, as the incoming
+// pipeline does: no copy of it is buffered for Raw.
+func BenchmarkParseBytes(b *testing.B) {
+	msg := []byte(benchMessage())
+	opts := &Options{MaxAttachmentSize: 5 << 20}
+
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseBytes(msg, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package mailparse
 
 import (
 	"bytes"
+	"fmt"
+	"reflect"
 	"testing"
 )
 
@@ -36,9 +38,17 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, input []byte) {
-		for _, opts := range []*Options{nil, {MaxAttachmentSize: 16, MaxBodySize: 64}} {
+		for _, opts := range []*Options{nil, {MaxAttachmentSize: 16, MaxBodySize: 64}, {MaxRawSize: 40}} {
 			m, err := Parse(bytes.NewReader(input), opts)
-			checkInvariants(t, input, m, err)
+			if opts == nil || opts.MaxRawSize == 0 {
+				checkInvariants(t, input, m, err)
+			}
+			// ParseBytes reads the same message without copying it: the same result,
+			// Raw included (cut at MaxRawSize alike).
+			mb, errb := ParseBytes(input, opts)
+			if !reflect.DeepEqual(m, mb) || fmt.Sprint(err) != fmt.Sprint(errb) {
+				t.Fatalf("ParseBytes differs from Parse:\n%#v, %v\n%#v, %v", mb, errb, m, err)
+			}
 		}
 	})
 }

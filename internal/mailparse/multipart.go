@@ -30,7 +30,7 @@ type multipartReader struct {
 
 func newMultipartReader(r io.Reader, boundary string, maxPreamble int64) *multipartReader {
 	// The buffer only has to hold a whole delimiter line to recognise it.
-	m := &multipartReader{br: bufio.NewReaderSize(r, 4<<10), maxPre: maxPreamble}
+	m := &multipartReader{br: getReader(r, 4<<10), maxPre: maxPreamble}
 	if boundary != "" {
 		m.dash = []byte("--" + boundary)
 	}

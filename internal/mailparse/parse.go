@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 
 	"unicode/utf8"
 )
@@ -126,15 +127,30 @@ func (e *panicError) Error() string { return fmt.Sprintf("internal error: %v", e
 //
 // Parse never panics and always returns a Message. It is safe for concurrent use.
 func Parse(r io.Reader, opts *Options) (*Message, error) {
-	m := &Message{}
 	if r == nil {
 		r = strings.NewReader("")
 	}
+	return parseFrom(r, nil, opts)
+}
+
+// ParseBytes parses a message held in memory, as Parse does, without the copy of
+// its bytes Parse buffers for Raw: Raw, when set, is raw itself (up to
+// MaxRawSize), so raw must not change afterwards.
+func ParseBytes(raw []byte, opts *Options) (*Message, error) {
+	return parseFrom(bytes.NewReader(raw), raw, opts)
+}
+
+// parseFrom reads a message from r; whole, when not nil, is all of r's bytes.
+func parseFrom(r io.Reader, whole []byte, opts *Options) (*Message, error) {
+	m := &Message{}
 	p := newParser(m, opts)
 	src := &source{r: r, max: p.maxRaw}
+	if len(whole) > 0 {
+		src.raw, src.max = whole[:min(int64(len(whole)), p.maxRaw):min(int64(len(whole)), p.maxRaw)], 0
+	}
 	// Long lines do not need a large buffer (readLine and partReader take them in
 	// pieces); 16 KiB just keeps calls on the caller's reader few.
-	br := bufio.NewReaderSize(src, 16<<10)
+	br := getReader(src, 16<<10)
 
 	p.run(br)
 	// Whatever the parse left unread (an epilogue, a part after a fatal problem) is
@@ -142,6 +158,7 @@ func Parse(r io.Reader, opts *Options) (*Message, error) {
 	if _, err := io.Copy(io.Discard, br); err != nil && src.err == nil {
 		src.err = err
 	}
+	putReader(br)
 	m.Size = src.n
 	if src.err != nil {
 		return m, fmt.Errorf("mailparse: reading message: %w", src.err)
@@ -461,6 +478,9 @@ func (p *parser) multipart(body io.Reader, path []int, mediaType string, params 
 		defaultType = "message/rfc822"
 	}
 	mr := newMultipartReader(body, params["boundary"], p.maxBody)
+	if mr.br != body { // not the reader body already was (see getReader)
+		defer putReader(mr.br) // nothing read from it outlives this call
+	}
 	if len(mr.dash) > maxBoundaryLen {
 		p.problemf("%s: boundary longer than %d bytes ignored", where, maxBoundaryLen-2)
 		mr.dash = nil
@@ -521,7 +541,10 @@ func (p *parser) attachment(r io.Reader, att Attachment) {
 // readText reads a body part to UTF-8, keeping at most maxBody bytes.
 func (p *parser) readText(where string, r io.Reader, charsetName string) string {
 	r = p.charsetDecoder(where, r, charsetName)
-	data, _ := io.ReadAll(io.LimitReader(r, p.maxBody+1))
+	buf := getBuffer()
+	defer putBuffer(buf) // cleanBody returns a copy
+	_, _ = buf.ReadFrom(io.LimitReader(r, p.maxBody+1))
+	data := buf.Bytes()
 	if n := int64(len(data)); n > p.maxBody {
 		data = trimIncompleteRune(data[:p.maxBody])
 		rest, _ := io.Copy(io.Discard, r)
@@ -607,4 +630,49 @@ func trimIncompleteRune(b []byte) []byte {
 		}
 	}
 	return b
+}
+
+// Reading buffers are reused from one parse (and one multipart) to the next: a
+// message of 15 KB otherwise allocates more for them than for what it keeps.
+var readerPools = map[int]*sync.Pool{16 << 10: {}, 4 << 10: {}}
+
+// getReader returns a reader of r buffering size bytes; size is one of
+// readerPools'. Give it back with putReader once nothing read from it is in use.
+// As bufio.NewReaderSize, it returns r itself when r is a *bufio.Reader large
+// enough: that one is not to be given back.
+func getReader(r io.Reader, size int) *bufio.Reader {
+	if br, ok := r.(*bufio.Reader); ok && br.Size() >= size {
+		return br
+	}
+	if br, ok := readerPools[size].Get().(*bufio.Reader); ok {
+		br.Reset(r)
+		return br
+	}
+	return bufio.NewReaderSize(r, size)
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil) // let go of the source
+	readerPools[br.Size()].Put(br)
+}
+
+// textBuffers hold a text body while it is read: its string is a copy.
+var textBuffers sync.Pool
+
+// maxPooledBuffer is the largest text buffer kept for reuse, so one long body
+// does not stay in memory.
+const maxPooledBuffer = 256 << 10
+
+func getBuffer() *bytes.Buffer {
+	if b, ok := textBuffers.Get().(*bytes.Buffer); ok {
+		b.Reset()
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuffer {
+		textBuffers.Put(b)
+	}
 }

@@ -556,6 +556,21 @@ func (s *Store) SaveTracked(ctx context.Context, cursor *serversync.Cursor, acti
 	return res, nil
 }
 
+// KnownMessageKeys implements serversync.ActivityStore.
+func (s *Store) KnownMessageKeys(ctx context.Context, mailboxID string, keys []string) (map[string]bool, error) {
+	if err := s.rlock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	known := make(map[string]bool)
+	for _, k := range keys {
+		if _, ok := s.activityKeys[activityKey{mailboxID, k}]; ok {
+			known[k] = true
+		}
+	}
+	return known, nil
+}
+
 // GetCursor implements serversync.ActivityStore.
 func (s *Store) GetCursor(ctx context.Context, mailboxID, folder string) (*serversync.Cursor, error) {
 	if err := s.rlock(ctx); err != nil {

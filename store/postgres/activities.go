@@ -142,6 +142,35 @@ func (s *Store) SaveTracked(ctx context.Context, cursor *serversync.Cursor, acti
 	return res, nil
 }
 
+// KnownMessageKeys implements serversync.ActivityStore: one query, each key a
+// search of the (mailbox_id, message_key) unique index.
+func (s *Store) KnownMessageKeys(ctx context.Context, mailboxID string, keys []string) (map[string]bool, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	known := make(map[string]bool)
+	if len(keys) == 0 {
+		return known, nil
+	}
+	rows, err := s.pool.Query(ctx, "SELECT message_key FROM activities WHERE mailbox_id = $1 AND message_key = ANY($2)",
+		mailboxID, keys)
+	if err != nil {
+		return nil, dbError(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key string
+		if err := rows.Scan(&key); err != nil {
+			return nil, dbError(err)
+		}
+		known[key] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbError(err)
+	}
+	return known, nil
+}
+
 // GetCursor implements serversync.ActivityStore.
 func (s *Store) GetCursor(ctx context.Context, mailboxID, folder string) (*serversync.Cursor, error) {
 	if err := s.check(ctx); err != nil {

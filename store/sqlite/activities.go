@@ -87,6 +87,43 @@ func (s *Store) SaveTracked(ctx context.Context, cursor *serversync.Cursor, acti
 	return res, nil
 }
 
+// knownKeysSQL finds which of a JSON array of keys a mailbox holds: one statement
+// whatever the number of keys (no bound on SQL variables), each key a search of
+// the (mailbox_id, message_key) unique index.
+const knownKeysSQL = `SELECT message_key FROM activities
+	WHERE mailbox_id = ? AND message_key IN (SELECT value FROM json_each(?))`
+
+// KnownMessageKeys implements serversync.ActivityStore.
+func (s *Store) KnownMessageKeys(ctx context.Context, mailboxID string, keys []string) (map[string]bool, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	known := make(map[string]bool)
+	if len(keys) == 0 {
+		return known, ctx.Err()
+	}
+	list, err := json.Marshal(keys)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	rows, err := s.query(ctx, knownKeysSQL, mailboxID, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key string
+		if err := rows.Scan(&key); err != nil {
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
+		known[key] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return known, nil
+}
+
 // GetCursor implements serversync.ActivityStore.
 func (s *Store) GetCursor(ctx context.Context, mailboxID, folder string) (*serversync.Cursor, error) {
 	if s.closed.Load() {

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,5 +43,47 @@ func TestActivityLookupsUseIndexes(t *testing.T) {
 		}
 		require.NoError(t, rows.Err())
 		assert.Contains(t, strings.Join(plan, "; "), "SEARCH activities USING", "%s: %v", name, plan)
+	}
+}
+
+// KnownMessageKeys answers a batch in one statement: each key must be a search of
+// the (mailbox_id, message_key) index, never a scan of the mailbox's activities.
+func TestKnownMessageKeysUsesTheIndex(t *testing.T) {
+	key, err := auth.NewKey(make([]byte, auth.KeySize))
+	require.NoError(t, err)
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), &Options{Keys: auth.NewStaticKeys(key)})
+	require.NoError(t, err)
+	defer s.Close()
+	rows, err := s.reader.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+knownKeysSQL, "mb", `["a","b"]`)
+	require.NoError(t, err)
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+		plan = append(plan, detail)
+	}
+	require.NoError(t, rows.Err())
+	joined := strings.Join(plan, "; ")
+	assert.Contains(t, joined, "SEARCH activities USING COVERING INDEX", plan)
+	assert.Contains(t, joined, "message_key=?", plan)
+}
+
+// Every connection, the writer's and the readers', gets the page cache asked for,
+// CacheSizeDefault when none is.
+func TestCacheSizeApplied(t *testing.T) {
+	key, err := auth.NewKey(make([]byte, auth.KeySize))
+	require.NoError(t, err)
+	for size, want := range map[int64]int{0: -(CacheSizeDefault >> 10), 3 << 20: -3072, 100: -1} {
+		s, err := Open(context.Background(), filepath.Join(t.TempDir(), "cache.db"), &Options{Keys: auth.NewStaticKeys(key), CacheSize: size})
+		require.NoError(t, err)
+		for name, db := range map[string]interface {
+			QueryRowContext(context.Context, string, ...any) *sql.Row
+		}{"writer": s.writer, "reader": s.reader} {
+			var got int
+			require.NoError(t, db.QueryRowContext(context.Background(), "PRAGMA cache_size").Scan(&got))
+			assert.Equal(t, want, got, "%s, CacheSize %d", name, size)
+		}
+		require.NoError(t, s.Close())
 	}
 }

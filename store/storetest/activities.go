@@ -65,6 +65,49 @@ func testActivities(t *testing.T, h harness) {
 		assert.Equal(t, second.ID, got[0].ID)
 	})
 
+	h.run(t, "KnownMessageKeys", func(t *testing.T, s serversync.Store) {
+		// One call answers a whole batch: only keys stored for that mailbox are
+		// known, keys are exact (no prefix or case folding), repeats are allowed,
+		// and a list longer than any bound on SQL parameters is answered whole.
+		long := "mid:" + strings.Repeat("x", serversync.MessageKeyMaxLength-4-2) + "#"
+		saveTracked(t, s, nil, NewActivity("mb-1", "mid:a@x#1"), NewActivity("mb-1", "digest:2"),
+			NewActivity("mb-1", long+"a"), NewActivity("mb-2", "mid:b@x#3"))
+		ctx := t.Context()
+		known, err := s.KnownMessageKeys(ctx, "mb-1", []string{"mid:a@x#1", "mid:a@x", "MID:A@X#1", "mid:b@x#3",
+			"digest:2", "mid:a@x#1", long + "a", long + "b", "sha256:9", ""})
+		require.NoError(t, err)
+		assert.Equal(t, map[string]bool{"mid:a@x#1": true, "digest:2": true, long + "a": true}, known)
+
+		known, err = s.KnownMessageKeys(ctx, "mb-2", []string{"mid:a@x#1", "mid:b@x#3"})
+		require.NoError(t, err)
+		assert.Equal(t, map[string]bool{"mid:b@x#3": true}, known)
+
+		known, err = s.KnownMessageKeys(ctx, "mb-none", []string{"mid:a@x#1"})
+		require.NoError(t, err)
+		assert.Empty(t, known)
+		known, err = s.KnownMessageKeys(ctx, "mb-1", nil)
+		require.NoError(t, err)
+		assert.NotNil(t, known)
+		assert.Empty(t, known)
+
+		var batch []*serversync.EmailActivity
+		var keys []string
+		for i := range 40_000 {
+			key := fmt.Sprintf("mid:many-%d@x#%d", i, i)
+			keys = append(keys, key)
+			if i%1000 == 7 {
+				batch = append(batch, NewActivity("mb-3", key))
+			}
+		}
+		saveTracked(t, s, nil, batch...)
+		known, err = s.KnownMessageKeys(ctx, "mb-3", keys)
+		require.NoError(t, err)
+		assert.Len(t, known, len(batch))
+		for _, a := range batch {
+			assert.True(t, known[a.MessageKey], a.MessageKey)
+		}
+	})
+
 	h.run(t, "AttachmentsAndRawRoundTrip", func(t *testing.T, s serversync.Store) {
 		a := NewActivity("mb-1", "uid-1")
 		content := make([]byte, 256)

@@ -34,6 +34,7 @@ func Benchmark(b *testing.B, h Harness) {
 	b.Run("SaveTracked", func(b *testing.B) { benchSaveTracked(b, h) })
 	b.Run("Leases", func(b *testing.B) { benchLeases(b, h) })
 	b.Run("MessageKeyMiss", func(b *testing.B) { benchMessageKeyMiss(b, h) })
+	b.Run("KnownMessageKeys", func(b *testing.B) { benchKnownMessageKeys(b, h) })
 	b.Run("ConnectionSlots", func(b *testing.B) { benchConnectionSlots(b, h) })
 }
 
@@ -191,6 +192,47 @@ func benchLeases(b *testing.B, h Harness) {
 
 func benchMessageKeyMiss(b *testing.B, h Harness) {
 	ctx := context.Background()
+	s, m := benchKeyedStore(b, h)
+	i := 0
+	for b.Loop() {
+		i++
+		for _, err := range s.ListActivities(ctx, serversync.ActivityFilter{MailboxID: m.ID, MessageKey: fmt.Sprintf("mid:new-%d@bench.test", i), Limit: 1}) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// benchKnownMessageKeys asks for batches of 100 keys (one stored, 99 new), as the
+// incoming pipeline does once per SaveBatch, among 10,000 stored: compare its
+// ns/key with MessageKeyMiss's ns/op, one lookup per key.
+func benchKnownMessageKeys(b *testing.B, h Harness) {
+	ctx := context.Background()
+	s, m := benchKeyedStore(b, h)
+	keys := make([]string, 100)
+	i := 0
+	for b.Loop() {
+		for j := range keys {
+			i++
+			keys[j] = fmt.Sprintf("mid:new-%d@bench.test#%064d", i, i)
+		}
+		keys[0] = fmt.Sprintf("mid:msg-%d@bench.test#%064d", i%10_000, i%10_000)
+		known, err := s.KnownMessageKeys(ctx, m.ID, keys)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(known) != 1 {
+			b.Fatalf("%d keys known, want 1", len(known))
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/key")
+}
+
+// benchKeyedStore is a store holding 10,000 activities of one mailbox, keyed
+// "mid:msg-N@bench.test#<N on 64 digits>".
+func benchKeyedStore(b *testing.B, h Harness) (serversync.Store, *serversync.Mailbox) {
+	ctx := context.Background()
 	s := benchStore(b, h)
 	m := NewMailbox("", "bench@contoso.test")
 	if err := s.CreateMailbox(ctx, m); err != nil {
@@ -205,15 +247,7 @@ func benchMessageKeyMiss(b *testing.B, h Harness) {
 			b.Fatal(err)
 		}
 	}
-	i := 0
-	for b.Loop() {
-		i++
-		for _, err := range s.ListActivities(ctx, serversync.ActivityFilter{MailboxID: m.ID, MessageKey: fmt.Sprintf("mid:new-%d@bench.test", i), Limit: 1}) {
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	return s, m
 }
 
 func benchConnectionSlots(b *testing.B, h Harness) {

@@ -95,6 +95,10 @@ func allCalls(s serversync.Store, p population) []call {
 			return err
 		}},
 		{"ListActivities", func(ctx context.Context) error { return firstErr(s.ListActivities(ctx, serversync.ActivityFilter{})) }},
+		{"KnownMessageKeys", func(ctx context.Context) error {
+			_, err := s.KnownMessageKeys(ctx, p.mailbox.ID, []string{p.activity.MessageKey, "mid:unknown"})
+			return err
+		}},
 		{"QueueOutgoing", func(ctx context.Context) error { return s.QueueOutgoing(ctx, NewOutgoing(p.mailbox.ID, "out-2")) }},
 		{"ClaimOutgoing", func(ctx context.Context) error {
 			_, err := s.ClaimOutgoing(ctx, serversync.ClaimRequest{Host: "host-a", Now: BaseTime, TTL: time.Minute, Limit: 1})
