@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,7 +30,11 @@ type testGate struct {
 	boxes      map[string]*gatedBox // by login
 	logins     map[string]string    // mailbox ID → login
 	overlapped []string
-	entered    chan string // the login of each held connection
+	entered    chan string                   // the login of each held connection
+	callers    map[string]map[*testCall]bool // mailbox ID → the testAsync calls that read it
+	// calls, when set, is how many testAsync calls of a mailbox must have begun
+	// before a refused claim of its lock lets its held test go on.
+	calls int
 }
 
 type gatedBox struct {
@@ -37,10 +42,11 @@ type gatedBox struct {
 	inflight int
 	release  chan struct{}
 	released bool
+	refused  bool // a claim of the lock was refused while the connection was held
 }
 
 func newTestGate() *testGate {
-	return &testGate{boxes: map[string]*gatedBox{}, logins: map[string]string{}, entered: make(chan string, 64)}
+	return &testGate{boxes: map[string]*gatedBox{}, logins: map[string]string{}, entered: make(chan string, 64), callers: map[string]map[*testCall]bool{}}
 }
 
 // watch holds the first connection of m; with a password, the first one made
@@ -71,8 +77,20 @@ func (g *testGate) refused(id string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if b := g.boxes[g.logins[id]]; b != nil {
-		b.open()
+		b.refused = true
+		if len(g.callers[id]) >= g.calls {
+			b.open()
+		}
 	}
+}
+
+// awaitCalls makes a refused claim release a held test only once n testAsync
+// calls of the mailbox have begun, so that each call begins while the first
+// test still runs.
+func (g *testGate) awaitCalls(n int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.calls = n
 }
 
 // connect runs open, first holding it as the gate says. A connection held for
@@ -141,12 +159,37 @@ func (c *gatedIncoming) OpenIncoming(ctx context.Context, target *serversync.Tar
 	return session, err
 }
 
-// lockWatch is a Store that tells the gate when an update of a mailbox whose test
-// lock is held fails: a Test & Enable refused the lock.
+// lockWatch is a Store that tells the gate when a Test & Enable is refused the
+// lock of a mailbox, and when a testAsync call has read the mailbox.
 type lockWatch struct {
 	serversync.Store
 	gate *testGate
 }
+
+func (s *lockWatch) GetMailbox(ctx context.Context, id string) (*serversync.Mailbox, error) {
+	m, err := s.Store.GetMailbox(ctx, id)
+	// The call counts once it has read the mailbox: a held test let go before
+	// that would end before the call sees it running.
+	if call, ok := ctx.Value(testCallKey{}).(*testCall); ok {
+		s.gate.mu.Lock()
+		if s.gate.callers[id] == nil {
+			s.gate.callers[id] = map[*testCall]bool{}
+		}
+		s.gate.callers[id][call] = true
+		if b := s.gate.boxes[s.gate.logins[id]]; b != nil && b.refused && len(s.gate.callers[id]) >= s.gate.calls {
+			b.open()
+		}
+		s.gate.mu.Unlock()
+	}
+	return m, err
+}
+
+// testCall marks the context of one testAsync call, so that a lockWatch can
+// tell when it has begun.
+type (
+	testCall    struct{ _ byte } // not zero-sized: distinct calls get distinct pointers
+	testCallKey struct{}
+)
 
 func (s *lockWatch) UpdateMailbox(ctx context.Context, id string, update func(*serversync.Mailbox) error) (*serversync.Mailbox, error) {
 	var held bool
@@ -154,7 +197,9 @@ func (s *lockWatch) UpdateMailbox(ctx context.Context, id string, update func(*s
 		held = m.TestHost != ""
 		return update(m)
 	})
-	if err != nil && held {
+	// Only a refused claim of the test lock counts, not every update that
+	// decides to change nothing (ScheduleReady's, say).
+	if err != nil && held && strings.Contains(err.Error(), "another Test & Enable of the mailbox is running") {
 		s.gate.refused(id)
 	}
 	return m, err
@@ -206,7 +251,7 @@ type testOutcome struct {
 func testAsync(s *serversync.Syncer, id string) <-chan testOutcome {
 	done := make(chan testOutcome, 1)
 	go func() {
-		m, err := s.TestAndEnable(context.Background(), id)
+		m, err := s.TestAndEnable(context.WithValue(context.Background(), testCallKey{}, &testCall{}), id)
 		done <- testOutcome{m, err}
 	}()
 	return done
@@ -376,6 +421,7 @@ func testTwoSyncers(t *testing.T, e *syncEnv, g *testGate, secondStore serversyn
 	}
 	a := e.gatedSyncer(t, g, "syncer-a", 20*time.Millisecond)
 	b := e.gatedSyncerOn(t, secondStore, g, "syncer-b", 20*time.Millisecond)
+	g.awaitCalls(2) // a call that begins after a test ended rightly runs one of its own
 	run(t, a)
 	run(t, b)
 	var calls []<-chan testOutcome
