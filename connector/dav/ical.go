@@ -279,8 +279,15 @@ func utcOffset(seconds int) string {
 }
 
 // decodeCalendar parses iCalendar data.
-func decodeCalendar(data []byte) (*ical.Calendar, error) {
-	cal, err := ical.NewDecoder(bytes.NewReader(data)).Decode()
+// go-ical's decoder panics on some malformed lines (found by FuzzDecodeCalendar):
+// a server's bad data must not take the process down.
+func decodeCalendar(data []byte) (cal *ical.Calendar, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			cal, err = nil, badData("the iCalendar parser failed: %v", r)
+		}
+	}()
+	cal, err = ical.NewDecoder(bytes.NewReader(data)).Decode()
 	if err != nil {
 		return nil, badData("%v", err)
 	}

@@ -107,12 +107,17 @@ func contactType(f *vcard.Field) string {
 }
 
 // decodeContact reads a vCard 3.0 or 4.0.
-func decodeContact(data []byte) (*serversync.Contact, error) {
+func decodeContact(data []byte) (c *serversync.Contact, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c, err = nil, badData("the vCard parser failed: %v", r)
+		}
+	}()
 	card, err := vcard.NewDecoder(bytes.NewReader(data)).Decode()
 	if err != nil {
 		return nil, badData("%v", err)
 	}
-	c := &serversync.Contact{}
+	c = &serversync.Contact{}
 	c.UID = card.Value(vcard.FieldUID)
 	c.DisplayName = card.PreferredValue(vcard.FieldFormattedName)
 	if n := card.Name(); n != nil {
