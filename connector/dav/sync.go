@@ -158,8 +158,11 @@ func (s *session) syncChanges(ctx context.Context, kind serversync.ACTKind, col 
 		ms, err := s.multistatus(ctx, "REPORT", col.path, "0", body)
 		var se *StatusError
 		if err != nil && token != "" && errors.As(err, &se) && (se.Code == http.StatusForbidden || se.Code == http.StatusConflict ||
-			se.Code == http.StatusBadRequest || se.Code == http.StatusPreconditionFailed) {
+			se.Code == http.StatusBadRequest || se.Code == http.StatusPreconditionFailed || se.Code >= 500) {
 			// The token is no longer valid (RFC 6578 §3.2: DAV:valid-sync-token).
+			// Xandikos answers an unknown token with 500 instead: a server error
+			// on a token is retried once without it, and if the server is really
+			// down that fails too.
 			token, res.Reset = "", true
 			clear(changed)
 			clear(deleted)
