@@ -113,7 +113,9 @@ func (c *Connector) OpenACT(ctx context.Context, target *serversync.Target) (ser
 		max = DefaultMaxBodyBytes
 	}
 	h := &httpClient{
-		client:   &http.Client{Transport: transport, Timeout: 0, CheckRedirect: sameOrigin(base)},
+		// A whole exchange, body included, gets the endpoint timeout plus the time the
+		// largest allowed body may take: a server dripping bytes cannot hold a session.
+		client:   &http.Client{Transport: transport, Timeout: timeout + connector.BodyAllowance(max), CheckRedirect: sameOrigin(base)},
 		user:     creds.Username,
 		password: creds.Password,
 		max:      max,
@@ -257,6 +259,10 @@ func classify(op string, err error) error {
 	case errors.Is(err, ErrBadData):
 		return connector.Error(op, serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeProtocolError, err)
 	case errors.Is(err, context.DeadlineExceeded):
+		return connector.Error(op, serversync.ErrorTransient, serversync.ScopeProfile, serversync.CodeTimeout, err)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
 		return connector.Error(op, serversync.ErrorTransient, serversync.ScopeProfile, serversync.CodeTimeout, err)
 	}
 	var xmlErr *xml.SyntaxError

@@ -159,3 +159,23 @@ func TestStaleSyncTokenResets(t *testing.T) {
 		})
 	}
 }
+
+func TestSilentServerTimesOut(t *testing.T) {
+	release := make(chan struct{})
+	url, pem := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	tg := target(url, pem)
+	tg.Endpoint.Timeout = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := (&dav.Connector{}).OpenACT(ctx, tg)
+	if code(err) != serversync.CodeTimeout || time.Since(start) > 10*time.Second {
+		t.Fatalf("a server that never answers: %v after %v, want %s", err, time.Since(start), serversync.CodeTimeout)
+	}
+}
