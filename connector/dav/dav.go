@@ -285,6 +285,7 @@ type session struct {
 	mailboxID string
 	cols      map[serversync.ACTKind]*collection
 	missing   map[serversync.ACTKind]string
+	gets      int // items read one by one (tests check multiget does the work)
 }
 
 func (s *session) Close() error {

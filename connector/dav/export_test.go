@@ -20,3 +20,6 @@ func SyncCollection(s any, kind string) bool {
 	}
 	return false
 }
+
+// Gets is how many items the session read with a GET of their own.
+func Gets(s any) int { return s.(*session).gets }

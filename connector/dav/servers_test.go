@@ -72,3 +72,30 @@ func TestServersOfferSyncCollection(t *testing.T) {
 		})
 	}
 }
+
+// Changed items are read by multiget REPORTs, not one GET each.
+func TestChangesReadByMultiget(t *testing.T) {
+	for _, name := range []string{"RADICALE", "XANDIKOS"} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s, err := (&dav.Connector{}).OpenACT(ctx, server(t, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for i := 0; i < 3; i++ {
+				if err := s.Put(ctx, &serversync.Contact{DisplayName: "Multiget"}, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := s.Changes(ctx, serversync.KindContact, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Changes) < 3 || dav.Gets(s) != 0 {
+				t.Fatalf("%d changes read, %d of them with a GET of their own", len(res.Changes), dav.Gets(s))
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,6 +39,8 @@ type props struct {
 	SyncToken        string            `xml:"DAV: sync-token"`
 	ResourceType     *resourceType     `xml:"DAV: resourcetype"`
 	SupportedReports []supportedReport `xml:"DAV: supported-report-set>supported-report"`
+	CalendarData     string            `xml:"urn:ietf:params:xml:ns:caldav calendar-data"`
+	AddressData      string            `xml:"urn:ietf:params:xml:ns:carddav address-data"`
 }
 
 type resourceType struct {
@@ -93,7 +96,10 @@ func (s *session) propfind(ctx context.Context, path, depth, propXML string) (*m
 }
 
 func (s *session) multistatus(ctx context.Context, method, path, depth, body string) (*multistatus, error) {
-	h := http.Header{"Content-Type": {"application/xml; charset=utf-8"}, "Depth": {depth}}
+	h := http.Header{"Content-Type": {"application/xml; charset=utf-8"}}
+	if depth != "" {
+		h.Set("Depth", depth)
+	}
 	data, _, err := s.h.do(ctx, method, s.resolve(path), h, []byte(body))
 	if err != nil {
 		return nil, err
@@ -276,29 +282,42 @@ func (s *session) listChanges(ctx context.Context, kind serversync.ACTKind, col 
 	return res, nil
 }
 
-// fetch reads every changed item (in path order) and appends the changes.
+// multigetBatch is how many items one calendar-multiget / addressbook-multiget asks for.
+const multigetBatch = 50
+
+// fetch reads every changed item (in path order) and appends the changes: by
+// multiget REPORTs of multigetBatch items, and one GET for each item a multiget
+// did not return (or when its reply was too large).
 func (s *session) fetch(ctx context.Context, kind serversync.ACTKind, changed map[string]string, deleted map[string]bool, res *serversync.ACTChanges) error {
 	paths := make([]string, 0, len(changed))
 	for p := range changed {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	for _, p := range paths {
-		item, err := s.get(ctx, kind, p)
-		var se *StatusError
-		if errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone) {
-			deleted[p] = true // deleted since it was listed
-			continue
+	for len(paths) > 0 {
+		batch := paths[:min(multigetBatch, len(paths))]
+		paths = paths[len(batch):]
+		got, err := s.multiget(ctx, kind, batch)
+		if err != nil && !errors.Is(err, errBodyTooLarge) {
+			var se *StatusError
+			if !errors.As(err, &se) || !slices.Contains([]int{400, 403, 405, 415, 501}, se.Code) {
+				return err
+			}
+			// A server without multiget: one GET each below.
 		}
-		if errors.Is(err, ErrBadData) {
-			// One item no client could read must not stop the sync of the others;
-			// it is skipped until it changes again.
-			continue
+		for _, p := range batch {
+			if item, ok := got[p]; ok {
+				if item == nil {
+					deleted[p] = true
+				} else {
+					res.Changes = append(res.Changes, serversync.ACTChange{ServerID: p, Item: item})
+				}
+				continue
+			}
+			if err := s.fetchOne(ctx, kind, p, deleted, res); err != nil {
+				return err
+			}
 		}
-		if err != nil {
-			return err
-		}
-		res.Changes = append(res.Changes, serversync.ACTChange{ServerID: p, Item: item})
 	}
 	gone := make([]string, 0, len(deleted))
 	for p := range deleted {
@@ -311,8 +330,77 @@ func (s *session) fetch(ctx context.Context, kind serversync.ACTKind, changed ma
 	return nil
 }
 
+// multiget returns the items of paths the server sent, nil for those it says are
+// gone; paths it did not answer for, or whose data was unreadable, are left out.
+func (s *session) multiget(ctx context.Context, kind serversync.ACTKind, paths []string) (map[string]serversync.ACTItem, error) {
+	col := s.cols[kind]
+	var b strings.Builder
+	if kind == serversync.KindContact {
+		b.WriteString(`<?xml version="1.0" encoding="utf-8"?><R:addressbook-multiget xmlns:D="DAV:" xmlns:R="urn:ietf:params:xml:ns:carddav"><D:prop><D:getetag/><R:address-data/></D:prop>`)
+	} else {
+		b.WriteString(`<?xml version="1.0" encoding="utf-8"?><R:calendar-multiget xmlns:D="DAV:" xmlns:R="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><R:calendar-data/></D:prop>`)
+	}
+	for _, p := range paths {
+		b.WriteString(`<D:href>` + xmlEscape((&url.URL{Path: p}).EscapedPath()) + `</D:href>`)
+	}
+	if kind == serversync.KindContact {
+		b.WriteString(`</R:addressbook-multiget>`)
+	} else {
+		b.WriteString(`</R:calendar-multiget>`)
+	}
+	ms, err := s.multistatus(ctx, "REPORT", col.path, "", b.String())
+	if err != nil {
+		return nil, err
+	}
+	got := map[string]serversync.ACTItem{}
+	for _, r := range ms.Responses {
+		p := r.path()
+		if c := statusCode(r.Status); c == http.StatusNotFound || c == http.StatusGone {
+			got[p] = nil
+			continue
+		}
+		for _, pr := range r.okProps() {
+			data := pr.CalendarData
+			if kind == serversync.KindContact {
+				data = pr.AddressData
+			}
+			if data == "" {
+				continue
+			}
+			item, err := decodeItem(kind, []byte(data))
+			if err != nil {
+				continue // fetchOne reads it again and decides
+			}
+			hd := item.Header()
+			hd.MailboxID, hd.ServerID, hd.ChangeKey = s.mailboxID, p, pr.ETag
+			got[p] = item
+		}
+	}
+	return got, nil
+}
+
+// fetchOne reads one item with GET.
+func (s *session) fetchOne(ctx context.Context, kind serversync.ACTKind, p string, deleted map[string]bool, res *serversync.ACTChanges) error {
+	item, err := s.get(ctx, kind, p)
+	var se *StatusError
+	switch {
+	case errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone):
+		deleted[p] = true // deleted since it was listed
+		return nil
+	case errors.Is(err, ErrBadData):
+		// One item no client could read must not stop the sync of the others;
+		// it is skipped until it changes again.
+		return nil
+	case err != nil:
+		return err
+	}
+	res.Changes = append(res.Changes, serversync.ACTChange{ServerID: p, Item: item})
+	return nil
+}
+
 // get reads one item.
 func (s *session) get(ctx context.Context, kind serversync.ACTKind, path string) (serversync.ACTItem, error) {
+	s.gets++
 	data, h, err := s.h.do(ctx, http.MethodGet, s.resolve(path), nil, nil)
 	if err != nil {
 		return nil, err
