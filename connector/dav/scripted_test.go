@@ -35,7 +35,10 @@ func (d *scriptedDAV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	req := string(body)
 	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
-	reply := func(s string) { w.WriteHeader(http.StatusMultiStatus); _, _ = io.WriteString(w, msHead+s+`</D:multistatus>`) }
+	reply := func(s string) {
+		w.WriteHeader(http.StatusMultiStatus)
+		_, _ = io.WriteString(w, msHead+s+`</D:multistatus>`)
+	}
 	switch {
 	case r.Method == "PROPFIND" && strings.Contains(req, "current-user-principal"):
 		reply(okResp(r.URL.Path, `<D:current-user-principal><D:href>/p/</D:href></D:current-user-principal>`))
