@@ -91,10 +91,15 @@ func Start(users map[string]string) (*Server, error) {
 		return nil, err
 	}
 	// Counted below TLS, so the IMAP server still sees *tls.Conn connections.
-	imapLn := tls.NewListener(&countingListener{Listener: tcpLn, c: &s.imapConns}, tlsConfig)
+	counted := &countingListener{Listener: tcpLn, c: &s.imapConns, accepting: make(chan struct{})}
+	imapLn := tls.NewListener(counted, tlsConfig)
 	s.IMAPPort = imapLn.Addr().(*net.TCPAddr).Port
 	s.listeners = append(s.listeners, imapLn)
 	s.serving.Go(func() { _ = s.imap.Serve(imapLn) })
+	// go-imap's Serve registers with a WaitGroup that its Close waits on, with
+	// nothing ordering the two: a Close right after Start raced with it. Serve
+	// has registered once it accepts.
+	<-counted.accepting
 
 	s.smtp = smtp.NewServer(backend{s})
 	s.smtp.Domain = "localhost"
@@ -460,9 +465,15 @@ func (c *connCounter) resetPeak() {
 type countingListener struct {
 	net.Listener
 	c *connCounter
+	// accepting is closed at the first Accept: the server is serving.
+	accepting     chan struct{}
+	acceptingOnce sync.Once
 }
 
 func (l *countingListener) Accept() (net.Conn, error) {
+	if l.accepting != nil {
+		l.acceptingOnce.Do(func() { close(l.accepting) })
+	}
 	conn, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
