@@ -167,6 +167,16 @@ func (t *sharedAppToken) fresh(token *oauth2.Token) bool {
 // token returns the shared token, asking the store and then the identity
 // provider when it is about to expire.
 func (t *sharedAppToken) get(ctx context.Context) (*oauth2.Token, error) {
+	token, err := t.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A copy for each caller: oauth2's wrappers write to the tokens they are given.
+	c := *token
+	return &c, nil
+}
+
+func (t *sharedAppToken) current(ctx context.Context) (*oauth2.Token, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.fresh(t.token) {

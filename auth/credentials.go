@@ -126,7 +126,9 @@ func (c Credentials) SASLClient(ctx context.Context, offered []string) (string, 
 		if !has(sasl.OAuthBearer) && !has(Xoauth2) {
 			break
 		}
-		token, err := oauth2.ReuseTokenSource(nil, contextTokenSource{ctx, c.TokenSource}).Token()
+		// Straight from the source: it caches, and oauth2.ReuseTokenSource would
+		// write to the token it returns, which a shared source hands to every caller.
+		token, err := contextTokenSource{ctx, c.TokenSource}.Token()
 		if err != nil {
 			return "", nil, fmt.Errorf("auth: get OAuth token: %w", err)
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/stretchr/testify/assert"
@@ -65,4 +67,26 @@ func TestCredentialsNeverPrintSecrets(t *testing.T) {
 		assert.False(t, strings.Contains(s, "hunter2"), s)
 	}
 	assert.Equal(t, "alice*master", Credentials{Kind: KindImpersonation, Impersonation: ImpersonateMasterUser, Username: "master", Mailbox: "alice"}.LoginName())
+}
+
+// sharedSource hands every caller the same token, as a cache shared by many
+// connections may.
+type sharedSource struct{ token *oauth2.Token }
+
+func (s sharedSource) Token() (*oauth2.Token, error) { return s.token, nil }
+
+// Connections sharing one token source get their SASL clients concurrently
+// without writing to the shared token (the race detector watches).
+func TestSASLClientLeavesSharedTokensAlone(t *testing.T) {
+	src := sharedSource{&oauth2.Token{AccessToken: "app-token", Expiry: time.Now().Add(time.Hour)}}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			creds := Credentials{Kind: KindAppOnly, Username: fmt.Sprintf("mailbox%d@contoso.test", i), TokenSource: src}
+			mech, _, err := creds.SASLClient(context.Background(), []string{"XOAUTH2"})
+			assert.NoError(t, err)
+			assert.Equal(t, Xoauth2, mech)
+		})
+	}
+	wg.Wait()
 }
