@@ -27,23 +27,13 @@ func (s *Syncer) resolveTarget(ctx context.Context, w *work, dir Direction) (*Ta
 			m.OAuthToken = stored.OAuthToken
 		}
 	}
-	t, err := ResolveTarget(ctx, w.p, m, w.settings, dir)
-	if err != nil {
-		return nil, err
-	}
-	switch t.Credentials.Kind {
-	case auth.KindAppOnly:
-		// Every mailbox of the profile shares one token (and, through an
-		// AppTokenStore, every process): no token request per connection.
-		cfg, key, err := appTokenConfig(w.p, w.settings, dir)
-		if err != nil {
-			return nil, err
-		}
-		t.Credentials.TokenSource = s.appTokens.sourceFor(ctx, s, cfg, key)
-		return t, nil
-	case auth.KindOAuth:
-	default:
-		return t, nil
+	// Every mailbox of a server-to-server profile shares one token (and, through
+	// an AppTokenStore, every process): no token request per connection.
+	t, err := resolveTarget(ctx, w.p, m, w.settings, dir, func(cfg *auth.AppTokenConfig, key string) oauth2.TokenSource {
+		return s.appTokens.sourceFor(ctx, s, cfg, key)
+	})
+	if err != nil || t.Credentials.Kind != auth.KindOAuth {
+		return t, err
 	}
 	mailboxID := m.ID
 	t.Credentials.TokenSource = &savingTokenSource{

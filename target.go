@@ -30,6 +30,15 @@ var ErrUnsupportedCredentials = errors.New("serversync: credential source not su
 // permanent, profile-scoped *ConnectorError wrapping [ErrConnectionForbidden] that
 // names the profile field and the org setting to change; nothing is sent anywhere.
 func ResolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSettings, dir Direction) (*Target, error) {
+	return resolveTarget(ctx, p, m, settings, dir, func(cfg *auth.AppTokenConfig, _ string) oauth2.TokenSource {
+		return cfg.TokenSource(ctx)
+	})
+}
+
+// resolveTarget is ResolveTarget with the token source of server-to-server
+// credentials made by appToken, from the request and the key it is shared under.
+func resolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSettings, dir Direction,
+	appToken func(cfg *auth.AppTokenConfig, key string) oauth2.TokenSource) (*Target, error) {
 	if settings == nil {
 		settings = DefaultOrgSettings()
 	}
@@ -93,11 +102,11 @@ func ResolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSet
 		}
 		creds = auth.Credentials{Kind: auth.KindOAuth, Username: login, TokenSource: cfg.TokenSource(ctx, token)}
 	case CredentialsServerToServer:
-		cfg, _, err := appTokenConfig(p, settings, dir)
+		cfg, key, err := appTokenConfig(p, settings, dir)
 		if err != nil {
 			return nil, err
 		}
-		creds = auth.Credentials{Kind: auth.KindAppOnly, Username: m.EmailAddress, TokenSource: cfg.TokenSource(ctx)}
+		creds = auth.Credentials{Kind: auth.KindAppOnly, Username: m.EmailAddress, TokenSource: appToken(cfg, key)}
 	case CredentialsAnonymous:
 		creds = auth.Credentials{Kind: auth.KindAnonymous}
 	default:
