@@ -319,8 +319,11 @@ func TestNewcomerIsTestedOnce(t *testing.T) {
 				m, err := e.store.GetMailbox(ctx, m.ID)
 				return err == nil && m.NextSyncAt.IsZero() && m.LeaseHost == ""
 			})
-			require.NoError(t, e.admin.Approve(ctx, "admin-user", m.ID))
+			// Watched before it is approved: approval may make the mailbox due, and
+			// a test that got past an unwatched gate would leave only its sync
+			// connection to be held.
 			g.watch(m, "")
+			require.NoError(t, e.admin.Approve(ctx, "admin-user", m.ID))
 
 			var got testOutcome
 			if first == "background" {
