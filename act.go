@@ -9,7 +9,7 @@ import (
 
 // This file holds the foundation of the ACT workload (appointments, contacts and
 // tasks, DESIGN §12): the model the host and the connectors exchange, and the
-// contract an ACT connector implements. The Syncer does not drive it yet.
+// contract an ACT connector implements.
 
 // ACTKind names one kind of ACT item.
 type ACTKind string
@@ -243,11 +243,29 @@ type ACTSession interface {
 	// an error matching ErrACTConflict. ifMatch "" on an update overwrites
 	// unconditionally; a create never replaces an existing item. On success the
 	// item's ServerID, UID and ChangeKey are updated.
+	//
+	// A create whose UID the server already holds (a retry after a crash, say) is
+	// refused with an *ACTConflictError whose ServerID names the item holding that
+	// UID: the caller adopts it instead of creating a second one. This is what makes
+	// pushing the host's items exactly-once: the caller fixes the UID before the
+	// first attempt.
 	Put(ctx context.Context, item ACTItem, ifMatch string) error
 	// Delete removes an item. ifMatch works as in Put; deleting an item already
 	// gone is not an error.
 	Delete(ctx context.Context, kind ACTKind, serverID, ifMatch string) error
 	Close() error
+}
+
+// ACTOwnerMarker is implemented by ACT sessions that can mark the mailbox on the
+// server with the deployment that owns its ACT sync (the seed's "Sync items with
+// Exchange from this org only"): a DAV property on the collections, a Graph
+// extended property. Two deployments syncing one mailbox would each push the
+// other's items back; the marker lets the second one notice and stay out.
+type ACTOwnerMarker interface {
+	// ACTOwner returns the marker's value, "" when the mailbox carries none.
+	ACTOwner(ctx context.Context) (string, error)
+	// SetACTOwner writes the marker, replacing any other deployment's.
+	SetACTOwner(ctx context.Context, owner string) error
 }
 
 // ErrACTConflict is matched (errors.Is) by the error a session returns when the
