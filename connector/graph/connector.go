@@ -64,6 +64,11 @@ type Options struct {
 	MaxMessageBytes int64
 	// MaxBatchBytes bounds one $batch reply in memory (0: MaxBatchBytesDefault).
 	MaxBatchBytes int64
+	// CalendarPast and CalendarFuture bound the calendarView that ACT sessions
+	// follow, around the time the session opens (0: CalendarPastDefault,
+	// CalendarFutureDefault). Appointments wholly outside it are not seen, and a
+	// delta link keeps the window it started with.
+	CalendarPast, CalendarFuture time.Duration
 	// Logger receives debug and warning records (never a token). Nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -118,6 +123,12 @@ func New(opts *Options) *Connector {
 	}
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = connector.MaxMessageBytesDefault
+	}
+	if o.CalendarPast <= 0 {
+		o.CalendarPast = CalendarPastDefault
+	}
+	if o.CalendarFuture <= 0 {
+		o.CalendarFuture = CalendarFutureDefault
 	}
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = MaxBatchBytesDefault
