@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/connector"
 	"github.com/serversync/serversync/internal/tzwin"
@@ -52,6 +54,11 @@ const (
 // preferTextBody asks for bodies as plain text, the model's form
 // (https://learn.microsoft.com/graph/api/event-get, Prefer: outlook.body-content-type).
 const preferTextBody = `outlook.body-content-type="text"`
+
+// preferUTC asks for event times in UTC, whatever the mailbox's own zone
+// (https://learn.microsoft.com/graph/api/event-get, Prefer: outlook.timezone):
+// the zone to show them in is read from originalStartTimeZone.
+const preferUTC = `outlook.timezone="UTC"`
 
 // errUIDExists is behind the conflict of a create whose UID the server holds.
 var errUIDExists = errors.New("graph: an item with this UID is already on the server")
@@ -135,8 +142,16 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 		err := s.m.doJSON(ctx, call{op: "act-changes", method: http.MethodGet, url: link, about: aboutACT,
 			prefer: []string{"odata.maxpagesize=" + strconv.Itoa(s.m.c.opts.PageSize)}}, &page)
 		var ge *graphError
-		if err != nil && stored && errors.As(err, &ge) && isSyncStateLost(ge) {
+		if err != nil && stored && errors.As(err, &ge) && (isSyncStateLost(ge) || ge.Status == http.StatusNotFound) {
+			// A 404 is a collection that is gone (a To Do list replaced): the
+			// default one is looked up again.
 			s.m.c.log.Info("graph: the ACT delta token expired; listing every item again", "mailbox", s.m.target.MailboxID, "kind", kind, "code", ge.Code)
+			if ge.Status == http.StatusNotFound && kind == serversync.KindTask {
+				s.todoList, s.taskUIDs = "", nil
+				if initial, err = s.initialLink(ctx, kind); err != nil {
+					return res, err
+				}
+			}
 			link, stored, res.Reset = initial, false, true
 			clear(changed)
 			clear(removed)
@@ -184,11 +199,12 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 		res.Cursor = b
 		break
 	}
-	for _, id := range order {
-		item, err := s.get(ctx, kind, id)
-		if err != nil {
-			return res, err
-		}
+	items, err := s.getAll(ctx, kind, order)
+	if err != nil {
+		return res, err
+	}
+	for i, id := range order {
+		item := items[i]
 		if item == nil { // deleted since the delta listed it
 			if !removed[id] {
 				removed[id] = true
@@ -205,6 +221,37 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 		}
 	}
 	return res, nil
+}
+
+// getAll reads the items with ids, nil for those gone, up to the mailbox's
+// request budget at once (the budget, shared with every session of the
+// mailbox, is what bounds them: Graph counts 4 concurrent requests per mailbox).
+func (s *actSession) getAll(ctx context.Context, kind serversync.ACTKind, ids []string) ([]serversync.ACTItem, error) {
+	if kind == serversync.KindTask {
+		if _, err := s.taskList(ctx); err != nil { // looked up once, before the reads share the session
+			return nil, err
+		}
+	}
+	out := make([]serversync.ACTItem, len(ids))
+	var g errgroup.Group
+	g.SetLimit(s.m.c.opts.MaxInFlight)
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i, id := range ids {
+		g.Go(func() error {
+			item, err := s.get(gctx, kind, id)
+			if err != nil {
+				cancel()
+				return err
+			}
+			out[i] = item
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // initialLink is the first delta request of a kind
@@ -304,7 +351,7 @@ func (s *actSession) get(ctx context.Context, kind serversync.ACTKind, id string
 	var raw json.RawMessage
 	// One $expand filters on one property id: a contact's layout is read apart.
 	q := url.Values{"$expand": {expandFor(kind, uidProperty)}}
-	err = s.m.doJSON(ctx, call{op: "act-get", method: http.MethodGet, url: s.m.url(path, q), about: aboutACTItem, prefer: []string{preferTextBody}}, &raw)
+	err = s.m.doJSON(ctx, call{op: "act-get", method: http.MethodGet, url: s.m.url(path, q), about: aboutACTItem, prefer: []string{preferTextBody, preferUTC}}, &raw)
 	if isNotFound(err) {
 		return nil, nil
 	}
@@ -406,7 +453,7 @@ func (s *actSession) instances(ctx context.Context, master string) ([]graphEvent
 			Value []graphEvent `json:"value"`
 			Next  string       `json:"@odata.nextLink"`
 		}
-		if err := s.m.doJSON(ctx, call{op: "act-get", method: http.MethodGet, url: link, about: aboutACTItem, prefer: []string{preferTextBody}}, &page); err != nil {
+		if err := s.m.doJSON(ctx, call{op: "act-get", method: http.MethodGet, url: link, about: aboutACTItem, prefer: []string{preferTextBody, preferUTC}}, &page); err != nil {
 			return nil, err
 		}
 		out = append(out, page.Value...)
