@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -101,6 +102,9 @@ type actCursor struct {
 	V    int    `json:"v"`
 	Kind string `json:"kind"`
 	Link string `json:"link"`
+	// Series are the ids of the series masters in the calendar window: see
+	// Changes.
+	Series []string `json:"series,omitempty"`
 }
 
 // Changes implements serversync.ACTSession through the kind's delta: every
@@ -115,19 +119,21 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 		return res, err
 	}
 	link, stored := initial, false
+	var known []string // series masters of the round before
 	if len(cur) > 0 {
 		var c actCursor
 		if json.Unmarshal(cur, &c) != nil || c.V != cursorVersion || c.Kind != string(kind) || !s.m.sameOrigin(c.Link) {
 			s.m.c.log.Info("graph: an ACT cursor this connector cannot use; listing every item again", "mailbox", s.m.target.MailboxID, "kind", kind)
 			res.Reset = true
 		} else {
-			link, stored = c.Link, true
+			link, stored, known = c.Link, true, c.Series
 		}
 	}
 	changed := map[string]bool{} // ids to read: events' series masters, not their occurrences
 	var order []string
 	removed := map[string]bool{}
 	var removedOrder []string
+	deltaLink := ""
 	for {
 		var page struct {
 			Value []struct {
@@ -152,7 +158,7 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 					return res, err
 				}
 			}
-			link, stored, res.Reset = initial, false, true
+			link, stored, res.Reset, known = initial, false, true, nil
 			clear(changed)
 			clear(removed)
 			order, removedOrder = nil, nil
@@ -195,32 +201,80 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 			link = page.Next
 			continue
 		}
-		b, _ := json.Marshal(actCursor{V: cursorVersion, Kind: string(kind), Link: page.Delta})
-		res.Cursor = b
+		deltaLink = page.Delta
 		break
 	}
 	items, err := s.getAll(ctx, kind, order)
 	if err != nil {
 		return res, err
 	}
+	remove := func(id string) {
+		if !removed[id] {
+			removed[id] = true
+			removedOrder = append(removedOrder, id)
+		}
+	}
+	series := map[string]bool{}
+	for _, id := range known {
+		series[id] = true
+	}
 	for i, id := range order {
 		item := items[i]
 		if item == nil { // deleted since the delta listed it
-			if !removed[id] {
-				removed[id] = true
-				removedOrder = append(removedOrder, id)
-			}
+			remove(id)
+			delete(series, id)
 			continue
 		}
 		delete(removed, id)
+		if a, ok := item.(*serversync.Appointment); ok && a.Recurrence != nil {
+			series[id] = true
+		} else {
+			delete(series, id)
+		}
 		res.Changes = append(res.Changes, serversync.ACTChange{ServerID: id, Item: item})
 	}
+	// calendarView delta never lists a series master, so a deleted series comes
+	// only as its occurrences' removals: when anything was removed, the series
+	// of the round before that did not change are looked up.
+	if kind == serversync.KindAppointment && len(removedOrder) > 0 {
+		for _, id := range slices.Sorted(maps.Keys(series)) {
+			if changed[id] {
+				continue
+			}
+			ok, err := s.exists(ctx, kind, id)
+			if err != nil {
+				return res, err
+			}
+			if !ok {
+				remove(id)
+				delete(series, id)
+			}
+		}
+	}
 	for _, id := range removedOrder {
-		if removed[id] && !changed[id] {
+		if removed[id] {
 			res.Changes = append(res.Changes, serversync.ACTChange{ServerID: id, Deleted: true})
 		}
 	}
+	c := actCursor{V: cursorVersion, Kind: string(kind), Link: deltaLink}
+	if kind == serversync.KindAppointment {
+		c.Series = slices.Sorted(maps.Keys(series))
+	}
+	res.Cursor, _ = json.Marshal(c)
 	return res, nil
+}
+
+// exists reports whether the item is still on the server.
+func (s *actSession) exists(ctx context.Context, kind serversync.ACTKind, id string) (bool, error) {
+	path, err := s.itemPath(ctx, kind, id)
+	if err != nil {
+		return false, err
+	}
+	err = s.m.doJSON(ctx, call{op: "act-changes", method: http.MethodGet, url: s.m.url(path, url.Values{"$select": {"id"}}), about: aboutACTItem}, nil)
+	if isNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // getAll reads the items with ids, nil for those gone, up to the mailbox's

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -388,4 +389,52 @@ func TestACTNoPermission(t *testing.T) {
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, serversync.CodeNoPermission, ce.Code)
 	assert.Contains(t, err.Error(), "Tasks.ReadWrite.All")
+}
+
+// calendarView delta reports a series deleted in Outlook only as its
+// occurrences' removals: the series itself is reported deleted all the same.
+func TestACTSeriesDeletedInOutlook(t *testing.T) {
+	e := newACTEnv(t, nil)
+	s := e.openACT(t, graph.New(nil))
+	ctx := context.Background()
+	start := time.Date(2027, 2, 1, 9, 0, 0, 0, berlin)
+	series := &serversync.Appointment{Subject: "Series", Start: serversync.DateTime{Time: start, TZID: "Europe/Berlin"},
+		End:        serversync.DateTime{Time: start.Add(time.Hour), TZID: "Europe/Berlin"},
+		Recurrence: &serversync.Recurrence{Rule: "FREQ=DAILY;COUNT=3"}}
+	single := sampleItems()[0]
+	require.NoError(t, s.Put(ctx, series, ""))
+	require.NoError(t, s.Put(ctx, single, ""))
+	first := changesOf(t, s, serversync.KindAppointment, nil)
+	_, ok := listed(first, series.ServerID)
+	require.True(t, ok)
+
+	require.Equal(t, http.StatusNoContent, e.graphCall(t, http.MethodDelete, "/events/"+series.ServerID, nil, nil))
+	next := changesOf(t, s, serversync.KindAppointment, first.Cursor)
+	ch, ok := listed(next, series.ServerID)
+	assert.True(t, ok && ch.Deleted, "the series is reported deleted: %+v", next.Changes)
+	_, ok = listed(next, single.Header().ServerID)
+	assert.False(t, ok, "the single event did not change")
+
+	after := changesOf(t, s, serversync.KindAppointment, next.Cursor)
+	assert.Empty(t, after.Changes)
+}
+
+// An item the delta lists but that is deleted before it is read is reported
+// deleted.
+func TestACTDeletedWhileRead(t *testing.T) {
+	var e *env
+	var target atomic.Value
+	var once sync.Once
+	e = newACTEnv(t, &graphtest.Options{OnRequest: func(_ context.Context, _, method, path string) {
+		if id, _ := target.Load().(string); id != "" && method == http.MethodGet && path == "/contacts/"+id {
+			once.Do(func() { require.NoError(t, e.srv.RemoveACTItem(alice, id)) })
+		}
+	}})
+	s := e.openACT(t, graph.New(nil))
+	c := &serversync.Contact{DisplayName: "Short-lived"}
+	require.NoError(t, s.Put(context.Background(), c, ""))
+	target.Store(c.ServerID)
+	res := changesOf(t, s, serversync.KindContact, nil)
+	ch, ok := listed(res, c.ServerID)
+	assert.True(t, ok && ch.Deleted, "%+v", res.Changes)
 }

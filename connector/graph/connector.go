@@ -81,8 +81,9 @@ type Stats struct {
 	RetryWait     time.Duration // total time spent waiting for Retry-After
 }
 
-// Connector talks to Microsoft Graph mail. It implements serversync's
-// IncomingConnector, OutgoingConnector, Prober and SentCopyKeeper and is safe
+// Connector talks to Microsoft Graph: mail, and the calendar, contacts and To
+// Do tasks of ACT. It implements serversync's IncomingConnector,
+// OutgoingConnector, Prober, SentCopyKeeper and ACTConnector and is safe
 // for concurrent use; one per process is enough (the per-mailbox request budget
 // is shared by its sessions only).
 type Connector struct {

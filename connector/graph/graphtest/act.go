@@ -2,6 +2,8 @@ package graphtest
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -665,10 +667,12 @@ func serveDeleteAct(c *call, w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// removeAct deletes an item, recording it (and a series' occurrences) as removed.
+// removeAct deletes an item, recording it as removed; a series is recorded as
+// its occurrences, since calendarView delta never lists the master.
 func (mb *mailbox) removeAct(it *actItem, now time.Time) {
 	ids := []string{it.id}
 	if it.coll == collEvents && isSeries(it) {
+		ids = nil
 		for _, inst := range instances(it, now.AddDate(-10, 0, 0), now.AddDate(10, 0, 0)) {
 			ids = append(ids, inst.id)
 		}
@@ -1011,3 +1015,24 @@ func servePatchCalendar(c *call, w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": c.mb.calendarID, "name": "Calendar"})
 }
+
+// RemoveACTItem deletes an event, contact or task as a user would in Outlook
+// or To Do: its collection's next delta reports it removed.
+func (s *Server) RemoveACTItem(address, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mb, err := s.mailbox(address)
+	if err != nil {
+		return err
+	}
+	mb.actInit()
+	it := mb.act[id]
+	if it == nil {
+		return fmt.Errorf("%w: %s", ErrNoItem, id)
+	}
+	mb.removeAct(it, s.opts.Now())
+	return nil
+}
+
+// ErrNoItem is returned for an ACT item id a mailbox does not hold.
+var ErrNoItem = errors.New("graphtest: no such item")
