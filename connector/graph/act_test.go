@@ -438,3 +438,26 @@ func TestACTDeletedWhileRead(t *testing.T) {
 	ch, ok := listed(res, c.ServerID)
 	assert.True(t, ok && ch.Deleted, "%+v", res.Changes)
 }
+
+// An update sends every field, so what the caller cleared is cleared on the
+// server: attendees, location, a recurrence.
+func TestACTUpdateClears(t *testing.T) {
+	e := newACTEnv(t, nil)
+	s := e.openACT(t, graph.New(nil))
+	ctx := context.Background()
+	start := time.Date(2027, 5, 3, 9, 0, 0, 0, berlin)
+	a := &serversync.Appointment{Subject: "Planning", Location: "Room 1", Start: serversync.DateTime{Time: start, TZID: "Europe/Berlin"},
+		End:        serversync.DateTime{Time: start.Add(time.Hour), TZID: "Europe/Berlin"},
+		Attendees:  []serversync.Attendee{{Email: "anna@example.test"}},
+		Recurrence: &serversync.Recurrence{Rule: "FREQ=WEEKLY;COUNT=3;BYDAY=MO"}}
+	require.NoError(t, s.Put(ctx, a, ""))
+	a.Attendees, a.Location, a.Recurrence = nil, "", nil
+	require.NoError(t, s.Put(ctx, a, a.ChangeKey))
+	ch, ok := listed(changesOf(t, s, serversync.KindAppointment, nil), a.ServerID)
+	require.True(t, ok)
+	got := ch.Item.(*serversync.Appointment)
+	assert.Empty(t, got.Attendees)
+	assert.Empty(t, got.Location)
+	assert.Nil(t, got.Recurrence)
+	assert.Equal(t, "Planning", got.Subject)
+}

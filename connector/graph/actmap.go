@@ -188,8 +188,8 @@ type eventBody struct {
 	End                        *dateTimeTimeZone    `json:"end"`
 	IsAllDay                   bool                 `json:"isAllDay"`
 	Organizer                  *recipient           `json:"organizer,omitempty"`
-	Attendees                  []graphAttendee      `json:"attendees,omitempty"`
-	Recurrence                 *patternedRecurrence `json:"recurrence,omitempty"`
+	Attendees                  *[]graphAttendee     `json:"attendees,omitempty"` // nil for an override: the series' stay
+	Recurrence                 json.RawMessage      `json:"recurrence,omitempty"` // null clears it; none for an override
 	IsReminderOn               bool                 `json:"isReminderOn"`
 	ReminderMinutesBeforeStart int                  `json:"reminderMinutesBeforeStart"`
 	Categories                 []string             `json:"categories"`
@@ -226,14 +226,17 @@ func writeEvent(a *serversync.Appointment, whole bool) (*eventBody, error) {
 	if a.Organizer != nil {
 		b.Organizer = &recipient{EmailAddress: emailAddress{Name: a.Organizer.Name, Address: a.Organizer.Email}}
 	}
+	attendees := []graphAttendee{}
 	for _, at := range a.Attendees {
 		typ := "required"
 		if at.Optional {
 			typ = "optional"
 		}
-		b.Attendees = append(b.Attendees, graphAttendee{Type: typ, EmailAddress: emailAddress{Name: at.Name, Address: at.Email},
+		attendees = append(attendees, graphAttendee{Type: typ, EmailAddress: emailAddress{Name: at.Name, Address: at.Email},
 			Status: &responseStatus{Response: writeResponse(at.Response)}})
 	}
+	b.Attendees = &attendees
+	b.Recurrence = json.RawMessage("null")
 	if a.Recurrence != nil {
 		loc := a.Start.Time.Location()
 		if a.AllDay {
@@ -243,7 +246,9 @@ func writeEvent(a *serversync.Appointment, whole bool) (*eventBody, error) {
 		if err != nil {
 			return nil, err
 		}
-		b.Recurrence = r
+		if b.Recurrence, err = json.Marshal(r); err != nil {
+			return nil, err
+		}
 	}
 	b.Ext = []extendedProperty{{ID: uidProperty, Value: a.UID}}
 	return b, nil
