@@ -181,20 +181,20 @@ func nameOf(e emailAddress) string {
 // eventBody is what this connector writes of an event. Fields without
 // omitempty are always sent, so an update clears what the caller cleared.
 type eventBody struct {
-	Subject                    string               `json:"subject"`
-	Body                       itemBody             `json:"body"`
-	Location                   location             `json:"location"`
-	Start                      *dateTimeTimeZone    `json:"start"`
-	End                        *dateTimeTimeZone    `json:"end"`
-	IsAllDay                   bool                 `json:"isAllDay"`
-	Organizer                  *recipient           `json:"organizer,omitempty"`
-	Attendees                  *[]graphAttendee     `json:"attendees,omitempty"` // nil for an override: the series' stay
-	Recurrence                 json.RawMessage      `json:"recurrence,omitempty"` // null clears it; none for an override
-	IsReminderOn               bool                 `json:"isReminderOn"`
-	ReminderMinutesBeforeStart int                  `json:"reminderMinutesBeforeStart"`
-	Categories                 []string             `json:"categories"`
-	Sensitivity                string               `json:"sensitivity"`
-	Ext                        []extendedProperty   `json:"singleValueExtendedProperties,omitempty"`
+	Subject                    string             `json:"subject"`
+	Body                       itemBody           `json:"body"`
+	Location                   location           `json:"location"`
+	Start                      *dateTimeTimeZone  `json:"start"`
+	End                        *dateTimeTimeZone  `json:"end"`
+	IsAllDay                   bool               `json:"isAllDay"`
+	Organizer                  *recipient         `json:"organizer,omitempty"`
+	Attendees                  *[]graphAttendee   `json:"attendees,omitempty"`  // nil for an override: the series' stay
+	Recurrence                 json.RawMessage    `json:"recurrence,omitempty"` // null clears it; none for an override
+	IsReminderOn               bool               `json:"isReminderOn"`
+	ReminderMinutesBeforeStart int                `json:"reminderMinutesBeforeStart"`
+	Categories                 []string           `json:"categories"`
+	Sensitivity                string             `json:"sensitivity"`
+	Ext                        []extendedProperty `json:"singleValueExtendedProperties,omitempty"`
 }
 
 // writeEvent maps an appointment; whole is false for an override (an
