@@ -105,7 +105,14 @@ type actCursor struct {
 	// Series are the ids of the series masters in the calendar window: see
 	// Changes.
 	Series []string `json:"series,omitempty"`
+	// From and To are the calendar window of the delta link.
+	From time.Time `json:"from,omitzero"`
+	To   time.Time `json:"to,omitzero"`
 }
+
+// windowRoll is how far the end of the session's calendar window may pass the
+// end of a cursor's before Changes starts a round over the wider window.
+const windowRoll = 30 * 24 * time.Hour
 
 // Changes implements serversync.ACTSession through the kind's delta: every
 // page of a round is read, so the cursor is always a delta link. A cursor this
@@ -114,19 +121,32 @@ type actCursor struct {
 // and reports Reset.
 func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur []byte) (serversync.ACTChanges, error) {
 	var res serversync.ACTChanges
+	var c actCursor
+	valid := len(cur) > 0 && json.Unmarshal(cur, &c) == nil && c.V == cursorVersion && c.Kind == string(kind) && s.m.sameOrigin(c.Link)
+	if len(cur) > 0 && !valid {
+		s.m.c.log.Info("graph: an ACT cursor this connector cannot use; listing every item again", "mailbox", s.m.target.MailboxID, "kind", kind)
+		res.Reset = true
+	}
+	if kind == serversync.KindAppointment && valid && !c.From.IsZero() && !c.To.IsZero() {
+		// A window only grows: a new round lists at least what the old one did,
+		// so a reset never looks like the deletion of what left the window.
+		s.from, s.to = minTime(s.from, c.From), maxTime(s.to, c.To)
+		if c.To.Before(s.to.Add(-windowRoll)) {
+			s.m.c.log.Info("graph: the calendar window moved on; listing every appointment again", "mailbox", s.m.target.MailboxID)
+			valid, res.Reset = false, true
+		}
+	}
 	initial, err := s.initialLink(ctx, kind)
 	if err != nil {
 		return res, err
 	}
 	link, stored := initial, false
 	var known []string // series masters of the round before
-	if len(cur) > 0 {
-		var c actCursor
-		if json.Unmarshal(cur, &c) != nil || c.V != cursorVersion || c.Kind != string(kind) || !s.m.sameOrigin(c.Link) {
-			s.m.c.log.Info("graph: an ACT cursor this connector cannot use; listing every item again", "mailbox", s.m.target.MailboxID, "kind", kind)
-			res.Reset = true
-		} else {
-			link, stored, known = c.Link, true, c.Series
+	window := [2]time.Time{s.from, s.to} // of the round that ends in the delta link
+	if valid {
+		link, stored, known = c.Link, true, c.Series
+		if !c.From.IsZero() {
+			window = [2]time.Time{c.From, c.To}
 		}
 	}
 	changed := map[string]bool{} // ids to read: events' series masters, not their occurrences
@@ -159,6 +179,7 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 				}
 			}
 			link, stored, res.Reset, known = initial, false, true, nil
+			window = [2]time.Time{s.from, s.to}
 			clear(changed)
 			clear(removed)
 			order, removedOrder = nil, nil
@@ -256,12 +277,27 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 			res.Changes = append(res.Changes, serversync.ACTChange{ServerID: id, Deleted: true})
 		}
 	}
-	c := actCursor{V: cursorVersion, Kind: string(kind), Link: deltaLink}
+	next := actCursor{V: cursorVersion, Kind: string(kind), Link: deltaLink}
 	if kind == serversync.KindAppointment {
-		c.Series = slices.Sorted(maps.Keys(series))
+		next.Series = slices.Sorted(maps.Keys(series))
+		next.From, next.To = window[0], window[1]
 	}
-	res.Cursor, _ = json.Marshal(c)
+	res.Cursor, _ = json.Marshal(next)
 	return res, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // exists reports whether the item is still on the server.

@@ -461,3 +461,41 @@ func TestACTUpdateClears(t *testing.T) {
 	assert.Nil(t, got.Recurrence)
 	assert.Equal(t, "Planning", got.Subject)
 }
+
+// Once the session's window reaches well past the cursor's, a round over the
+// wider window starts (a reset): appointments that were beyond the old window
+// appear, and those of the old window are still listed, so the reset deletes
+// nothing.
+func TestACTWindowRolls(t *testing.T) {
+	e := newACTEnv(t, nil)
+	ctx := context.Background()
+	now := time.Now()
+	at := func(subject string, start time.Time) *serversync.Appointment {
+		start = start.UTC().Truncate(time.Hour)
+		return &serversync.Appointment{Subject: subject, Start: serversync.DateTime{Time: start}, End: serversync.DateTime{Time: start.Add(time.Hour)}}
+	}
+	past, soon, later := at("past", now.AddDate(0, 0, -20)), at("soon", now.AddDate(0, 0, 10)), at("later", now.AddDate(0, 0, 200))
+	narrow := graph.New(&graph.Options{CalendarPast: 30 * 24 * time.Hour, CalendarFuture: 60 * 24 * time.Hour})
+	s := e.openACT(t, narrow)
+	for _, a := range []*serversync.Appointment{past, soon, later} {
+		require.NoError(t, s.Put(ctx, a, ""))
+	}
+	first := changesOf(t, s, serversync.KindAppointment, nil)
+	_, ok := listed(first, later.ServerID)
+	require.False(t, ok, "beyond the narrow window")
+
+	// The same window: incremental.
+	same := changesOf(t, e.openACT(t, narrow), serversync.KindAppointment, first.Cursor)
+	assert.False(t, same.Reset)
+
+	wide := graph.New(&graph.Options{CalendarPast: 7 * 24 * time.Hour, CalendarFuture: 365 * 24 * time.Hour})
+	res := changesOf(t, e.openACT(t, wide), serversync.KindAppointment, first.Cursor)
+	assert.True(t, res.Reset, "a round over the wider window")
+	for _, a := range []*serversync.Appointment{past, soon, later} {
+		ch, ok := listed(res, a.ServerID)
+		assert.True(t, ok && !ch.Deleted, "%s listed", a.Subject)
+	}
+	again := changesOf(t, e.openACT(t, wide), serversync.KindAppointment, res.Cursor)
+	assert.False(t, again.Reset)
+	assert.Empty(t, again.Changes)
+}

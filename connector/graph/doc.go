@@ -73,7 +73,11 @@
 // window Options.CalendarPast..CalendarFuture around the session's opening, fixed in
 // the delta link), /contacts/delta and /todo/lists/{id}/tasks/delta, reading every
 // page of a round; the cursor is the round's deltaLink as JSON
-// {"v":1,"kind":"task","link":"…"}. calendarView delta lists single events,
+// {"v":1,"kind":"task","link":"…"}, for appointments with the window and the ids of
+// its series. A calendar window only grows: once the session's ends more than 30
+// days past the cursor's, a round over both starts (a Reset that lists everything
+// the old window did, so it deletes nothing), and a round after an expired token
+// keeps the old window's start. calendarView delta lists single events,
 // occurrences and exceptions, not series masters: an occurrence or exception stands
 // for its series, which is read with its instances in the window. Each changed item
 // is read with a GET of its own (several at once, within the mailbox's budget), to
