@@ -141,7 +141,7 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 		return res, err
 	}
 	link, stored := initial, false
-	var known []string // series masters of the round before
+	var known []string                   // series masters of the round before
 	window := [2]time.Time{s.from, s.to} // of the round that ends in the delta link
 	if valid {
 		link, stored, known = c.Link, true, c.Series

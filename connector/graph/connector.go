@@ -66,8 +66,9 @@ type Options struct {
 	MaxBatchBytes int64
 	// CalendarPast and CalendarFuture bound the calendarView that ACT sessions
 	// follow, around the time the session opens (0: CalendarPastDefault,
-	// CalendarFutureDefault). Appointments wholly outside it are not seen, and a
-	// delta link keeps the window it started with.
+	// CalendarFutureDefault). Appointments wholly outside it are not seen; a
+	// delta link keeps the window it started with, until the session's window
+	// ends more than 30 days past it (see the package documentation).
 	CalendarPast, CalendarFuture time.Duration
 	// Logger receives debug and warning records (never a token). Nil: slog.Default().
 	Logger *slog.Logger
