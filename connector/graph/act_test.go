@@ -499,3 +499,5 @@ func TestACTWindowRolls(t *testing.T) {
 	assert.False(t, again.Reset)
 	assert.Empty(t, again.Changes)
 }
+
+var testStart = time.Date(2027, 1, 1, 9, 0, 0, 0, time.UTC)
