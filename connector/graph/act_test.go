@@ -501,3 +501,33 @@ func TestACTWindowRolls(t *testing.T) {
 }
 
 var testStart = time.Date(2027, 1, 1, 9, 0, 0, 0, time.UTC)
+
+// Changed items are read several at once, never more than the mailbox's
+// budget: the fake holds the reads until four overlap, and would throttle a
+// fifth.
+func TestACTReadsOverlapWithinBudget(t *testing.T) {
+	var e *env
+	var reads atomic.Int32
+	four := make(chan struct{})
+	var release sync.Once
+	e = newACTEnv(t, &graphtest.Options{OnRequest: func(ctx context.Context, _, method, path string) {
+		if method != http.MethodGet || !strings.HasPrefix(path, "/contacts/") || strings.HasSuffix(path, "/delta") {
+			return
+		}
+		if reads.Add(1) >= graph.MaxInFlightDefault {
+			release.Do(func() { close(four) })
+		}
+		select {
+		case <-four:
+		case <-ctx.Done():
+		}
+	}})
+	s := e.openACT(t, graph.New(nil))
+	for i := 0; i < 12; i++ {
+		require.NoError(t, s.Put(context.Background(), &serversync.Contact{DisplayName: fmt.Sprintf("Contact %d", i)}, ""))
+	}
+	res := changesOf(t, s, serversync.KindContact, nil)
+	assert.Len(t, res.Changes, 12)
+	assert.Equal(t, graph.MaxInFlightDefault, e.srv.MaxConcurrent(alice))
+	assert.Zero(t, e.srv.Throttled())
+}
