@@ -165,7 +165,7 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 			Next  string `json:"@odata.nextLink"`
 			Delta string `json:"@odata.deltaLink"`
 		}
-		err := s.m.doJSON(ctx, call{op: "act-changes", method: http.MethodGet, url: link, about: aboutACT,
+		err := s.do(ctx, call{op: "act-changes", method: http.MethodGet, url: link, about: aboutACT,
 			prefer: []string{"odata.maxpagesize=" + strconv.Itoa(s.m.c.opts.PageSize)}}, &page)
 		var ge *graphError
 		if err != nil && stored && errors.As(err, &ge) && (isSyncStateLost(ge) || ge.Status == http.StatusNotFound) {
@@ -306,7 +306,7 @@ func (s *actSession) exists(ctx context.Context, kind serversync.ACTKind, id str
 	if err != nil {
 		return false, err
 	}
-	err = s.m.doJSON(ctx, call{op: "act-changes", method: http.MethodGet, url: s.m.url(path, url.Values{"$select": {"id"}}), about: aboutACTItem}, nil)
+	err = s.do(ctx, call{op: "act-changes", method: http.MethodGet, url: s.m.url(path, url.Values{"$select": {"id"}}), about: aboutACTItem}, nil)
 	if isNotFound(err) {
 		return false, nil
 	}
@@ -406,7 +406,7 @@ func (s *actSession) taskList(ctx context.Context) (string, error) {
 			} `json:"value"`
 			Next string `json:"@odata.nextLink"`
 		}
-		if err := s.m.doJSON(ctx, call{op: "act-tasks", method: http.MethodGet, url: link, about: aboutACT}, &page); err != nil {
+		if err := s.do(ctx, call{op: "act-tasks", method: http.MethodGet, url: link, about: aboutACT}, &page); err != nil {
 			return "", err
 		}
 		for _, l := range page.Value {
@@ -441,7 +441,7 @@ func (s *actSession) get(ctx context.Context, kind serversync.ACTKind, id string
 	var raw json.RawMessage
 	// One $expand filters on one property id: a contact's layout is read apart.
 	q := url.Values{"$expand": {expandFor(kind, uidProperty)}}
-	err = s.m.doJSON(ctx, call{op: "act-get", method: http.MethodGet, url: s.m.url(path, q), about: aboutACTItem, prefer: []string{preferTextBody, preferUTC}}, &raw)
+	err = s.do(ctx, call{op: "act-get", method: http.MethodGet, url: s.m.url(path, q), about: aboutACTItem, prefer: []string{preferTextBody, preferUTC}}, &raw)
 	if isNotFound(err) {
 		return nil, nil
 	}
@@ -463,7 +463,7 @@ func (s *actSession) get(ctx context.Context, kind serversync.ACTKind, id string
 		var layout struct {
 			Ext []extendedProperty `json:"singleValueExtendedProperties"`
 		}
-		err := s.m.doJSON(ctx, call{op: "act-get", method: http.MethodGet, about: aboutACTItem,
+		err := s.do(ctx, call{op: "act-get", method: http.MethodGet, about: aboutACTItem,
 			url: s.m.url(path, url.Values{"$select": {"id"}, "$expand": {expandFor(kind, layoutProperty)}})}, &layout)
 		if isNotFound(err) {
 			return nil, nil
@@ -543,7 +543,7 @@ func (s *actSession) instances(ctx context.Context, master string) ([]graphEvent
 			Value []graphEvent `json:"value"`
 			Next  string       `json:"@odata.nextLink"`
 		}
-		if err := s.m.doJSON(ctx, call{op: "act-get", method: http.MethodGet, url: link, about: aboutACTItem, prefer: []string{preferTextBody, preferUTC}}, &page); err != nil {
+		if err := s.do(ctx, call{op: "act-get", method: http.MethodGet, url: link, about: aboutACTItem, prefer: []string{preferTextBody, preferUTC}}, &page); err != nil {
 			return nil, err
 		}
 		out = append(out, page.Value...)
@@ -604,7 +604,7 @@ func (s *actSession) Put(ctx context.Context, item serversync.ACTItem, ifMatch s
 			}
 			collection = s.taskPath(list)
 		}
-		if err := s.m.doJSON(ctx, call{op: "act-put", method: http.MethodPost, url: s.m.url(collection, nil), body: raw,
+		if err := s.do(ctx, call{op: "act-put", method: http.MethodPost, url: s.m.url(collection, nil), body: raw,
 			contentType: "application/json", about: aboutACT}, &reply); err != nil {
 			return err
 		}
@@ -617,7 +617,7 @@ func (s *actSession) Put(ctx context.Context, item serversync.ACTItem, ifMatch s
 		if err != nil {
 			return err
 		}
-		err = s.m.doJSON(ctx, s.conditional(call{op: "act-put", method: http.MethodPatch, url: s.m.url(path, nil), body: raw,
+		err = s.do(ctx, s.conditional(call{op: "act-put", method: http.MethodPatch, url: s.m.url(path, nil), body: raw,
 			contentType: "application/json", about: aboutACTItem}, ifMatch), &reply)
 		if isConflict(err) {
 			return &serversync.ACTConflictError{Kind: kind, ServerID: h.ServerID, IfMatch: ifMatch, Err: err}
@@ -644,6 +644,14 @@ func (s *actSession) Put(ctx context.Context, item serversync.ACTItem, ifMatch s
 	return nil
 }
 
+// do sends an ACT call. Every one asks for immutable ids, so an event or a
+// contact keeps its ServerID when a user moves it
+// (https://learn.microsoft.com/graph/outlook-immutable-id; To Do ignores it).
+func (s *actSession) do(ctx context.Context, c call, out any) error {
+	c.messages = true
+	return s.m.doJSON(ctx, c, out)
+}
+
 // conditional adds If-Match to a call when the caller has a version.
 func (s *actSession) conditional(c call, ifMatch string) call {
 	if ifMatch != "" {
@@ -661,7 +669,7 @@ func (s *actSession) refreshVersion(ctx context.Context, kind serversync.ACTKind
 	var reply struct {
 		ETag string `json:"@odata.etag"`
 	}
-	if err := s.m.doJSON(ctx, call{op: "act-put", method: http.MethodGet, url: s.m.url(path, url.Values{"$select": {"id"}}), about: aboutACTItem}, &reply); err != nil {
+	if err := s.do(ctx, call{op: "act-put", method: http.MethodGet, url: s.m.url(path, url.Values{"$select": {"id"}}), about: aboutACTItem}, &reply); err != nil {
 		return err
 	}
 	h.ChangeKey = reply.ETag
@@ -692,7 +700,7 @@ func (s *actSession) putExceptions(ctx context.Context, a *serversync.Appointmen
 		if !ok {
 			continue
 		}
-		err := s.m.doJSON(ctx, call{op: "act-put", method: http.MethodDelete, url: s.m.url(s.m.user+"/events/"+url.PathEscape(id), nil), about: aboutACTItem}, nil)
+		err := s.do(ctx, call{op: "act-put", method: http.MethodDelete, url: s.m.url(s.m.user+"/events/"+url.PathEscape(id), nil), about: aboutACTItem}, nil)
 		if err != nil && !isNotFound(err) {
 			return err
 		}
@@ -709,7 +717,7 @@ func (s *actSession) putExceptions(ctx context.Context, a *serversync.Appointmen
 			return connector.Error("act-put", serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeRejected, err)
 		}
 		raw, _ := json.Marshal(body)
-		if err := s.m.doJSON(ctx, call{op: "act-put", method: http.MethodPatch, url: s.m.url(s.m.user+"/events/"+url.PathEscape(id), nil),
+		if err := s.do(ctx, call{op: "act-put", method: http.MethodPatch, url: s.m.url(s.m.user+"/events/"+url.PathEscape(id), nil),
 			body: raw, contentType: "application/json", about: aboutACTItem}, nil); err != nil {
 			return err
 		}
@@ -722,10 +730,10 @@ func (s *actSession) putExceptions(ctx context.Context, a *serversync.Appointmen
 func (s *actSession) putTaskExtension(ctx context.Context, path string, t *serversync.Task) error {
 	ext := taskExtensionOf(t)
 	raw, _ := json.Marshal(ext)
-	err := s.m.doJSON(ctx, call{op: "act-put", method: http.MethodPatch, url: s.m.url(path+"/extensions/"+taskExtension, nil),
+	err := s.do(ctx, call{op: "act-put", method: http.MethodPatch, url: s.m.url(path+"/extensions/"+taskExtension, nil),
 		body: raw, contentType: "application/json", about: aboutACTItem}, nil)
 	if isNotFound(err) {
-		err = s.m.doJSON(ctx, call{op: "act-put", method: http.MethodPost, url: s.m.url(path+"/extensions", nil),
+		err = s.do(ctx, call{op: "act-put", method: http.MethodPost, url: s.m.url(path+"/extensions", nil),
 			body: raw, contentType: "application/json", about: aboutACTItem}, nil)
 	}
 	return err
@@ -757,7 +765,7 @@ func (s *actSession) findUID(ctx context.Context, kind serversync.ACTKind, uid s
 			ID string `json:"id"`
 		} `json:"value"`
 	}
-	if err := s.m.doJSON(ctx, call{op: "act-put", method: http.MethodGet, url: s.m.url(collection, q), about: aboutACT}, &page); err != nil {
+	if err := s.do(ctx, call{op: "act-put", method: http.MethodGet, url: s.m.url(collection, q), about: aboutACT}, &page); err != nil {
 		return "", err
 	}
 	if len(page.Value) > 0 {
@@ -778,7 +786,7 @@ func (s *actSession) loadTaskUIDs(ctx context.Context) error {
 			Value []graphTask `json:"value"`
 			Next  string      `json:"@odata.nextLink"`
 		}
-		if err := s.m.doJSON(ctx, call{op: "act-put", method: http.MethodGet, url: link, about: aboutACT}, &page); err != nil {
+		if err := s.do(ctx, call{op: "act-put", method: http.MethodGet, url: link, about: aboutACT}, &page); err != nil {
 			return err
 		}
 		for _, t := range page.Value {
@@ -801,7 +809,7 @@ func (s *actSession) Delete(ctx context.Context, kind serversync.ACTKind, server
 	if err != nil {
 		return err
 	}
-	err = s.m.doJSON(ctx, s.conditional(call{op: "act-delete", method: http.MethodDelete, url: s.m.url(path, nil), about: aboutACTItem}, ifMatch), nil)
+	err = s.do(ctx, s.conditional(call{op: "act-delete", method: http.MethodDelete, url: s.m.url(path, nil), about: aboutACTItem}, ifMatch), nil)
 	switch {
 	case isNotFound(err):
 		return nil
@@ -827,7 +835,7 @@ func (s *actSession) ACTOwner(ctx context.Context) (string, error) {
 	var cal struct {
 		Ext []extendedProperty `json:"singleValueExtendedProperties"`
 	}
-	err := s.m.doJSON(ctx, call{op: "act-owner", method: http.MethodGet, about: aboutACT,
+	err := s.do(ctx, call{op: "act-owner", method: http.MethodGet, about: aboutACT,
 		url: s.m.url(s.m.user+"/calendar", url.Values{"$select": {"id"}, "$expand": {expandFor(serversync.KindAppointment, ownerProperty)}})}, &cal)
 	if err != nil {
 		return "", err
@@ -838,7 +846,7 @@ func (s *actSession) ACTOwner(ctx context.Context) (string, error) {
 // SetACTOwner implements serversync.ACTOwnerMarker.
 func (s *actSession) SetACTOwner(ctx context.Context, owner string) error {
 	raw, _ := json.Marshal(map[string]any{"singleValueExtendedProperties": []extendedProperty{{ID: ownerProperty, Value: owner}}})
-	return s.m.doJSON(ctx, call{op: "act-owner", method: http.MethodPatch, url: s.m.url(s.m.user+"/calendar", nil),
+	return s.do(ctx, call{op: "act-owner", method: http.MethodPatch, url: s.m.url(s.m.user+"/calendar", nil),
 		body: raw, contentType: "application/json", about: aboutACT}, nil)
 }
 

@@ -41,7 +41,7 @@ type call struct {
 	url         string // absolute
 	body        []byte
 	contentType string
-	messages    bool     // sends Prefer: IdType="ImmutableId"
+	messages    bool     // sends Prefer: IdType="ImmutableId" (mail, and ACT's events and contacts)
 	prefer      []string // more Prefer values
 	about       what
 	weight      int64  // budget slots held while in flight (0: 1)

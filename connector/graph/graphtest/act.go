@@ -712,7 +712,8 @@ func serveListAct(c *call, w http.ResponseWriter, r *http.Request) {
 	}
 	var all []*actItem
 	for _, it := range c.mb.act {
-		if it.coll == coll && (propID == "" || it.ext[propID] == propValue) {
+		// Graph compares string values without regard to case.
+		if it.coll == coll && (propID == "" || strings.EqualFold(it.ext[propID], propValue) && propValue != "") {
 			all = append(all, it)
 		}
 	}
