@@ -258,15 +258,23 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 	// only as its occurrences' removals: when anything was removed, the series
 	// of the round before that did not change are looked up.
 	if kind == serversync.KindAppointment && len(removedOrder) > 0 {
+		var check []string
 		for _, id := range slices.Sorted(maps.Keys(series)) {
-			if changed[id] {
-				continue
+			if !changed[id] {
+				check = append(check, id)
 			}
-			ok, err := s.exists(ctx, kind, id)
-			if err != nil {
-				return res, err
-			}
-			if !ok {
+		}
+		gone := make([]bool, len(check))
+		err := s.parallel(ctx, len(check), func(ctx context.Context, i int) error {
+			ok, err := s.exists(ctx, kind, check[i])
+			gone[i] = !ok
+			return err
+		})
+		if err != nil {
+			return res, err
+		}
+		for i, id := range check {
+			if gone[i] {
 				remove(id)
 				delete(series, id)
 			}
@@ -313,9 +321,7 @@ func (s *actSession) exists(ctx context.Context, kind serversync.ACTKind, id str
 	return err == nil, err
 }
 
-// getAll reads the items with ids, nil for those gone, up to the mailbox's
-// request budget at once (the budget, shared with every session of the
-// mailbox, is what bounds them: Graph counts 4 concurrent requests per mailbox).
+// getAll reads the items with ids, nil for those gone, several at once.
 func (s *actSession) getAll(ctx context.Context, kind serversync.ACTKind, ids []string) ([]serversync.ACTItem, error) {
 	if kind == serversync.KindTask {
 		if _, err := s.taskList(ctx); err != nil { // looked up once, before the reads share the session
@@ -323,25 +329,35 @@ func (s *actSession) getAll(ctx context.Context, kind serversync.ACTKind, ids []
 		}
 	}
 	out := make([]serversync.ACTItem, len(ids))
+	err := s.parallel(ctx, len(ids), func(ctx context.Context, i int) error {
+		item, err := s.get(ctx, kind, ids[i])
+		out[i] = item
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// parallel runs fn for 0..n-1, up to the mailbox's budget at once (the budget,
+// shared with every session of the mailbox, is what bounds them: Graph counts 4
+// concurrent requests per mailbox); the first error cancels the others.
+func (s *actSession) parallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
 	var g errgroup.Group
 	g.SetLimit(s.m.c.opts.MaxInFlight)
 	gctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for i, id := range ids {
+	for i := range n {
 		g.Go(func() error {
-			item, err := s.get(gctx, kind, id)
-			if err != nil {
+			if err := fn(gctx, i); err != nil {
 				cancel()
 				return err
 			}
-			out[i] = item
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return g.Wait()
 }
 
 // initialLink is the first delta request of a kind
