@@ -162,7 +162,11 @@ func readEvent(ev *graphEvent) *serversync.Appointment {
 			Optional: strings.EqualFold(at.Type, "optional"), Response: readResponse(at.Status)})
 	}
 	if ev.Recurrence != nil {
-		if rule := toRRule(ev.Recurrence); rule != "" {
+		loc := a.Start.Time.Location()
+		if a.Start.IsZero() {
+			loc = time.UTC
+		}
+		if rule := toRRule(ev.Recurrence, loc, ev.IsAllDay); rule != "" {
 			a.Recurrence = &serversync.Recurrence{Rule: rule}
 		}
 	}
@@ -574,7 +578,15 @@ func readTask(g *graphTask) *serversync.Task {
 		t.Completed = readTime(g.CompletedDateTime, "UTC", false).Time.UTC()
 	}
 	if g.Recurrence != nil {
-		if rule := toRRule(g.Recurrence); rule != "" {
+		anchor := t.Due
+		if anchor.IsZero() {
+			anchor = t.Start
+		}
+		loc := time.UTC
+		if !anchor.IsZero() {
+			loc = anchor.Time.Location()
+		}
+		if rule := toRRule(g.Recurrence, loc, false); rule != "" {
 			t.Recurrence = &serversync.Recurrence{Rule: rule}
 		}
 	}

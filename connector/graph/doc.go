@@ -110,8 +110,12 @@
 // What Graph cannot hold, or holds otherwise:
 //   - RRULEs beyond patternedRecurrence (BYHOUR, several BYMONTHDAY, FREQ=HOURLY,
 //     ordinals other than 1–4 and -1, ordinals in WEEKLY) are refused; UNTIL keeps
-//     only its date; DAILY with BYDAY comes back as WEEKLY; the RRULE text comes back
-//     in the canonical order.
+//     only its date (read back as the end of that day in the series' zone, a date
+//     for an all-day series); DAILY with BYDAY comes back as WEEKLY; the RRULE text
+//     comes back in the canonical order.
+//   - A zone Exchange names neither by a Windows name the table knows nor by an
+//     IANA name (a custom zone of desktop Outlook, tzone://Microsoft/Custom) reads
+//     as UTC; the instant is right.
 //   - EXDATEs are read as the occurrences the rule makes in the window that Graph no
 //     longer lists (v1.0 has no list of deleted occurrences); outside the window
 //     they are not seen, and an occurrence once deleted cannot be restored short of

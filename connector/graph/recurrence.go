@@ -219,8 +219,11 @@ func cmpOrInt(a, b int) int {
 // toRRule writes Graph's recurrence as an RRULE in one canonical order
 // (FREQ, COUNT or UNTIL, INTERVAL, BYDAY, BYMONTHDAY, BYMONTH, BYSETPOS,
 // WKST), leaving out what the series' start implies (a monthly day of month
-// that is the start's, a yearly month that is the start's).
-func toRRule(r *patternedRecurrence) string {
+// that is the start's, a yearly month that is the start's). Graph's endDate is
+// a date: UNTIL is that date for an all-day series and the end of that day in
+// the series' zone loc, in UTC, for a timed one (RFC 5545 wants UNTIL of the
+// start's value type).
+func toRRule(r *patternedRecurrence, loc *time.Location, allDay bool) string {
 	p, rg := r.Pattern, r.Range
 	start, _ := time.Parse("2006-01-02", rg.StartDate)
 	var b strings.Builder
@@ -234,8 +237,12 @@ func toRRule(r *patternedRecurrence) string {
 	case "numbered":
 		b.WriteString(";COUNT=" + strconv.Itoa(rg.NumberOfOccurrences))
 	case "endDate":
-		if end, err := time.Parse("2006-01-02", rg.EndDate); err == nil {
-			b.WriteString(";UNTIL=" + end.Format("20060102"))
+		if end, err := time.ParseInLocation("2006-01-02", rg.EndDate, loc); err == nil {
+			if allDay {
+				b.WriteString(";UNTIL=" + end.Format("20060102"))
+			} else {
+				b.WriteString(";UNTIL=" + end.AddDate(0, 0, 1).Add(-time.Second).UTC().Format("20060102T150405Z"))
+			}
 		}
 	}
 	if p.Interval > 1 {

@@ -15,7 +15,7 @@ func TestRecurrenceRoundTrip(t *testing.T) {
 	start := time.Date(2026, 9, 7, 9, 0, 0, 0, berlin) // Monday the 7th
 	cases := []struct{ rule, pattern, want string }{
 		{"FREQ=DAILY;COUNT=5", "daily", ""},
-		{"FREQ=DAILY;INTERVAL=2;UNTIL=20261231", "daily", "FREQ=DAILY;UNTIL=20261231;INTERVAL=2"},
+		{"FREQ=DAILY;INTERVAL=2;UNTIL=20261231", "daily", "FREQ=DAILY;UNTIL=20261231T225959Z;INTERVAL=2"},
 		{"FREQ=WEEKLY;COUNT=6;BYDAY=MO", "weekly", ""},
 		{"FREQ=WEEKLY", "weekly", "FREQ=WEEKLY;BYDAY=MO"},
 		{"FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,WE,FR;WKST=SU", "weekly", ""},
@@ -28,7 +28,8 @@ func TestRecurrenceRoundTrip(t *testing.T) {
 		{"FREQ=YEARLY", "absoluteYearly", ""},
 		{"FREQ=YEARLY;BYMONTHDAY=1;BYMONTH=5", "absoluteYearly", ""},
 		{"FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3", "relativeYearly", ""},
-		{"FREQ=WEEKLY;UNTIL=20261231T225959Z;BYDAY=MO", "weekly", "FREQ=WEEKLY;UNTIL=20261231;BYDAY=MO"},
+		{"FREQ=WEEKLY;UNTIL=20261231T225959Z;BYDAY=MO", "weekly", ""},
+		{"FREQ=WEEKLY;UNTIL=20261231T120000Z;BYDAY=MO", "weekly", "FREQ=WEEKLY;UNTIL=20261231T225959Z;BYDAY=MO"},
 	}
 	for _, c := range cases {
 		p, err := toPattern(c.rule, start, "W. Europe Standard Time")
@@ -39,7 +40,7 @@ func TestRecurrenceRoundTrip(t *testing.T) {
 		if want == "" {
 			want = c.rule
 		}
-		assert.Equal(t, want, toRRule(p), c.rule)
+		assert.Equal(t, want, toRRule(p, berlin, false), c.rule)
 	}
 }
 
@@ -67,4 +68,13 @@ func TestExpandAcrossDST(t *testing.T) {
 	}
 	assert.Equal(t, 8, got[0].UTC().Hour())
 	assert.Equal(t, 7, got[4].UTC().Hour())
+}
+
+// An all-day series' UNTIL is a date, as its start is.
+func TestRecurrenceAllDayUntil(t *testing.T) {
+	start := time.Date(2026, 9, 7, 0, 0, 0, 0, time.UTC)
+	p, err := toPattern("FREQ=DAILY;UNTIL=20260920", start, "UTC")
+	require.NoError(t, err)
+	assert.Equal(t, "2026-09-20", p.Range.EndDate)
+	assert.Equal(t, "FREQ=DAILY;UNTIL=20260920", toRRule(p, time.UTC, true))
 }
