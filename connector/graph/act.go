@@ -601,7 +601,8 @@ func (s *actSession) Put(ctx context.Context, item serversync.ACTItem, ifMatch s
 		ID   string `json:"id"`
 		ETag string `json:"@odata.etag"`
 	}
-	if h.ServerID == "" {
+	created := h.ServerID == ""
+	if created {
 		existing, err := s.findUID(ctx, kind, h.UID)
 		if err != nil {
 			return err
@@ -653,7 +654,7 @@ func (s *actSession) Put(ctx context.Context, item serversync.ACTItem, ifMatch s
 			return err
 		}
 	}
-	if kind == serversync.KindTask || (kind == serversync.KindAppointment && item.(*serversync.Appointment).Recurrence != nil) {
+	if (kind == serversync.KindTask && !created) || (kind == serversync.KindAppointment && item.(*serversync.Appointment).Recurrence != nil) {
 		// The extension or the occurrences changed the item's version again.
 		return s.refreshVersion(ctx, kind, h)
 	}
