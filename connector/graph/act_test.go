@@ -115,13 +115,14 @@ func sampleItems() []serversync.ACTItem {
 	}
 }
 
-// An expired delta token (410 SyncStateNotFound) or a resyncRequired answer
-// starts a fresh round, reported as a reset listing every item.
+// An expired delta token (410 SyncStateNotFound), a resyncRequired answer or
+// a collection gone from under its link (404) starts a fresh round, reported as
+// a reset listing every item.
 func TestACTExpiredDeltaResets(t *testing.T) {
 	for _, failure := range []struct {
 		status int
 		code   string
-	}{{http.StatusGone, "SyncStateNotFound"}, {http.StatusBadRequest, "resyncRequired"}} {
+	}{{http.StatusGone, "SyncStateNotFound"}, {http.StatusBadRequest, "resyncRequired"}, {http.StatusNotFound, "ErrorItemNotFound"}} {
 		t.Run(failure.code, func(t *testing.T) {
 			e := newACTEnv(t, nil)
 			s := e.openACT(t, graph.New(nil))
