@@ -30,6 +30,8 @@ const (
 	aboutFolder
 	aboutMessage
 	aboutSend
+	aboutACT     // an ACT collection, list or the calendar
+	aboutACTItem // one event, contact or task
 )
 
 // call is one Graph request, sent again as it is after a Retry-After.
@@ -39,10 +41,11 @@ type call struct {
 	url         string // absolute
 	body        []byte
 	contentType string
-	messages    bool     // sends Prefer: IdType="ImmutableId"
+	messages    bool     // sends Prefer: IdType="ImmutableId" (mail, and ACT's events and contacts)
 	prefer      []string // more Prefer values
 	about       what
-	weight      int64 // budget slots held while in flight (0: 1)
+	weight      int64  // budget slots held while in flight (0: 1)
+	ifMatch     string // sent as If-Match
 }
 
 // graphError is Graph's error reply.
@@ -207,6 +210,9 @@ func (m *mailbox) once(ctx context.Context, c call) (r *reply, retryAfter time.D
 	req.Header.Set("Accept", "application/json")
 	if c.contentType != "" {
 		req.Header.Set("Content-Type", c.contentType)
+	}
+	if c.ifMatch != "" {
+		req.Header.Set("If-Match", c.ifMatch)
 	}
 	var prefer []string
 	if c.messages {

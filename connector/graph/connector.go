@@ -64,6 +64,12 @@ type Options struct {
 	MaxMessageBytes int64
 	// MaxBatchBytes bounds one $batch reply in memory (0: MaxBatchBytesDefault).
 	MaxBatchBytes int64
+	// CalendarPast and CalendarFuture bound the calendarView that ACT sessions
+	// follow, around the time the session opens (0: CalendarPastDefault,
+	// CalendarFutureDefault). Appointments wholly outside it are not seen; a
+	// delta link keeps the window it started with, until the session's window
+	// ends more than 30 days past it (see the package documentation).
+	CalendarPast, CalendarFuture time.Duration
 	// Logger receives debug and warning records (never a token). Nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -76,8 +82,9 @@ type Stats struct {
 	RetryWait     time.Duration // total time spent waiting for Retry-After
 }
 
-// Connector talks to Microsoft Graph mail. It implements serversync's
-// IncomingConnector, OutgoingConnector, Prober and SentCopyKeeper and is safe
+// Connector talks to Microsoft Graph: mail, and the calendar, contacts and To
+// Do tasks of ACT. It implements serversync's IncomingConnector,
+// OutgoingConnector, Prober, SentCopyKeeper and ACTConnector and is safe
 // for concurrent use; one per process is enough (the per-mailbox request budget
 // is shared by its sessions only).
 type Connector struct {
@@ -118,6 +125,12 @@ func New(opts *Options) *Connector {
 	}
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = connector.MaxMessageBytesDefault
+	}
+	if o.CalendarPast <= 0 {
+		o.CalendarPast = CalendarPastDefault
+	}
+	if o.CalendarFuture <= 0 {
+		o.CalendarFuture = CalendarFutureDefault
 	}
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = MaxBatchBytesDefault

@@ -1,7 +1,7 @@
 // Package graph is the Microsoft Graph mail connector (Exchange Online): a small
 // net/http client for the part of Graph v1.0 serversync needs, without the Graph
 // SDK. It implements serversync.IncomingConnector (with FolderSession),
-// OutgoingConnector, Prober and SentCopyKeeper.
+// OutgoingConnector, Prober, SentCopyKeeper and ACTConnector.
 //
 //	conn := graph.New(nil) // safe for concurrent use; one per process
 //	sess, err := conn.OpenIncoming(ctx, target) // target.Endpoint.URL = "https://graph.microsoft.com"
@@ -64,6 +64,74 @@
 // Sessions hold no connection: requests go through an HTTP client per set of extra
 // root CAs (or Options.HTTPClient), whose idle keep-alive connections close after
 // 90 seconds or on Connector.CloseIdleConnections.
+//
+// # Appointments, contacts and tasks
+//
+// OpenACT opens an ACT session (serversync.ACTSession, with ACTOwnerMarker) on the
+// mailbox's default calendar, default contacts folder and default Microsoft To Do
+// list (wellknownListName defaultList). Changes follows /calendarView/delta (the
+// window Options.CalendarPast..CalendarFuture around the session's opening, fixed in
+// the delta link), /contacts/delta and /todo/lists/{id}/tasks/delta, reading every
+// page of a round; the cursor is the round's deltaLink as JSON
+// {"v":1,"kind":"task","link":"…"}, for appointments with the window and the ids of
+// its series. A calendar window only grows: once the session's ends more than 30
+// days past the cursor's, a round over both starts (a Reset that lists everything
+// the old window did, so it deletes nothing), and a round after an expired token
+// keeps the old window's start. calendarView delta lists single events,
+// occurrences and exceptions, not series masters: an occurrence or exception stands
+// for its series, which is read with its instances in the window. Each changed item
+// is read with a GET of its own (several at once, within the mailbox's budget), to
+// expand what this connector keeps on it. @removed entries are deletions (an
+// occurrence deleted in Outlook also comes as the deletion of an id the caller never
+// held, beside its changed series). An expired or unknown delta token (410
+// SyncStateNotFound, SyncStateInvalid, 400 resyncRequired), a 404 on a stored link or
+// a cursor this connector did not make starts a fresh round reported as Reset.
+//
+// Writes are POST, PATCH and DELETE with If-Match: the caller's ChangeKey, which is
+// Graph's @odata.etag (W/"…"); Graph's 412 becomes *serversync.ACTConflictError.
+// ACTHeader.UID is kept in a single-value extended property on events and contacts
+// (String {8a1c9e3e-…} Name serversync.uid), found by $filter before a create, and
+// in an open extension (com.serversync.act) on To Do tasks, found by listing the
+// list once per session with $expand=extensions: a create whose UID is already
+// there returns *ACTConflictError naming that item. Items made elsewhere take
+// iCalUId (events) or their Graph id (contacts, tasks) as UID. The ownership marker
+// is a single-value extended property of the default calendar.
+//
+// Times are asked for in UTC (Prefer: outlook.timezone="UTC") and shown in the
+// zone of originalStartTimeZone / originalEndTimeZone, which Exchange keeps under
+// Windows names: internal/tzwin maps them to IANA (CLDR windowsZones). Writes send
+// the Windows name of an IANA zone the table knows, the IANA name otherwise.
+// Recurrence maps RRULE to patternedRecurrence and back (canonical order: FREQ,
+// COUNT|UNTIL, INTERVAL, BYDAY, BYMONTHDAY, BYMONTH, BYSETPOS, WKST); occurrences
+// in Recurrence.Exceptions are deleted and Overrides patched onto their occurrences
+// after the series is written. Bodies are read as text (Prefer:
+// outlook.body-content-type="text").
+//
+// What Graph cannot hold, or holds otherwise:
+//   - RRULEs beyond patternedRecurrence (BYHOUR, several BYMONTHDAY, FREQ=HOURLY,
+//     ordinals other than 1–4 and -1, ordinals in WEEKLY) are refused; UNTIL keeps
+//     only its date (read back as the end of that day in the series' zone, a date
+//     for an all-day series); DAILY with BYDAY comes back as WEEKLY; the RRULE text
+//     comes back in the canonical order.
+//   - A zone Exchange names neither by a Windows name the table knows nor by an
+//     IANA name (a custom zone of desktop Outlook, tzone://Microsoft/Custom) reads
+//     as UTC; the instant is right.
+//   - EXDATEs are read as the occurrences the rule makes in the window that Graph no
+//     longer lists (v1.0 has no list of deleted occurrences); outside the window
+//     they are not seen, and an occurrence once deleted cannot be restored short of
+//     changing the recurrence (Exchange then drops every exception).
+//   - Attendee responses and the organizer are the server's: Exchange sets them
+//     itself (the fake keeps what was written). ResponseDelegated has no Graph
+//     value (written as none). Writing attendees makes Exchange send invitations.
+//   - Sensitivity "personal" reads as normal.
+//   - Contacts: three emails, one mobile phone, one business, home and other
+//     address; labels and order of emails, phones and addresses are kept in a
+//     second extended property (serversync.contactLayout) and used while they fit
+//     what is on the server.
+//   - Tasks: To Do has no percent complete, no 1–9 priority and no zone of a date:
+//     the open extension keeps them (importance high/normal/low is the visible
+//     part); status cancelled is written as deferred, waitingOnOthers reads as
+//     in-process. Real To Do may keep only the date of dueDateTime.
 //
 // # Sending
 //

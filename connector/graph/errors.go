@@ -29,6 +29,17 @@ func (m *mailbox) classify(op string, about what, ge *graphError) error {
 			return e(serversync.ErrorAuth, authScope, serversync.CodeAuthExpired, "Graph says the access token has expired")
 		}
 		return e(serversync.ErrorAuth, authScope, serversync.CodeAuthFailed, "Graph refused the access token (check the application's tenant and permissions)")
+	case ge.Status == http.StatusForbidden && (about == aboutACT || about == aboutACTItem):
+		advice := "the signed-in user may not open this mailbox's calendar, contacts or tasks: grant Calendars.ReadWrite, Contacts.ReadWrite and Tasks.ReadWrite"
+		if m.appOnly {
+			advice = "the application may not open this mailbox's calendar, contacts or tasks: grant it Calendars.ReadWrite, Contacts.ReadWrite " +
+				"and Tasks.ReadWrite.All (application permissions, with admin consent)"
+		}
+		return e(serversync.ErrorAuth, serversync.ScopeMailbox, serversync.CodeNoPermission, advice)
+	case ge.Status == http.StatusNotFound && about == aboutACTItem && !is("ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "MailboxNotSupportedForRESTAPI"):
+		return e(serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeBadRef, "the item is not on the server")
+	case ge.Status == http.StatusPreconditionFailed:
+		return e(serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeRejected, "the item changed on the server")
 	case ge.Status == http.StatusForbidden:
 		advice := "the signed-in user may not open this mailbox: grant the Mail.ReadWrite and Mail.Send permissions"
 		if m.appOnly {

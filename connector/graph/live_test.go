@@ -67,39 +67,10 @@ func liveGraph(t *testing.T, env liveEnv) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	if env.rootCAsPEM != "" {
-		roots, err := x509.SystemCertPool()
-		require.NoError(t, err)
-		require.True(t, roots.AppendCertsFromPEM([]byte(env.rootCAsPEM)))
-		transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	}
-	defer transport.CloseIdleConnections()
-	tokens := func(scope string) oauth2.TokenSource {
-		cfg := &auth.AppTokenConfig{
-			TokenURL: auth.AppTokenURL(env.authority, env.tenant), ClientID: env.clientID, Certificate: env.cert, Scope: scope,
-			HTTPClient: &http.Client{Transport: transport, Timeout: 30 * time.Second},
-		}
-		return oauth2.ReuseTokenSource(nil, cfg.TokenSource(ctx))
-	}
-
-	graphTokens := tokens(serversync.GraphScopeDefault)
-	token, err := graphTokens.Token()
-	require.NoError(t, err, "app-only token for Graph")
-	require.NotEmpty(t, token.AccessToken)
-	t.Logf("token for Graph, expires %s", token.Expiry.Format(time.RFC3339)) // never the token itself
-
+	tokens := liveTokens(t, ctx, env)
+	target := liveTarget(t, env, tokens(serversync.GraphScopeDefault))
 	conn := graph.New(nil)
 	defer conn.CloseIdleConnections()
-	graphURL, err := url.Parse(env.graphURL)
-	require.NoError(t, err)
-	graphPort, _ := strconv.Atoi(cmp.Or(graphURL.Port(), "443"))
-	target := &serversync.Target{
-		ProfileID: "live", MailboxID: "live", EmailAddress: env.mailbox,
-		Endpoint: serversync.Endpoint{URL: env.graphURL, Host: graphURL.Hostname(), Port: graphPort,
-			TLS: serversync.TLSImplicit, RootCAsPEM: env.rootCAsPEM, Timeout: 30 * time.Second},
-		Credentials: auth.Credentials{Kind: auth.KindAppOnly, Username: env.mailbox, TokenSource: graphTokens},
-	}
 
 	steps := conn.Probe(ctx, target)
 	require.NotEmpty(t, steps)
@@ -164,6 +135,52 @@ func liveGraph(t *testing.T, env liveEnv) {
 			assert.True(t, s.OK, "IMAP step %s: %s (%v)", s.Name, s.Detail, s.Err)
 		}
 		assert.Equal(t, "open-inbox", steps[len(steps)-1].Name, "logged in and opened INBOX")
+	}
+}
+
+// liveTokens returns app-only token sources for the live settings, one per
+// scope; the first token for Graph is asked for at once, so a refused
+// registration fails here.
+func liveTokens(t *testing.T, ctx context.Context, env liveEnv) func(scope string) oauth2.TokenSource {
+	t.Helper()
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if env.rootCAsPEM != "" {
+		roots, err := x509.SystemCertPool()
+		require.NoError(t, err)
+		require.True(t, roots.AppendCertsFromPEM([]byte(env.rootCAsPEM)))
+		transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	t.Cleanup(transport.CloseIdleConnections)
+	sources := map[string]oauth2.TokenSource{} // one per scope: a token is asked for once
+	tokens := func(scope string) oauth2.TokenSource {
+		if ts, ok := sources[scope]; ok {
+			return ts
+		}
+		cfg := &auth.AppTokenConfig{
+			TokenURL: auth.AppTokenURL(env.authority, env.tenant), ClientID: env.clientID, Certificate: env.cert, Scope: scope,
+			HTTPClient: &http.Client{Transport: transport, Timeout: 30 * time.Second},
+		}
+		sources[scope] = oauth2.ReuseTokenSource(nil, cfg.TokenSource(ctx))
+		return sources[scope]
+	}
+	token, err := tokens(serversync.GraphScopeDefault).Token()
+	require.NoError(t, err, "app-only token for Graph")
+	require.NotEmpty(t, token.AccessToken)
+	t.Logf("token for Graph, expires %s", token.Expiry.Format(time.RFC3339)) // never the token itself
+	return tokens
+}
+
+// liveTarget is the live mailbox on Graph with app-only tokens.
+func liveTarget(t *testing.T, env liveEnv, tokens oauth2.TokenSource) *serversync.Target {
+	t.Helper()
+	graphURL, err := url.Parse(env.graphURL)
+	require.NoError(t, err)
+	graphPort, _ := strconv.Atoi(cmp.Or(graphURL.Port(), "443"))
+	return &serversync.Target{
+		ProfileID: "live", MailboxID: "live", EmailAddress: env.mailbox,
+		Endpoint: serversync.Endpoint{URL: env.graphURL, Host: graphURL.Hostname(), Port: graphPort,
+			TLS: serversync.TLSImplicit, RootCAsPEM: env.rootCAsPEM, Timeout: 30 * time.Second},
+		Credentials: auth.Credentials{Kind: auth.KindAppOnly, Username: env.mailbox, TokenSource: tokens},
 	}
 }
 

@@ -32,6 +32,30 @@
 // the same page. Tokens live until [Server.ExpireSyncState] or
 // [Server.InvalidateSyncState]; an unknown token is 410 SyncStateNotFound.
 //
+// # Appointments, contacts and tasks
+//
+// Each mailbox also holds events of its default calendar (/events, /calendar,
+// /calendarView/delta with startDateTime and endDateTime, /events/{id}/instances),
+// contacts (/contacts, /contacts/delta) and Microsoft To Do lists (/todo/lists, the
+// default one and "Flagged Emails") with tasks (/todo/lists/{id}/tasks, …/delta,
+// open extensions). Items keep the JSON properties a client wrote (a PATCH replaces
+// the top-level ones it names); the server adds id, @odata.etag and changeKey,
+// created and modified times, iCalUId, type. Event times come back in UTC (or the
+// zone of Prefer: outlook.timezone) with the zone as sent kept in
+// originalStartTimeZone under its Windows name (IANA names are taken and mapped);
+// To Do times come back in UTC. A series master with a patternedRecurrence is
+// expanded into occurrences: calendarView delta lists single events, occurrences and
+// exceptions in its window, never the master; deleting an occurrence cancels it,
+// patching one makes it an exception, changing the master's recurrence drops both.
+// Deltas share the change log and tokens of mail ([Server.ExpireSyncState] and
+// [Server.InvalidateSyncState] expire them too; [Server.ReplayNextPage] and
+// [Server.Throttle] apply). If-Match with another ETag is 412
+// ErrorIrresolvableConflict. Single-value extended properties are kept, returned by
+// $expand=singleValueExtendedProperties($filter=id eq '…') and filtered by
+// $filter=singleValueExtendedProperties/Any(ep: ep/id eq '…' and ep/value eq '…').
+// Routes need Calendars.*, Contacts.* or Tasks.* (Read or ReadWrite, .All for
+// applications).
+//
 // # Catching careless clients
 //
 // The fake answers as Graph may, not as a client might hope:

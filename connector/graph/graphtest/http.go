@@ -19,6 +19,12 @@ const (
 	permRead perm = iota
 	permWrite
 	permSend
+	permCalendarsRead
+	permCalendarsWrite
+	permContactsRead
+	permContactsWrite
+	permTasksRead
+	permTasksWrite
 )
 
 // call is one request to a mailbox, authenticated and admitted.
@@ -29,6 +35,7 @@ type call struct {
 	userPath  string // "me" or "users/{escaped address}", for links
 	immutable bool   // Prefer: IdType="ImmutableId"
 	pageSize  int    // Prefer: odata.maxpagesize, 0 when absent
+	timeZone  string // Prefer: outlook.timezone, "" when absent
 }
 
 type callKey struct{}
@@ -92,12 +99,38 @@ func (s *Server) mailboxRoutes() *http.ServeMux {
 	handle("GET /messages/{id}/$value", permRead, serveMessageValue)
 	handle("POST /messages/{id}/move", permWrite, serveMove)
 	handle("POST /sendMail", permSend, serveSendMail)
+
+	handle("GET /calendar", permCalendarsRead, serveGetCalendar)
+	handle("PATCH /calendar", permCalendarsWrite, servePatchCalendar)
+	handle("GET /calendarView/delta", permCalendarsRead, serveActDelta)
+	handle("GET /events", permCalendarsRead, serveListAct)
+	handle("POST /events", permCalendarsWrite, serveCreateAct)
+	handle("GET /events/{id}", permCalendarsRead, serveGetAct)
+	handle("PATCH /events/{id}", permCalendarsWrite, servePatchAct)
+	handle("DELETE /events/{id}", permCalendarsWrite, serveDeleteAct)
+	handle("GET /events/{id}/instances", permCalendarsRead, serveInstances)
+	handle("GET /contacts/delta", permContactsRead, serveActDelta)
+	handle("GET /contacts", permContactsRead, serveListAct)
+	handle("POST /contacts", permContactsWrite, serveCreateAct)
+	handle("GET /contacts/{id}", permContactsRead, serveGetAct)
+	handle("PATCH /contacts/{id}", permContactsWrite, servePatchAct)
+	handle("DELETE /contacts/{id}", permContactsWrite, serveDeleteAct)
+	handle("GET /todo/lists", permTasksRead, serveTodoLists)
+	handle("GET /todo/lists/{list}/tasks/delta", permTasksRead, serveActDelta)
+	handle("GET /todo/lists/{list}/tasks", permTasksRead, serveListAct)
+	handle("POST /todo/lists/{list}/tasks", permTasksWrite, serveCreateAct)
+	handle("GET /todo/lists/{list}/tasks/{id}", permTasksRead, serveGetAct)
+	handle("PATCH /todo/lists/{list}/tasks/{id}", permTasksWrite, servePatchAct)
+	handle("DELETE /todo/lists/{list}/tasks/{id}", permTasksWrite, serveDeleteAct)
+	handle("POST /todo/lists/{list}/tasks/{id}/extensions", permTasksWrite, serveTaskExtension)
+	handle("PATCH /todo/lists/{list}/tasks/{id}/extensions/{ext}", permTasksWrite, serveTaskExtension)
 	return mux
 }
 
 // canonicalSegments are the literal path segments of the API, matched without
 // regard to case as Graph does.
-var canonicalSegments = []string{"mailFolders", "childFolders", "messages", "delta", "move", "sendMail", "$value"}
+var canonicalSegments = []string{"mailFolders", "childFolders", "messages", "delta", "move", "sendMail", "$value",
+	"calendar", "calendarView", "events", "instances", "contacts", "todo", "lists", "tasks", "extensions"}
 
 // normalizePath turns the segments of a Graph path into the fake's route form:
 // canonical case for literal segments, mailFolders('id') → mailFolders/id,
@@ -252,6 +285,12 @@ func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request) *admitted 
 		ok = p.has("Mail.ReadWrite")
 	case permSend:
 		ok = p.has("Mail.Send")
+	case permCalendarsRead, permCalendarsWrite:
+		ok = p.hasAccess("Calendars", rt.perm == permCalendarsWrite)
+	case permContactsRead, permContactsWrite:
+		ok = p.hasAccess("Contacts", rt.perm == permContactsWrite)
+	case permTasksRead, permTasksWrite:
+		ok = p.hasAccess("Tasks", rt.perm == permTasksWrite)
 	}
 	if !ok {
 		accessDenied(w)
@@ -262,7 +301,7 @@ func (s *Server) admitRequest(w http.ResponseWriter, r *http.Request) *admitted 
 		return nil
 	}
 	c := &call{s: s, mb: mb, p: p, userPath: userPath}
-	c.immutable, c.pageSize = preferences(r.Header)
+	c.immutable, c.pageSize, c.timeZone = preferences(r.Header)
 	return &admitted{c: c, inner: inner.WithContext(context.WithValue(r.Context(), callKey{}, c))}
 }
 
@@ -360,9 +399,9 @@ func retryAfter(d time.Duration, least int) string {
 	return strconv.Itoa(max(secs, least))
 }
 
-// preferences reads the Prefer headers: IdType="ImmutableId" and
-// odata.maxpagesize=N.
-func preferences(h http.Header) (immutable bool, pageSize int) {
+// preferences reads the Prefer headers: IdType="ImmutableId",
+// odata.maxpagesize=N and outlook.timezone="zone".
+func preferences(h http.Header) (immutable bool, pageSize int, timeZone string) {
 	for _, v := range h.Values("Prefer") {
 		for _, pref := range strings.Split(v, ",") {
 			name, val, _ := strings.Cut(strings.TrimSpace(pref), "=")
@@ -374,10 +413,12 @@ func preferences(h http.Header) (immutable bool, pageSize int) {
 				if n, err := strconv.Atoi(val); err == nil && n > 0 {
 					pageSize = n
 				}
+			case strings.EqualFold(name, "outlook.timezone"):
+				timeZone = val
 			}
 		}
 	}
-	return immutable, pageSize
+	return immutable, pageSize, timeZone
 }
 
 // writeError answers with Graph's error shape.

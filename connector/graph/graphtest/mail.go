@@ -27,6 +27,8 @@ type deltaState struct {
 	// A $deltatoken: where in the change log the next round starts.
 	pos int64
 	sel []string
+	// view is the calendarView window of an events delta.
+	view [2]time.Time
 	// invalid, once set, is the answer to the token (InvalidateSyncState).
 	invalid *failure
 }

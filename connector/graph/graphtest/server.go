@@ -102,6 +102,22 @@ type Principal struct {
 	Permissions []string
 }
 
+// hasAccess reports whether p may read (or, with write, change) the items of
+// an area ("Calendars", "Contacts", "Tasks"): its .ReadWrite permission, or
+// .Read to read, delegated or application (.All) alike.
+func (p Principal) hasAccess(area string, write bool) bool {
+	perms := []string{area + ".ReadWrite", area + ".ReadWrite.All"}
+	if !write {
+		perms = append(perms, area+".Read", area+".Read.All")
+	}
+	for _, perm := range perms {
+		if p.has(perm) {
+			return true
+		}
+	}
+	return false
+}
+
 func (p Principal) has(perm string) bool {
 	for _, have := range p.Permissions {
 		for _, one := range strings.Fields(have) { // an scp claim is one string

@@ -53,6 +53,13 @@ type mailbox struct {
 	replayNext    bool
 	lastPage      []entry // the entries of the last delta page served
 	restDisabled  bool
+
+	// ACT state, made on first use (actInit).
+	act         map[string]*actItem // events, contacts and tasks by id
+	actRemovals []actRemoval
+	todoLists   []*todoList
+	calendarID  string
+	calendarExt map[string]string // the default calendar's single-value extended properties
 }
 
 // appUse is what one application does with a mailbox: Graph's limits count
