@@ -152,7 +152,7 @@ func (c Credentials) kerberosClient(ctx context.Context) (*client.Client, error)
 		if cl, principal = fromCCache(k, cfg); cl != nil {
 			return cl, nil
 		}
-		if k.Keytab == "" {
+		if _, err := os.Stat(k.Keytab); k.Keytab == "" || err != nil {
 			return nil, ErrNoKerberosIdentity
 		}
 		kt, err := keytab.Load(k.Keytab)
