@@ -49,7 +49,12 @@ func realKDC(t *testing.T) kdcEnv {
 // principal, and 401 "WWW-Authenticate: Negotiate" to anyone else.
 func spnegoServer(t *testing.T, env kdcEnv) *httptest.Server {
 	t.Helper()
-	kt, err := keytab.Load(env.httpKeytab)
+	return spnegoServerWith(t, env.httpKeytab)
+}
+
+func spnegoServerWith(t *testing.T, keytabPath string) *httptest.Server {
+	t.Helper()
+	kt, err := keytab.Load(keytabPath)
 	require.NoError(t, err)
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := goidentity.FromHTTPRequestContext(r)
@@ -123,9 +128,8 @@ func TestNegotiateHTTPAgainstRealKDC(t *testing.T) {
 	})
 
 	t.Run("ticket cache filled by MIT kinit", func(t *testing.T) {
-		if _, err := exec.LookPath("kinit"); err != nil {
-			t.Skip("kinit not installed")
-		}
+		_, err := exec.LookPath("kinit")
+		require.NoError(t, err, "scripts/kdc install puts MIT's kinit (krb5-user) in place")
 		ccache := filepath.Join(t.TempDir(), "ccache")
 		cmd := exec.Command("kinit", "-k", "-t", env.svcKeytab, env.serviceAccount+"@"+env.realm)
 		cmd.Env = append(os.Environ(), "KRB5_CONFIG="+env.conf, "KRB5CCNAME=FILE:"+ccache)
@@ -138,11 +142,51 @@ func TestNegotiateHTTPAgainstRealKDC(t *testing.T) {
 		assert.True(t, strings.HasPrefix(body, env.serviceAccount+"@"), body)
 	})
 
+	t.Run("expiring ticket in the cache: the keytab logs in again", func(t *testing.T) {
+		_, err := exec.LookPath("kinit")
+		require.NoError(t, err, "scripts/kdc install puts MIT's kinit (krb5-user) in place")
+		// krb-auth's ticket, valid for 30 seconds: too close to its end to be used.
+		// The keytab is the service account's, so the server names who logged in.
+		ccache := filepath.Join(t.TempDir(), "ccache")
+		cmd := exec.Command("kinit", "-l", "30s", "krb-auth@"+env.realm)
+		cmd.Env = append(os.Environ(), "KRB5_CONFIG="+env.conf, "KRB5CCNAME=FILE:"+ccache)
+		cmd.Stdin = strings.NewReader("krb-auth-krbpass\n")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		creds := Credentials{Kind: KindIntegrated, Kerberos: &KerberosConfig{Krb5Conf: env.conf, CCache: ccache, Keytab: env.svcKeytab}}
+		resp, body, err := get(t, HTTPTransport(creds, nil), srv.URL, "")
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.True(t, strings.HasPrefix(body, env.serviceAccount+"@"), "the keytab, not the expiring ticket: %s", body)
+
+		// The same cache with a ticket good for hours is used as it is.
+		cmd = exec.Command("kinit", "krb-auth@"+env.realm)
+		cmd.Env = append(os.Environ(), "KRB5_CONFIG="+env.conf, "KRB5CCNAME=FILE:"+ccache)
+		cmd.Stdin = strings.NewReader("krb-auth-krbpass\n")
+		out, err = cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		resp, body, err = get(t, HTTPTransport(creds, nil), srv.URL, "")
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.True(t, strings.HasPrefix(body, "krb-auth@"), "the cached ticket: %s", body)
+	})
+
 	t.Run("no identity at all", func(t *testing.T) {
 		k := &KerberosConfig{Krb5Conf: env.conf, Keytab: filepath.Join(t.TempDir(), "none"), CCache: filepath.Join(t.TempDir(), "none")}
 		require.ErrorIs(t, k.CheckIdentity(), ErrNoKerberosIdentity)
 		_, _, err := get(t, HTTPTransport(Credentials{Kind: KindIntegrated, Kerberos: k}, nil), srv.URL, "")
 		require.Error(t, err)
+	})
+
+	t.Run("a server without the service's key refuses the ticket", func(t *testing.T) {
+		// The mail keytab holds imap/ and smtp/ keys but not HTTP/: this server
+		// cannot decrypt the ticket, as an impostor could not.
+		impostor := spnegoServerWith(t, os.Getenv("SERVERSYNC_KRB5_MAIL_KEYTAB"))
+		creds := Credentials{Kind: KindPassword, Username: "krb-http", Password: NewSecret("krb-http-krbpass"),
+			Protocol: ProtocolNegotiate, Kerberos: krb}
+		resp, _, err := get(t, HTTPTransport(creds, nil), impostor.URL, "")
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	})
 
 	t.Run("Auto picks Negotiate when offered and Kerberos is configured", func(t *testing.T) {
