@@ -115,6 +115,11 @@ func (t *httpAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if req.Body != nil {
+		// Every attempt sends a fresh copy from GetBody; the original is closed, as
+		// a RoundTripper must.
+		defer req.Body.Close()
+	}
 	s := t.fixed
 	if s == schemeUnknown {
 		t.mu.Lock()
