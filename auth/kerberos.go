@@ -207,10 +207,15 @@ func fromCCache(k KerberosConfig, cfg *config.Config) (*client.Client, string) {
 
 // splitPrincipal turns a login name into a Kerberos principal name and realm:
 // "name@REALM" or "name@mail.domain" (the realm the krb5.conf maps the domain to,
-// else the domain in upper case, as Active Directory's UPNs go), "DOMAIN\name", or a
-// bare name in the default realm.
+// else the domain in upper case, as Active Directory's UPNs go), "DOMAIN\name" (the
+// default realm when DOMAIN is its first label), or a bare name in the default realm.
 func splitPrincipal(login string, cfg *config.Config) (name, realm string) {
 	if domain, user, ok := strings.Cut(login, `\`); ok {
+		// A NetBIOS domain name is the first label of its realm, as Windows names
+		// them (CORP for CORP.EXAMPLE.COM).
+		if first, _, _ := strings.Cut(cfg.LibDefaults.DefaultRealm, "."); strings.EqualFold(first, domain) {
+			return user, cfg.LibDefaults.DefaultRealm
+		}
 		return user, strings.ToUpper(domain)
 	}
 	name, domain, ok := strings.Cut(login, "@")

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/jcmturner/goidentity/v6"
+	"github.com/jcmturner/gokrb5/v8/config"
 	"github.com/jcmturner/gokrb5/v8/keytab"
 	"github.com/jcmturner/gokrb5/v8/service"
 	"github.com/jcmturner/gokrb5/v8/spnego"
@@ -215,4 +216,30 @@ func TestKerberosErrorsKeepSecretsOut(t *testing.T) {
 	require.True(t, errors.As(err, &kerr), "%v", err)
 	assert.True(t, kerr.Refused)
 	assert.NotContains(t, err.Error(), "pw-123")
+}
+
+func TestSplitPrincipal(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.NewFromString("[libdefaults]\n default_realm = CORP.EXAMPLE\n[domain_realm]\n .mail.example = CORP.EXAMPLE\n")
+	require.NoError(t, err)
+	for _, tc := range []struct{ login, name, realm string }{
+		{"alice", "alice", "CORP.EXAMPLE"},
+		{"alice@mail.example", "alice", "CORP.EXAMPLE"},   // the krb5.conf maps the mail domain
+		{"alice@other.example", "alice", "OTHER.EXAMPLE"}, // an Active Directory UPN suffix
+		{`CORP\alice`, "alice", "CORP.EXAMPLE"},           // down-level logon name, NetBIOS domain
+		{`OTHER\alice`, "alice", "OTHER"},
+		{"alice@CORP.EXAMPLE", "alice", "CORP.EXAMPLE"},
+	} {
+		name, realm := splitPrincipal(tc.login, cfg)
+		assert.Equal(t, tc.name, name, tc.login)
+		assert.Equal(t, tc.realm, realm, tc.login)
+	}
+}
+
+func TestOfferedSchemes(t *testing.T) {
+	t.Parallel()
+	h := http.Header{}
+	h.Add("WWW-Authenticate", "Negotiate")
+	h.Add("WWW-Authenticate", `NTLM, Basic realm="mail", charset="UTF-8"`)
+	assert.Equal(t, map[string]bool{"negotiate": true, "ntlm": true, "basic": true}, offeredSchemes(h))
 }
