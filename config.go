@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/serversync/serversync/auth"
 )
 
 // minLeaseTTL is the shortest LeaseTTL and OutboxClaimTTL: a lease (a claim) is
@@ -197,6 +199,12 @@ type Config struct {
 	Resolver AddressResolver
 	// OnEvent receives events; nil discards them.
 	OnEvent func(Event)
+	// Kerberos is where the Kerberos realm is and, for profiles with
+	// WindowsIntegrated credentials, this process's own identity (a keytab, as a
+	// Windows service account would have, or a ticket cache). nil means MIT's
+	// defaults: KRB5_CONFIG, KRB5_CLIENT_KTNAME, KRB5CCNAME. When set, password
+	// credentials with AuthProtocol Auto also use Kerberos where the server offers it.
+	Kerberos *auth.KerberosConfig
 	// Logger receives structured logs (no secrets); nil means slog.Default().
 	Logger *slog.Logger
 	// MeterProvider records metrics; nil means a no-op provider.

@@ -29,7 +29,7 @@ func (s *Syncer) resolveTarget(ctx context.Context, w *work, dir Direction) (*Ta
 	}
 	// Every mailbox of a server-to-server profile shares one token (and, through
 	// an AppTokenStore, every process): no token request per connection.
-	t, err := resolveTarget(ctx, w.p, m, w.settings, dir, func(cfg *auth.AppTokenConfig, key string) oauth2.TokenSource {
+	t, err := resolveTarget(ctx, w.p, m, w.settings, dir, s.cfg.Kerberos, func(cfg *auth.AppTokenConfig, key string) oauth2.TokenSource {
 		return s.appTokens.sourceFor(ctx, s, cfg, key)
 	})
 	if err != nil || t.Credentials.Kind != auth.KindOAuth {

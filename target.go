@@ -15,7 +15,7 @@ import (
 )
 
 // ErrUnsupportedCredentials is returned for a credential source no connector of this
-// library implements yet (Windows integrated authentication).
+// library implements.
 var ErrUnsupportedCredentials = errors.New("serversync: credential source not supported by the mail connectors")
 
 // ResolveTarget turns a mailbox, its profile and the org settings into what a
@@ -29,16 +29,21 @@ var ErrUnsupportedCredentials = errors.New("serversync: credential source not su
 // AllowCredentialsOverNonSecureChannels ([CodePlaintextAuthRefused]). The error is a
 // permanent, profile-scoped *ConnectorError wrapping [ErrConnectionForbidden] that
 // names the profile field and the org setting to change; nothing is sent anywhere.
+//
+// WindowsIntegrated credentials are the process's own Kerberos identity, found as MIT
+// Kerberos finds it (KRB5_CLIENT_KTNAME, KRB5CCNAME, KRB5_CONFIG); the Syncer uses
+// its Config.Kerberos instead. Without one the error wraps auth.ErrNoKerberosIdentity.
 func ResolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSettings, dir Direction) (*Target, error) {
-	return resolveTarget(ctx, p, m, settings, dir, func(cfg *auth.AppTokenConfig, _ string) oauth2.TokenSource {
+	return resolveTarget(ctx, p, m, settings, dir, nil, func(cfg *auth.AppTokenConfig, _ string) oauth2.TokenSource {
 		return cfg.TokenSource(ctx)
 	})
 }
 
 // resolveTarget is ResolveTarget with the token source of server-to-server
-// credentials made by appToken, from the request and the key it is shared under.
+// credentials made by appToken, from the request and the key it is shared under, and
+// Kerberos where the realm and the process's own identity are (nil: MIT's defaults).
 func resolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSettings, dir Direction,
-	appToken func(cfg *auth.AppTokenConfig, key string) oauth2.TokenSource) (*Target, error) {
+	kerberos *auth.KerberosConfig, appToken func(cfg *auth.AppTokenConfig, key string) oauth2.TokenSource) (*Target, error) {
 	if settings == nil {
 		settings = DefaultOrgSettings()
 	}
@@ -109,10 +114,19 @@ func resolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSet
 		creds = auth.Credentials{Kind: auth.KindAppOnly, Username: m.EmailAddress, TokenSource: appToken(cfg, key)}
 	case CredentialsAnonymous:
 		creds = auth.Credentials{Kind: auth.KindAnonymous}
+	case CredentialsWindowsIntegrated:
+		// The process's own identity acts for the mailbox; the profile's Username,
+		// when set, names the principal in the keytab.
+		if err := kerberos.CheckIdentity(); err != nil {
+			return nil, &ConnectorError{Op: "credentials", Kind: ErrorPermanent, Scope: ScopeProfile, Code: CodeUnsupportedCredentials,
+				Err: fmt.Errorf("%w: %w", ErrUnsupportedCredentials, err)}
+		}
+		creds = auth.Credentials{Kind: auth.KindIntegrated, Username: p.Username, Mailbox: m.EmailAddress}
 	default:
 		return nil, &ConnectorError{Op: "credentials", Kind: ErrorPermanent, Scope: ScopeProfile, Code: CodeUnsupportedCredentials,
 			Err: fmt.Errorf("%w: %s", ErrUnsupportedCredentials, source)}
 	}
+	creds.Protocol, creds.Kerberos = auth.ParseProtocol(string(p.AuthProtocol)), kerberos
 	return &Target{
 		ProfileID:    p.ID,
 		MailboxID:    m.ID,

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,6 +63,32 @@ func TestResolveTarget(t *testing.T) {
 	p.IncomingCredentialSource = serversync.CredentialsWindowsIntegrated
 	_, err = serversync.ResolveTarget(ctx, p, mb, settings, serversync.Incoming)
 	assert.ErrorIs(t, err, serversync.ErrUnsupportedCredentials)
+	assert.ErrorIs(t, err, auth.ErrNoKerberosIdentity, "without a keytab or ticket cache the process has no identity to use")
+}
+
+// TestResolveTargetWindowsIntegrated: with a Kerberos identity found as MIT finds
+// it (here KRB5_CLIENT_KTNAME), WindowsIntegrated resolves to the process's own
+// identity acting for the mailbox, and AuthProtocol travels with the credentials.
+func TestResolveTargetWindowsIntegrated(t *testing.T) {
+	keytab := filepath.Join(t.TempDir(), "service.keytab")
+	require.NoError(t, os.WriteFile(keytab, []byte{5, 2}, 0o600))
+	t.Setenv("KRB5_CLIENT_KTNAME", "FILE:"+keytab)
+	t.Setenv("KRB5CCNAME", "")
+	p := &serversync.Profile{Name: "exchange", ServerType: serversync.ServerTypeExchangeServer,
+		IncomingServer: "https://mail.contoso.test/EWS/Exchange.asmx", IncomingCredentialSource: serversync.CredentialsWindowsIntegrated,
+		AuthProtocol: serversync.AuthNegotiate}
+	serversync.NormalizeProfile(p)
+	mb := &serversync.Mailbox{ID: "m1", EmailAddress: "alice@contoso.test"}
+	target, err := serversync.ResolveTarget(context.Background(), p, mb, nil, serversync.Incoming)
+	require.NoError(t, err)
+	assert.Equal(t, auth.KindIntegrated, target.Credentials.Kind)
+	assert.Equal(t, "alice@contoso.test", target.Credentials.Mailbox)
+	assert.Equal(t, auth.ProtocolNegotiate, target.Credentials.Protocol)
+
+	p.AuthProtocol = serversync.AuthAuto
+	target, err = serversync.ResolveTarget(context.Background(), p, mb, nil, serversync.Incoming)
+	require.NoError(t, err)
+	assert.Equal(t, auth.ProtocolAuto, target.Credentials.Protocol)
 }
 
 // wireRecorder is a TCP server that greets like a mail server (when greeting is

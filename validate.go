@@ -130,8 +130,10 @@ func ValidateProfile(p *Profile, settings *OrgSettings) error {
 		return bad("AutoDiscover", "is only available for Exchange server types")
 	case !p.AuthProtocol.valid():
 		return bad("AuthProtocol", fmt.Sprintf("%q is not one of Auto, Basic, NTLM, Negotiate, OAuth", p.AuthProtocol))
-	case (p.AuthProtocol == AuthNTLM || p.AuthProtocol == AuthNegotiate) && !p.ServerType.IsExchange():
-		return bad("AuthProtocol", string(p.AuthProtocol)+" is only available for Exchange server types")
+	case p.AuthProtocol == AuthNTLM && !p.ServerType.IsExchange():
+		// Negotiate is Kerberos, which IMAP, POP3 and SMTP carry as SASL GSSAPI;
+		// NTLM only Exchange's HTTP takes here.
+		return bad("AuthProtocol", string(p.AuthProtocol)+" is only available for Exchange server types (IMAP, POP3 and SMTP take Negotiate: Kerberos through SASL GSSAPI)")
 	}
 	for _, d := range []struct {
 		server, serverField string

@@ -33,6 +33,11 @@ const (
 	KindAppOnly Kind = "AppOnly"
 	// KindAnonymous: no authentication (SMTP relays only).
 	KindAnonymous Kind = "Anonymous"
+	// KindIntegrated: Windows-integrated authentication, as the process's own
+	// Kerberos identity (a keytab or credential cache, see KerberosConfig) — what a
+	// Windows service running as a service account would use. Mailbox is the mailbox
+	// acted for; Username, when set, picks the principal in the keytab.
+	KindIntegrated Kind = "WindowsIntegrated"
 )
 
 // ImpersonationStyle is how a service account logs in for another mailbox.
@@ -68,12 +73,19 @@ type Credentials struct {
 	// TokenSource yields OAuth access tokens, refreshing them as needed (KindOAuth,
 	// KindAppOnly).
 	TokenSource oauth2.TokenSource
+	// Protocol restricts the mechanisms these credentials may use (the profile's
+	// AuthProtocol); ProtocolAuto lets the server's offer decide.
+	Protocol Protocol
+	// Kerberos is where the realm's configuration and, for KindIntegrated, the
+	// process's identity are; nil means MIT's environment defaults. With Protocol
+	// Auto, password credentials try Kerberos (GSSAPI, Negotiate) only when it is set.
+	Kerberos *KerberosConfig
 }
 
 // String describes the credentials without their secrets.
 func (c Credentials) String() string {
-	return fmt.Sprintf("auth.Credentials{Kind: %s, Username: %q, Mailbox: %q, Password: %s}",
-		c.Kind, c.Username, c.Mailbox, c.Password)
+	return fmt.Sprintf("auth.Credentials{Kind: %s, Username: %q, Mailbox: %q, Password: %s, Protocol: %q}",
+		c.Kind, c.Username, c.Mailbox, c.Password, c.Protocol)
 }
 
 // GoString keeps %#v from printing the fields one by one.
@@ -91,6 +103,9 @@ func (c Credentials) LoginName() string {
 // CanUsePlainLogin reports whether a LOGIN/USER+PASS command can carry these
 // credentials (it cannot carry an authorization identity or a token).
 func (c Credentials) CanUsePlainLogin() bool {
+	if c.Protocol != ProtocolAuto && c.Protocol != ProtocolBasic {
+		return false
+	}
 	switch c.Kind {
 	case KindPassword, KindDelegation:
 		return true
@@ -102,16 +117,45 @@ func (c Credentials) CanUsePlainLogin() bool {
 
 // SASLClient picks the best mechanism among those the server offers for these
 // credentials and returns it with a ready client. OAuth tokens are fetched (and
-// refreshed) here, so ctx bounds the token request.
+// refreshed) here, so ctx bounds the token request. It never picks GSSAPI, which
+// needs the server's name: see SASLClientFor.
 func (c Credentials) SASLClient(ctx context.Context, offered []string) (string, sasl.Client, error) {
+	return c.SASLClientFor(ctx, "", "", offered)
+}
+
+// SASLClientFor is SASLClient for a connection to host, whose Kerberos service
+// name is service ("imap", "smtp", "pop"): with it GSSAPI (RFC 4752) is possible.
+// GSSAPI is chosen when Protocol is Negotiate, or Auto with a Kerberos identity
+// (KindIntegrated, or a Kerberos configuration set on password credentials) and the
+// server offers it; the KDC is asked for tickets here. Protocol Negotiate never falls
+// back to a password mechanism, and Basic never tries Kerberos.
+func (c Credentials) SASLClientFor(ctx context.Context, service, host string, offered []string) (string, sasl.Client, error) {
 	has := func(mech string) bool {
 		return slices.ContainsFunc(offered, func(m string) bool { return strings.EqualFold(m, mech) })
 	}
+	kerberos := c.Kind == KindIntegrated || c.Protocol == ProtocolNegotiate ||
+		c.Protocol == ProtocolAuto && c.Kerberos != nil
 	switch c.Kind {
-	case KindPassword, KindDelegation, KindImpersonation:
+	case KindPassword, KindDelegation, KindImpersonation, KindIntegrated:
 		authzid := ""
-		if c.Kind == KindImpersonation && c.Impersonation == ImpersonateAuthzID {
+		if c.Kind == KindImpersonation && c.Impersonation == ImpersonateAuthzID || c.Kind == KindIntegrated {
 			authzid = c.Mailbox
+		}
+		if c.Kind == KindImpersonation && c.Impersonation == ImpersonateMasterUser {
+			authzid = c.Mailbox // GSSAPI has no master-user form; the principal acts for the mailbox
+		}
+		if kerberos && service != "" && has(GSSAPI) && c.Protocol != ProtocolBasic && c.Protocol != ProtocolNTLM {
+			client, err := c.newGSSAPIClient(ctx, service, host, authzid)
+			if err != nil {
+				return "", nil, err
+			}
+			return GSSAPI, client, nil
+		}
+		if c.Kind == KindIntegrated || c.Protocol == ProtocolNegotiate || c.Protocol == ProtocolNTLM {
+			break // no password mechanism for these
+		}
+		if c.Kind == KindImpersonation && c.Impersonation == ImpersonateMasterUser {
+			authzid = ""
 		}
 		if has(sasl.Plain) {
 			return sasl.Plain, sasl.NewPlainClient(authzid, c.LoginName(), c.Password.Reveal()), nil
@@ -141,7 +185,8 @@ func (c Credentials) SASLClient(ctx context.Context, offered []string) (string, 
 	case KindAnonymous:
 		return "", nil, nil
 	}
-	return "", nil, fmt.Errorf("%w for %s credentials (offered: %s)", ErrMechanismUnavailable, c.Kind, strings.Join(offered, " "))
+	return "", nil, fmt.Errorf("%w for %s credentials with protocol %s (offered: %s)", ErrMechanismUnavailable,
+		c.Kind, cmpOr(string(c.Protocol), "Auto"), strings.Join(offered, " "))
 }
 
 // contextTokenSource lets a token refresh honour the caller's context when the

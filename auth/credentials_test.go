@@ -90,3 +90,40 @@ func TestSASLClientLeavesSharedTokensAlone(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestSASLProtocolChoosesMechanism: the profile's protocol restricts what the server's
+// offer may lead to, before any KDC is asked.
+func TestSASLProtocolChoosesMechanism(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pw := NewSecret("s3cret")
+	offered := []string{"PLAIN", "LOGIN", "GSSAPI"}
+	password := func(p Protocol, k *KerberosConfig) Credentials {
+		return Credentials{Kind: KindPassword, Username: "alice", Password: pw, Protocol: p, Kerberos: k}
+	}
+	for _, tc := range []struct {
+		name    string
+		creds   Credentials
+		offered []string
+		mech    string // "" means ErrMechanismUnavailable
+	}{
+		{"Auto without Kerberos configured keeps PLAIN", password(ProtocolAuto, nil), offered, sasl.Plain},
+		{"Basic never tries Kerberos", password(ProtocolBasic, &KerberosConfig{}), offered, sasl.Plain},
+		{"Negotiate never falls back to a password", password(ProtocolNegotiate, nil), []string{"PLAIN", "LOGIN"}, ""},
+		{"NTLM is not a SASL mechanism here", password(ProtocolNTLM, nil), offered, ""},
+		{"Windows-integrated needs GSSAPI", Credentials{Kind: KindIntegrated, Mailbox: "alice"}, []string{"PLAIN"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mech, _, err := tc.creds.SASLClientFor(ctx, "imap", "mail.example.test", tc.offered)
+			if tc.mech == "" {
+				assert.ErrorIs(t, err, ErrMechanismUnavailable)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.mech, mech)
+		})
+	}
+	assert.False(t, password(ProtocolNegotiate, nil).CanUsePlainLogin(), "no LOGIN command under Negotiate")
+	assert.True(t, password(ProtocolBasic, nil).CanUsePlainLogin())
+	assert.False(t, Credentials{Kind: KindIntegrated}.CanUsePlainLogin())
+}

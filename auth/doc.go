@@ -18,6 +18,12 @@
 //     request at a time; refusals are [*TokenError] with Entra's AADSTS codes, an
 //     expired certificate is [ErrCertificateExpired] before any request. Package
 //     aadtest is a fake Entra ID token endpoint to test against.
+//   - Windows-integrated authentication: [KerberosConfig] says where the realm and
+//     the process's own identity (keytab or ticket cache) are; [Credentials.SASLClientFor]
+//     speaks SASL GSSAPI (RFC 4752) with a ticket from the KDC, and [HTTPTransport]
+//     authenticates HTTP requests with Negotiate (SPNEGO), NTLM, Basic or a Bearer
+//     token as [Credentials.Protocol] and the server's offer say. KDC failures are
+//     [*KerberosError]; no identity for [KindIntegrated] is [ErrNoKerberosIdentity].
 //
 // Stores seal every Secret with a Sealer before it touches disk; connectors receive
 // revealed credentials only inside a [Credentials] value built for one connection.

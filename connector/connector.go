@@ -205,13 +205,31 @@ func NetError(op string, err error) error {
 // an authentication failure ([serversync.CodeTokenRefused]) unless the provider
 // said to come back later. An app-only token serves every mailbox of the profile,
 // so its failures are profile-wide; a mailbox's own token concerns that mailbox.
+// Kerberos failures before any byte reaches the server are classified here too: the
+// KDC refusing the login is an authentication failure ([serversync.CodeAuthFailed]),
+// no answer from it a transient one, and no Kerberos identity configured for
+// Windows-integrated credentials a permanent [serversync.CodeAuthUnavailable].
 func TokenFailure(op string, creds auth.Credentials, err error) *serversync.ConnectorError {
 	scope := serversync.ScopeMailbox
 	if creds.Kind == auth.KindAppOnly {
 		scope = serversync.ScopeProfile
 	}
 	var refused *auth.TokenError
+	var kerberos *auth.KerberosError
 	switch {
+	case errors.Is(err, auth.ErrNoKerberosIdentity):
+		return Error(op, serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeAuthUnavailable, err)
+	case errors.As(err, &kerberos) && kerberos.Refused:
+		// The KDC refused the login: the mailbox's own password is wrong, or the
+		// profile's service account (or the process's own identity) is.
+		if creds.Kind != auth.KindPassword {
+			scope = serversync.ScopeProfile
+		}
+		return Error(op, serversync.ErrorAuth, scope, serversync.CodeAuthFailed, err)
+	case errors.As(err, &kerberos):
+		// No answer from the KDC (or no usable krb5.conf): every mailbox of the
+		// profile waits on it alike.
+		return Error(op, serversync.ErrorTransient, serversync.ScopeProfile, serversync.CodeServerUnavailable, err)
 	case errors.Is(err, auth.ErrCertificateExpired):
 		return Error(op, serversync.ErrorAuth, serversync.ScopeProfile, serversync.CodeCertificateExpired, err)
 	case errors.Is(err, auth.ErrBadCertificate), errors.Is(err, auth.ErrCertificateKeyMismatch):

@@ -27,6 +27,11 @@ type guardedConn struct {
 	aborted      bool
 	replyTimeout time.Duration
 	lastReadErr  error
+	// emptySASL is set while a SASL exchange may answer a challenge with an empty
+	// response (GSSAPI does, after the server's AP-REP): imapclient writes it as
+	// "=", which RFC 4959 allows only for an initial response and Dovecot refuses
+	// ("Invalid base64 data in continued response"); RFC 3501 wants an empty line.
+	emptySASL bool
 }
 
 func newGuardedConn(c net.Conn) *guardedConn { return &guardedConn{Conn: c} }
@@ -63,8 +68,23 @@ func (c *guardedConn) Write(b []byte) (int, error) {
 	} else {
 		_ = c.Conn.SetWriteDeadline(time.Time{})
 	}
+	fix := c.emptySASL && string(b) == "=\r\n"
 	c.mu.Unlock()
+	if fix {
+		if _, err := c.Conn.Write([]byte("\r\n")); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
 	return c.Conn.Write(b)
+}
+
+// writeEmptySASLResponses turns imapclient's "=" continuation responses into the
+// empty lines RFC 3501 asks for, while on.
+func (c *guardedConn) writeEmptySASLResponses(on bool) {
+	c.mu.Lock()
+	c.emptySASL = on
+	c.mu.Unlock()
 }
 
 // SetDeadline, SetReadDeadline and SetWriteDeadline are imapclient's: ignored.

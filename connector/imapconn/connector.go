@@ -243,7 +243,7 @@ func (s *session) authenticate(ctx context.Context) error {
 			errors.New("imap: server pre-authenticated the connection (PREAUTH): cannot log in as the profile says"))
 	}
 
-	mech, client, saslErr := creds.SASLClient(ctx, caps.AuthMechanisms())
+	mech, client, saslErr := creds.SASLClientFor(ctx, "imap", s.target.Endpoint.Host, caps.AuthMechanisms())
 	if ce := connector.TokenFailure("authenticate", creds, saslErr); ce != nil {
 		return ce
 	}
@@ -258,6 +258,10 @@ func (s *session) authenticate(ctx context.Context) error {
 	err := s.run(ctx, "authenticate", func() error {
 		if useLogin {
 			return s.client.Login(creds.LoginName(), creds.Password.Reveal()).Wait()
+		}
+		if mech == auth.GSSAPI {
+			s.conn.writeEmptySASLResponses(true)
+			defer s.conn.writeEmptySASLResponses(false)
 		}
 		return s.client.Authenticate(auth.MarkMechanismErrors(client))
 	})

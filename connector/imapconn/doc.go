@@ -22,8 +22,12 @@
 // Authentication follows auth.Credentials: SASL PLAIN (or LOGIN when PLAIN is not
 // offered) for passwords; SASL PLAIN with the mailbox as authorization identity,
 // or a master-user login ("alice@example.test*master"), for impersonation;
-// XOAUTH2 or OAUTHBEARER for OAuth. A refused login is ErrorAuth, scoped to the
-// mailbox for its own credentials and to the profile for a service account.
+// XOAUTH2 or OAUTHBEARER for OAuth; SASL GSSAPI with a Kerberos ticket for
+// imap/<host> when the protocol is Negotiate, or Auto with a Kerberos identity and
+// GSSAPI offered (Windows-integrated credentials act for the mailbox as its
+// authorization identity). A refused login is ErrorAuth, scoped to the mailbox for
+// its own credentials and to the profile for a service account; so is a login the
+// KDC refuses.
 //
 // # Folders and delegation
 //

@@ -268,7 +268,7 @@ func (s *session) authenticate(ctx context.Context, caps pop3.Capabilities) erro
 		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeAuthUnavailable,
 			fmt.Errorf("pop3: %q credentials cannot log in to POP3", creds.Kind))
 	}
-	_, mech, err := creds.SASLClient(ctx, caps.SASLMechanisms())
+	_, mech, err := creds.SASLClientFor(ctx, "pop", s.target.Endpoint.Host, caps.SASLMechanisms())
 	if ce := connector.TokenFailure("authenticate", creds, err); ce != nil {
 		return ce
 	}

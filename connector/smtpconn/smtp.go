@@ -197,7 +197,7 @@ func (s *Session) authenticate(ctx context.Context, ep serversync.Endpoint, encr
 		return connector.Error("authenticate", serversync.ErrorPermanent, serversync.ScopeProfile, serversync.CodeAuthUnavailable,
 			errors.New("smtp: the server offers no authentication (AUTH); use anonymous credentials for a relay that needs none"))
 	}
-	_, client, err := s.creds.SASLClient(ctx, strings.Fields(mechanisms))
+	_, client, err := s.creds.SASLClientFor(ctx, "smtp", ep.Host, strings.Fields(mechanisms))
 	var refused *oauth2.RetrieveError
 	switch {
 	case err == nil:

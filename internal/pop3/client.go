@@ -308,7 +308,9 @@ func (c *Client) saslLoop(mech sasl.Client, verb, line string) error {
 				}
 				return fmt.Errorf("pop3: %s: %w", verb, err)
 			}
-			line = encode(response)
+			// A continuation's empty response is an empty line (RFC 5034 section 4);
+			// "=" is only for an empty initial response.
+			line = base64.StdEncoding.EncodeToString(response)
 			continue
 		}
 		st, err := parseStatus(reply)
