@@ -211,3 +211,22 @@ const (
 	// also reads what was filtered out again.
 	CodeAllMailFiltered = "all_mail_filtered"
 )
+
+// Codes of the ACT workload (appointments, contacts and tasks).
+const (
+	// CodeACTOwnedElsewhere: the mailbox's calendar and address book are marked
+	// as synced by another deployment, so this one leaves them alone (two would
+	// push each other's items back and forth). Stop ACT sync in the other
+	// deployment, or turn on OrgSettings.SyncACTFromThisOrgOnly to take the
+	// mailbox over, then run Test & Enable.
+	CodeACTOwnedElsewhere = "act_owned_elsewhere"
+	// CodeACTStoreMissing: the Store has no ACT records (it implements no
+	// serversync.ACTStore), so ACT cannot run. Use a store of this module, or
+	// implement ACTStore in yours.
+	CodeACTStoreMissing = "act_store_missing"
+	// CodeACTConflict: an appointment, contact or task changed both in the host
+	// and on the server since the last sync; OrgSettings.ACTConflictPolicy chose
+	// which change to keep and the conflict was recorded. Nothing to fix; look at
+	// Syncer.ACTConflicts if the wrong version was kept.
+	CodeACTConflict = "act_conflict"
+)

@@ -2,6 +2,7 @@ package serversync
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -197,6 +198,12 @@ type Config struct {
 	Resolver AddressResolver
 	// OnEvent receives events; nil discards them.
 	OnEvent func(Event)
+	// OnACTChange is told of each ACT record a server change wrote, after the
+	// store committed it (see ACTRecordChange); nil tells nobody. The store's
+	// records are what counts: a host that mirrors them elsewhere applies changes
+	// by Version and, after a crash (which can lose a notification), reads
+	// Syncer.ACTRecords again.
+	OnACTChange func(ctx context.Context, c ACTRecordChange)
 	// Logger receives structured logs (no secrets); nil means slog.Default().
 	Logger *slog.Logger
 	// MeterProvider records metrics; nil means a no-op provider.
