@@ -232,7 +232,8 @@ func (s *Syncer) runACT(ctx context.Context, w *work, log *slog.Logger) (actStat
 	return stats, nil
 }
 
-// claimACTOwner checks the mailbox's owner marker, where the server keeps one:
+// claimACTOwner checks the mailbox's owner marker, where the server keeps one
+// (a server that cannot keep one is synced without it):
 // unmarked, or marked by another deployment while SyncACTFromThisOrgOnly is on,
 // it is marked as this deployment's; marked by another one otherwise, it is not
 // this deployment's to sync.
@@ -255,7 +256,14 @@ func (s *Syncer) claimACTOwner(ctx context.Context, w *work, sess ACTSession) er
 		return &ConnectorError{Op: "owner", Kind: ErrorPermanent, Scope: ScopeMailbox, Code: CodeACTOwnedElsewhere,
 			Err: fmt.Errorf("the appointments, contacts and tasks of %s are synced by another deployment (%q): turn on SyncACTFromThisOrgOnly to take them over", w.m.EmailAddress, owner)}
 	}
-	return marker.SetACTOwner(ctx, self)
+	if err := marker.SetACTOwner(ctx, self); errors.Is(err, errors.ErrUnsupported) {
+		// The server keeps no marker (Xandikos): the mailbox is synced, unguarded.
+		s.log.Debug("the ACT server keeps no owner marker", "mailbox", w.m.ID, "err", err)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // actOwnerID is this deployment's ACT owner ID, made and stored the first time.

@@ -2,10 +2,13 @@ package dav
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -41,6 +44,7 @@ type props struct {
 	SupportedReports []supportedReport `xml:"DAV: supported-report-set>supported-report"`
 	CalendarData     string            `xml:"urn:ietf:params:xml:ns:caldav calendar-data"`
 	AddressData      string            `xml:"urn:ietf:params:xml:ns:carddav address-data"`
+	Owner            *string           `xml:"urn:serversync:act owner"`
 }
 
 type resourceType struct {
@@ -467,9 +471,12 @@ func (s *session) Put(ctx context.Context, item serversync.ACTItem, ifMatch stri
 	header := http.Header{"Content-Type": {contentType}}
 	path := hd.ServerID
 	if path == "" {
+		// The name follows from the UID, so a create repeated after a crash meets the
+		// item it made (412 on If-None-Match) instead of making a second one.
 		name := hd.UID
 		if !safeName.MatchString(name) {
-			name = serversync.NewID()
+			sum := sha256.Sum256([]byte(hd.UID))
+			name = "uid-" + hex.EncodeToString(sum[:16])
 		}
 		ext := ".ics"
 		if kind == serversync.KindContact {
@@ -484,6 +491,13 @@ func (s *session) Put(ctx context.Context, item serversync.ACTItem, ifMatch stri
 	var se *StatusError
 	if errors.As(err, &se) && se.Code == http.StatusPreconditionFailed {
 		return &serversync.ACTConflictError{Kind: kind, ServerID: path, IfMatch: ifMatch, Err: err}
+	}
+	if errors.As(err, &se) && hd.ServerID == "" && (se.Code == http.StatusConflict || se.Code == http.StatusForbidden) {
+		// CalDAV's no-uid-conflict (RFC 4791 §5.3.2.1) and CardDAV's: another
+		// resource holds the UID, and the server may name it.
+		if holder := uidHolder(se.Body, col.path); holder != "" {
+			return &serversync.ACTConflictError{Kind: kind, ServerID: holder, IfMatch: ifMatch, Err: err}
+		}
 	}
 	if err != nil {
 		return classify("put", err)
@@ -508,6 +522,22 @@ func (s *session) Put(ctx context.Context, item serversync.ACTItem, ifMatch stri
 		hd.MailboxID = s.mailboxID
 	}
 	return nil
+}
+
+var hrefElement = regexp.MustCompile(`<(?:[A-Za-z0-9]+:)?href>([^<]+)</`)
+
+// uidHolder is the path of the resource a no-uid-conflict reply names, when it
+// names one in the collection.
+func uidHolder(body, collection string) string {
+	m := hrefElement.FindStringSubmatch(body)
+	if m == nil {
+		return ""
+	}
+	u, err := url.Parse(strings.TrimSpace(html.UnescapeString(m[1])))
+	if err != nil || !strings.HasPrefix(u.Path, collection) || u.Path == collection {
+		return ""
+	}
+	return u.Path
 }
 
 // Delete implements serversync.ACTSession.
