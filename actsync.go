@@ -174,6 +174,7 @@ func (s *Syncer) syncACT(ctx context.Context, w *work, log *slog.Logger) time.Ti
 	}
 	w.m = m
 	log.Debug("ACT sync done", "from_server", st.pulled, "to_server", st.pushed, "conflicts", st.conflicts)
+	s.emit(Event{Kind: EventACTSynced, MailboxID: m.ID, ProfileID: w.p.ID, Items: st.pulled + st.pushed})
 	interval := s.cfg.ActivePoll
 	if w.p != nil {
 		interval = max(interval, w.p.MinPollingInterval)
@@ -225,8 +226,18 @@ func (s *Syncer) runACT(ctx context.Context, w *work, log *slog.Logger) (actStat
 		if err := s.pullACT(ctx, w, st, sess, kind, &stats); err != nil {
 			return stats, err
 		}
+		pushed := stats.pushed
 		if err := s.pushACT(ctx, w, st, sess, kind, &stats, log); err != nil {
 			return stats, err
+		}
+		if stats.pushed > pushed {
+			// Move the cursor past this sync's own writes (each is recognised by
+			// its ChangeKey and skipped): a cursor that is a listing of ETags would
+			// otherwise never have seen an item created here and deleted on the
+			// server before the next sync, and its delete would be lost.
+			if err := s.pullACT(ctx, w, st, sess, kind, &stats); err != nil {
+				return stats, err
+			}
 		}
 	}
 	return stats, nil
@@ -610,6 +621,7 @@ func (s *Syncer) actFailed(ctx context.Context, w *work, started time.Time, caus
 		return now.Add(s.cfg.RetryInterval)
 	}
 	w.m = m
+	s.emit(Event{Kind: EventACTSynced, MailboxID: m.ID, ProfileID: w.p.ID, Err: cause})
 	if !disabled {
 		log.Warn("ACT sync failed; will retry", "code", code, "attempt", m.Stats.TransientFailureCount, "err", cause)
 		if m.Stats.TransientFailureCount == 1 && !class.Internal() {

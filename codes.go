@@ -224,9 +224,4 @@ const (
 	// serversync.ACTStore), so ACT cannot run. Use a store of this module, or
 	// implement ACTStore in yours.
 	CodeACTStoreMissing = "act_store_missing"
-	// CodeACTConflict: an appointment, contact or task changed both in the host
-	// and on the server since the last sync; OrgSettings.ACTConflictPolicy chose
-	// which change to keep and the conflict was recorded. Nothing to fix; look at
-	// Syncer.ACTConflicts if the wrong version was kept.
-	CodeACTConflict = "act_conflict"
 )

@@ -45,6 +45,7 @@ type props struct {
 	CalendarData     string            `xml:"urn:ietf:params:xml:ns:caldav calendar-data"`
 	AddressData      string            `xml:"urn:ietf:params:xml:ns:carddav address-data"`
 	Owner            *string           `xml:"urn:serversync:act owner"`
+	LastModified     string            `xml:"DAV: getlastmodified"`
 }
 
 type resourceType struct {
@@ -340,9 +341,9 @@ func (s *session) multiget(ctx context.Context, kind serversync.ACTKind, paths [
 	col := s.cols[kind]
 	var b strings.Builder
 	if kind == serversync.KindContact {
-		b.WriteString(`<?xml version="1.0" encoding="utf-8"?><R:addressbook-multiget xmlns:D="DAV:" xmlns:R="urn:ietf:params:xml:ns:carddav"><D:prop><D:getetag/><R:address-data/></D:prop>`)
+		b.WriteString(`<?xml version="1.0" encoding="utf-8"?><R:addressbook-multiget xmlns:D="DAV:" xmlns:R="urn:ietf:params:xml:ns:carddav"><D:prop><D:getetag/><D:getlastmodified/><R:address-data/></D:prop>`)
 	} else {
-		b.WriteString(`<?xml version="1.0" encoding="utf-8"?><R:calendar-multiget xmlns:D="DAV:" xmlns:R="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><R:calendar-data/></D:prop>`)
+		b.WriteString(`<?xml version="1.0" encoding="utf-8"?><R:calendar-multiget xmlns:D="DAV:" xmlns:R="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><D:getlastmodified/><R:calendar-data/></D:prop>`)
 	}
 	for _, p := range paths {
 		b.WriteString(`<D:href>` + xmlEscape((&url.URL{Path: p}).EscapedPath()) + `</D:href>`)
@@ -377,6 +378,7 @@ func (s *session) multiget(ctx context.Context, kind serversync.ACTKind, paths [
 			}
 			hd := item.Header()
 			hd.MailboxID, hd.ServerID, hd.ChangeKey = s.mailboxID, p, pr.ETag
+			fillModified(item, pr.LastModified)
 			got[p] = item
 		}
 	}
@@ -415,7 +417,32 @@ func (s *session) get(ctx context.Context, kind serversync.ACTKind, path string)
 	}
 	hd := item.Header()
 	hd.MailboxID, hd.ServerID, hd.ChangeKey = s.mailboxID, path, h.Get("ETag")
+	fillModified(item, h.Get("Last-Modified"))
 	return item, nil
+}
+
+// fillModified sets an item's Modified, when its data has no LAST-MODIFIED (or
+// REV), from the resource's HTTP Last-Modified: when the server stored it, which
+// is what a last-modified-wins conflict policy compares.
+func fillModified(item serversync.ACTItem, httpDate string) {
+	t, err := http.ParseTime(strings.TrimSpace(httpDate))
+	if err != nil {
+		return
+	}
+	switch it := item.(type) {
+	case *serversync.Appointment:
+		if it.Modified.IsZero() {
+			it.Modified = t
+		}
+	case *serversync.Contact:
+		if it.Modified.IsZero() {
+			it.Modified = t
+		}
+	case *serversync.Task:
+		if it.Modified.IsZero() {
+			it.Modified = t
+		}
+	}
 }
 
 func decodeItem(kind serversync.ACTKind, data []byte) (serversync.ACTItem, error) {

@@ -67,6 +67,14 @@ func (s *Server) events() string      { return s.calHome() + "events/" }
 func (s *Server) tasks() string       { return s.calHome() + "tasks/" }
 func (s *Server) addressBook() string { return s.cardHome() + "default/" }
 
+// SetNow sets the clock the server stamps items with (getlastmodified); tests
+// use it to order the server's changes against the host's.
+func (s *Server) SetNow(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
 // Count returns how many items the server holds in the collection "events",
 // "tasks" or "contacts", for tests that count what was created.
 func (s *Server) Count(collection string) int {

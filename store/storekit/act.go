@@ -2,6 +2,7 @@ package storekit
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/serversync/serversync"
 )
@@ -23,7 +24,7 @@ func ACTHostSave(stored, r *serversync.ACTRecord) (*serversync.ACTRecord, error)
 	}
 	if stored == nil {
 		out := r.Clone()
-		out.ServerID, out.ChangeKey, out.ServerModifiedAt = "", "", r.ServerModifiedAt
+		out.ServerID, out.ChangeKey, out.ServerModifiedAt = "", "", time.Time{}
 		out.Version, out.Pending = 1, true
 		return out, nil
 	}
