@@ -547,6 +547,16 @@ func (s *Syncer) pushACT(ctx context.Context, w *work, st ACTStore, sess ACTSess
 			log.Info("an ACT item changed on the server while it was pushed: the next sync settles it", "record", rec.ID, "kind", kind)
 			continue
 		}
+		if class := ClassifyError(err); err != nil && class.Scope == ScopeItem {
+			// One item the server will not take must not hold up the others; it
+			// stays pending, and its owner is told once per version of it.
+			log.Warn("the server refused an ACT item; it stays pending", "record", rec.ID, "kind", kind, "code", class.Code, "err", err)
+			if warned, _ := s.actRefused.Swap(rec.ID, rec.Version); warned != rec.Version {
+				s.raise(ctx, w, AlertWarning, ScopeItem, class.Code, "",
+					fmt.Sprintf("The %s %s of %s was not synchronised: %v. Fix or delete it; it is tried again at every sync.", kind, rec.ID, w.m.EmailAddress, err))
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -569,7 +579,7 @@ func (s *Syncer) pushACTRecord(ctx context.Context, sess ACTSession, rec *ACTRec
 	}
 	item, err := rec.Decode()
 	if err != nil {
-		return "", "", &ConnectorError{Op: "put", Kind: ErrorPermanent, Scope: ScopeItem, Code: CodeBadMessage, Err: err}
+		return "", "", &ConnectorError{Op: "put", Kind: ErrorPermanent, Scope: ScopeItem, Code: CodeACTItemRefused, Err: err}
 	}
 	err = sess.Put(ctx, item, rec.ChangeKey)
 	var conflict *ACTConflictError

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -81,6 +82,7 @@ func (e *actEnv) syncer(t *testing.T) *serversync.Syncer {
 		ACT: map[serversync.ServerType]serversync.ACTConnector{serversync.ServerTypeIMAPSMTP: &dav.Connector{}},
 	}, &serversync.Config{
 		Logger: testLogger(), Tick: 10 * time.Millisecond, ScanInterval: 20 * time.Millisecond, IdleConnections: -1,
+		ActivePoll: 20 * time.Millisecond,
 		OnEvent: func(ev serversync.Event) {
 			e.mu.Lock()
 			e.events = append(e.events, ev)
@@ -544,4 +546,49 @@ func TestACTNeedsAServerOnNonExchangeProfiles(t *testing.T) {
 		IncomingServer: "imap.example.test", OutgoingServer: "smtp.example.test", ACTServerURL: "ftp://dav.example.test/"})
 	require.ErrorAs(t, err, &ve)
 	assert.Equal(t, "ACTServerURL", ve.Field)
+}
+
+// An item the server refuses (too large for it) stays pending with a warning,
+// once; the others sync on and ACT stays enabled.
+func TestACTRefusedItemDoesNotStopTheOthers(t *testing.T) {
+	ctx := context.Background()
+	e := newACTEnv(t)
+	e.demo.MaxResourceSize = 64 << 10
+	e.enable(t)
+	s, other := e.syncer(t), e.session(t)
+	big := newAppointment(e, "too big")
+	big.Body = strings.Repeat("x", 100<<10)
+	bigRec, err := s.SaveACTItem(ctx, "", big)
+	require.NoError(t, err)
+	small, err := s.SaveACTItem(ctx, "", newAppointment(e, "fine"))
+	require.NoError(t, err)
+	// One Syncer, several syncs (ActivePoll is short here).
+	syncs := func() int {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		n := 0
+		for _, ev := range e.events {
+			if ev.Kind == serversync.EventACTSynced && ev.Err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	r := e.syncer(t)
+	run(t, r)
+	eventually(t, "three ACT syncs", func() bool { return syncs() >= 3 })
+	assert.Len(t, onServer(t, other, serversync.KindAppointment, small.UID), 1)
+	assert.False(t, e.record(t, small.ID).Pending)
+	assert.True(t, e.record(t, bigRec.ID).Pending, "the refused item waits")
+	warnings := storetest.Collect(t, e.store.ListAlerts(ctx, serversync.AlertFilter{MailboxID: e.mailbox.ID, Level: serversync.AlertWarning}))
+	refused := 0
+	for _, a := range warnings {
+		if a.Code == serversync.CodeACTItemRefused {
+			refused++
+		}
+	}
+	assert.Equal(t, 1, refused, "warned once, not at every sync")
+	m, err := e.store.GetMailbox(ctx, e.mailbox.ID)
+	require.NoError(t, err)
+	assert.True(t, m.ACTEnabled)
 }

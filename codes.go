@@ -224,4 +224,9 @@ const (
 	// serversync.ACTStore), so ACT cannot run. Use a store of this module, or
 	// implement ACTStore in yours.
 	CodeACTStoreMissing = "act_store_missing"
+	// CodeACTItemRefused: the server refused one appointment, contact or task the
+	// host saved (invalid or too large for it: HTTP 400, 413, 415, 422). The others
+	// sync on; that record stays pending and is tried again at every sync. Fix
+	// the item in the host, or delete it.
+	CodeACTItemRefused = "act_item_refused"
 )

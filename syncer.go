@@ -61,6 +61,7 @@ type Syncer struct {
 	unreleased map[string]unreleasedLease // by mailbox ID: leases the store refused to release
 
 	appTokens   appTokens // shared app-only tokens of server-to-server profiles
+	actRefused  sync.Map  // ACT record ID → the version the server refused and its owner was told of
 	certCheckMu sync.Mutex
 	certChecked map[string]time.Time // by profile ID: when its certificate expiry was last looked at
 }

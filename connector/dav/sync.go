@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/connector"
 )
 
 type multistatus struct {
@@ -525,6 +526,11 @@ func (s *session) Put(ctx context.Context, item serversync.ACTItem, ifMatch stri
 		if holder := uidHolder(se.Body, col.path); holder != "" {
 			return &serversync.ACTConflictError{Kind: kind, ServerID: holder, IfMatch: ifMatch, Err: err}
 		}
+	}
+	if errors.As(err, &se) && slices.Contains([]int{http.StatusBadRequest, http.StatusRequestEntityTooLarge,
+		http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity}, se.Code) {
+		// This item, not the mailbox: the others still sync.
+		return connector.Error("put", serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeACTItemRefused, err)
 	}
 	if err != nil {
 		return classify("put", err)

@@ -36,6 +36,10 @@ import (
 
 // Server is the demo server; it is an http.Handler.
 type Server struct {
+	// MaxResourceSize, when set, refuses larger items with 413, as a server with a
+	// size limit does. Set it before serving.
+	MaxResourceSize int
+
 	user, password string
 	cal, card      http.Handler
 
@@ -281,6 +285,9 @@ func (s *Server) checkDelete(w http.ResponseWriter, r *http.Request) bool {
 func (s *Server) put(p string, data []byte, uid string, ifNoneMatch, ifMatch webdav.ConditionalMatch) (*object, error) {
 	if !s.isCollection(path.Dir(p)) || strings.HasSuffix(p, "/") {
 		return nil, webdav.NewHTTPError(http.StatusForbidden, fmt.Errorf("davdemo: %s is not an item of a collection", p))
+	}
+	if s.MaxResourceSize > 0 && len(data) > s.MaxResourceSize {
+		return nil, webdav.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Errorf("davdemo: %d bytes is over the limit of %d", len(data), s.MaxResourceSize))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
