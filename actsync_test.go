@@ -592,3 +592,90 @@ func TestACTRefusedItemDoesNotStopTheOthers(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, m.ACTEnabled)
 }
+
+// hidingConnector's sessions leave the items with one UID out of Changes: a
+// server whose change tracking has not caught up with an item yet.
+type hidingConnector struct {
+	serversync.ACTConnector
+	uid string
+}
+
+func (c hidingConnector) OpenACT(ctx context.Context, target *serversync.Target) (serversync.ACTSession, error) {
+	s, err := c.ACTConnector.OpenACT(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	return hidingSession{s, c.uid}, nil
+}
+
+type hidingSession struct {
+	serversync.ACTSession
+	uid string
+}
+
+func (s hidingSession) Changes(ctx context.Context, kind serversync.ACTKind, cursor []byte) (serversync.ACTChanges, error) {
+	ch, err := s.ACTSession.Changes(ctx, kind, cursor)
+	kept := ch.Changes[:0]
+	for _, c := range ch.Changes {
+		if c.Deleted || c.Item.Header().UID != s.uid {
+			kept = append(kept, c)
+		}
+	}
+	ch.Changes = kept
+	return ch, err
+}
+
+// A push whose create meets an item holding the record's UID (its own create,
+// made before a crash, that the pull did not list) takes that item over instead
+// of creating a second one: at the path the UID names, and at another path a
+// no-uid-conflict reply names.
+func TestACTPushTakesOverItsOwnCreate(t *testing.T) {
+	for _, samePath := range []bool{true, false} {
+		t.Run(map[bool]string{true: "SamePath", false: "OtherPath"}[samePath], func(t *testing.T) {
+			ctx := context.Background()
+			e := newACTEnv(t)
+			e.enable(t)
+			other := e.session(t)
+			uid := "crashed-" + serversync.NewID()
+			earlier := newAppointment(e, "pushed before the crash")
+			earlier.UID = uid
+			if !samePath {
+				// Created by a client that names resources its own way.
+				require.NoError(t, other.Put(ctx, &serversync.Appointment{ACTHeader: serversync.ACTHeader{UID: "placeholder-" + uid},
+					Subject: "x", Start: earlier.Start, End: earlier.End}, ""))
+				items := onServer(t, other, serversync.KindAppointment, "placeholder-"+uid)
+				require.Len(t, items, 1)
+				require.NoError(t, other.Delete(ctx, serversync.KindAppointment, items[0].Header().ServerID, ""))
+				earlier.ServerID = items[0].Header().ServerID + "-elsewhere.ics"
+				// An update of a path that does not exist creates it there.
+				require.NoError(t, other.Put(ctx, earlier, ""))
+			} else {
+				require.NoError(t, other.Put(ctx, earlier, ""))
+			}
+			heldAt := onServer(t, other, serversync.KindAppointment, uid)[0].Header().ServerID
+
+			s, err := serversync.NewSyncer(e.store, serversync.Connectors{ACT: map[serversync.ServerType]serversync.ACTConnector{
+				serversync.ServerTypeIMAPSMTP: hidingConnector{&dav.Connector{}, uid}}}, &serversync.Config{Logger: testLogger()})
+			require.NoError(t, err)
+			a := newAppointment(e, "the host's version")
+			a.UID = uid
+			rec, err := s.SaveACTItem(ctx, "", a)
+			require.NoError(t, err)
+			m, err := s.TestAndEnable(ctx, e.mailbox.ID) // and one sync through the hiding connector:
+			require.NoError(t, err)
+			require.True(t, m.ACTEnabled)
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx) }()
+			eventually(t, "the push", func() bool { return !e.record(t, rec.ID).Pending })
+			stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			require.NoError(t, s.Stop(stopCtx))
+			<-done
+
+			items := onServer(t, other, serversync.KindAppointment, uid)
+			require.Len(t, items, 1, "one item with the UID")
+			assert.Equal(t, "the host's version", items[0].(*serversync.Appointment).Subject)
+			assert.Equal(t, heldAt, e.record(t, rec.ID).ServerID, "the item that held the UID")
+		})
+	}
+}

@@ -307,7 +307,9 @@ func (s *Server) put(p string, data []byte, uid string, ifNoneMatch, ifMatch web
 		dir := path.Dir(p) + "/"
 		for q, o := range s.objects {
 			if q != p && o.uid == uid && strings.HasPrefix(q, dir) {
-				return nil, webdav.NewHTTPError(http.StatusConflict, fmt.Errorf("davdemo: UID %s is held by %s", uid, q))
+				// As RFC 4791 §5.3.2.1 has it: the precondition, naming the holder.
+				return nil, webdav.NewHTTPError(http.StatusConflict, fmt.Errorf(
+					`<D:error xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><C:no-uid-conflict><D:href>%s</D:href></C:no-uid-conflict></D:error>`, xmlEscape(q)))
 			}
 		}
 	}
