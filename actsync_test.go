@@ -679,3 +679,11 @@ func TestACTPushTakesOverItsOwnCreate(t *testing.T) {
 		})
 	}
 }
+
+func TestACTConflictPolicyIsValidated(t *testing.T) {
+	e := newACTEnv(t)
+	_, err := e.admin.UpdateOrgSettings(context.Background(), func(o *serversync.OrgSettings) { o.ACTConflictPolicy = "Newest" })
+	var ve *serversync.ValidationError
+	require.ErrorAs(t, err, &ve)
+	assert.Equal(t, "ACTConflictPolicy", ve.Field)
+}
