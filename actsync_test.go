@@ -687,3 +687,38 @@ func TestACTConflictPolicyIsValidated(t *testing.T) {
 	require.ErrorAs(t, err, &ve)
 	assert.Equal(t, "ACTConflictPolicy", ve.Field)
 }
+
+// ResolveTarget's ACT direction: the profile's ACTServerURL with the incoming
+// credentials, its TLS mode from the scheme, and plain http refused unless the
+// org allows it, like any unencrypted connection.
+func TestResolveTargetForACT(t *testing.T) {
+	ctx := context.Background()
+	p := &serversync.Profile{ID: "p1", Name: "dav", ServerType: serversync.ServerTypeIMAPSMTP,
+		IncomingServer: "imap.example.test", IncomingPort: 993, OutgoingServer: "smtp.example.test", OutgoingPort: 465,
+		IncomingCredentialSource: serversync.CredentialsMailbox, ACTServerURL: "https://dav.example.test/remote.php/dav/"}
+	m := &serversync.Mailbox{ID: "m1", EmailAddress: "alice@example.test", Username: "alice", Password: auth.NewSecret("pw")}
+	target, err := serversync.ResolveTarget(ctx, p, m, serversync.DefaultOrgSettings(), serversync.ACT)
+	require.NoError(t, err)
+	assert.Equal(t, "https://dav.example.test/remote.php/dav/", target.Endpoint.URL)
+	assert.Equal(t, "dav.example.test", target.Endpoint.Host)
+	assert.Equal(t, 443, target.Endpoint.Port)
+	assert.Equal(t, serversync.TLSImplicit, target.Endpoint.TLS)
+	assert.Equal(t, auth.KindPassword, target.Credentials.Kind)
+	assert.Equal(t, "alice", target.Credentials.Username)
+
+	p.ACTServerURL = "http://dav.example.test:5232/"
+	_, err = serversync.ResolveTarget(ctx, p, m, serversync.DefaultOrgSettings(), serversync.ACT)
+	assert.ErrorIs(t, err, serversync.ErrConnectionForbidden)
+	assert.Equal(t, serversync.CodeTLSRequiredByOrg, serversync.ClassifyError(err).Code)
+	conflicts := serversync.ProfileConflicts(p, serversync.DefaultOrgSettings())
+	require.Len(t, conflicts, 1)
+	assert.Equal(t, "ACTServerURL", conflicts[0].Field)
+	assert.Contains(t, conflicts[0].Reason, "https://")
+
+	open := serversync.DefaultOrgSettings()
+	open.AllowNonSSLEmail, open.AllowCredentialsOverNonSecureChannels = true, true
+	target, err = serversync.ResolveTarget(ctx, p, m, open, serversync.ACT)
+	require.NoError(t, err)
+	assert.Equal(t, serversync.TLSNone, target.Endpoint.TLS)
+	assert.Equal(t, 5232, target.Endpoint.Port)
+}
