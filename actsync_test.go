@@ -478,9 +478,8 @@ func TestACTOwnership(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "another-deployment", owner, "left alone")
 
-	settings, err := e.admin.UpdateOrgSettings(ctx, func(o *serversync.OrgSettings) { o.SyncACTFromThisOrgOnly = true })
+	_, err = e.admin.UpdateOrgSettings(ctx, func(o *serversync.OrgSettings) { o.SyncACTFromThisOrgOnly = true })
 	require.NoError(t, err)
-	_ = settings
 	e.enable(t)
 	owner, err = other.(serversync.ACTOwnerMarker).ACTOwner(ctx)
 	require.NoError(t, err)
