@@ -2,13 +2,16 @@ package serversync
 
 import "time"
 
-// Direction says whether an activity was received or sent.
+// Direction says whether an activity was received or sent. It also names the
+// workloads (LastError.Workload) and the connections ResolveTarget resolves: ACT
+// is the appointments, contacts and tasks workload, never an activity's.
 type Direction string
 
 // Directions.
 const (
 	Incoming Direction = "Incoming"
 	Outgoing Direction = "Outgoing"
+	ACT      Direction = "ACT"
 )
 
 // ActivityStatus is where an email activity is in its life.

@@ -192,6 +192,8 @@ func validateOrgSettings(s *OrgSettings) error {
 		return bad("DefaultOutgoingMethod", fmt.Sprintf("%q is not a delivery method", s.DefaultOutgoingMethod))
 	case !s.DefaultACTMethod.valid():
 		return bad("DefaultACTMethod", fmt.Sprintf("%q is not a delivery method", s.DefaultACTMethod))
+	case !s.ACTConflictPolicy.valid():
+		return bad("ACTConflictPolicy", fmt.Sprintf("%q is not one of \"\" (LastModifiedWins), HostWins, ServerWins", s.ACTConflictPolicy))
 	}
 	return nil
 }

@@ -211,3 +211,22 @@ const (
 	// also reads what was filtered out again.
 	CodeAllMailFiltered = "all_mail_filtered"
 )
+
+// Codes of the ACT workload (appointments, contacts and tasks).
+const (
+	// CodeACTOwnedElsewhere: the mailbox's calendar and address book are marked
+	// as synced by another deployment, so this one leaves them alone (two would
+	// push each other's items back and forth). Stop ACT sync in the other
+	// deployment, or turn on OrgSettings.SyncACTFromThisOrgOnly to take the
+	// mailbox over, then run Test & Enable.
+	CodeACTOwnedElsewhere = "act_owned_elsewhere"
+	// CodeACTStoreMissing: the Store has no ACT records (it implements no
+	// serversync.ACTStore), so ACT cannot run. Use a store of this module, or
+	// implement ACTStore in yours.
+	CodeACTStoreMissing = "act_store_missing"
+	// CodeACTItemRefused: the server refused one appointment, contact or task the
+	// host saved (invalid or too large for it: HTTP 400, 413, 415, 422). The others
+	// sync on; that record stays pending and is tried again at every sync. Fix
+	// the item in the host, or delete it.
+	CodeACTItemRefused = "act_item_refused"
+)

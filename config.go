@@ -2,6 +2,7 @@ package serversync
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -205,6 +206,12 @@ type Config struct {
 	// defaults: KRB5_CONFIG, KRB5_CLIENT_KTNAME, KRB5CCNAME. When set, password
 	// credentials with AuthProtocol Auto also use Kerberos where the server offers it.
 	Kerberos *auth.KerberosConfig
+	// OnACTChange is told of each ACT record a server change wrote, after the
+	// store committed it (see ACTRecordChange); nil tells nobody. The store's
+	// records are what counts: a host that mirrors them elsewhere applies changes
+	// by Version and, after a crash (which can lose a notification), reads
+	// Syncer.ACTRecords again.
+	OnACTChange func(ctx context.Context, c ACTRecordChange)
 	// Logger receives structured logs (no secrets); nil means slog.Default().
 	Logger *slog.Logger
 	// MeterProvider records metrics; nil means a no-op provider.

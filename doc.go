@@ -173,6 +173,31 @@
 // email whose sender died while the server had it is marked failed with a warning
 // that it may have been delivered: never sent twice without a person deciding to.
 //
+// # Appointments, contacts and tasks
+//
+// The ACT workload keeps a mailbox owner's appointments, contacts and tasks in step
+// between the host and the server (CalDAV/CardDAV at Profile.ACTServerURL for IMAP
+// and POP3 profiles, through connector/dav). The host's side is kept by a Store that
+// implements [ACTStore]: each item is an [ACTRecord], and the records with Pending
+// set are the queue of host changes, as queued emails are the outbox:
+//
+//	rec, err := syncer.SaveACTItem(ctx, "", &serversync.Appointment{
+//		ACTHeader: serversync.ACTHeader{MailboxID: mailbox.ID},
+//		Subject:   "Contract review",
+//		Start:     serversync.DateTime{Time: start, TZID: "Europe/Berlin"},
+//		End:       serversync.DateTime{Time: start.Add(time.Hour), TZID: "Europe/Berlin"},
+//	})
+//
+// The Syncer pushes it at the mailbox's next ACT sync and brings the server's
+// changes in as records, telling Config.OnACTChange after each is stored; deletes go
+// both ways ([Syncer.DeleteACTItem]). Only records the host saved are written to the
+// server, each exactly once across crashes (its UID is fixed when the host creates
+// it). Items changed on both sides are settled by OrgSettings.ACTConflictPolicy
+// (last modified wins by default) and recorded ([Syncer.ACTConflicts]). A mailbox
+// another deployment marked as its own is left alone unless
+// OrgSettings.SyncACTFromThisOrgOnly takes it over. Test & Enable tests ACT for real
+// (a probe item of each kind written and deleted) and sets Mailbox.ACTStatus.
+//
 // # Errors
 //
 // Check errors with errors.Is and errors.As; their text is for people and never
@@ -232,6 +257,8 @@
 //     mailbox. An email that may have been delivered ([CodeSendOutcomeUnknown]) is
 //     failed with a Warning, never sent again.
 //   - An error from the Track hook fails that message only; the sync goes on.
+//   - ACT follows the incoming rules, with its own ACTEnabled, ACTStatus and
+//     Stats.ACTPostponedUntil ([EventACTSynced] reports each sync).
 //
 // # Monitoring
 //

@@ -14,11 +14,11 @@ import (
 
 // TestAndEnable tests a mailbox's configured workloads against the real servers
 // (incoming: connect, authenticate, open the inbox; outgoing: authenticate and, with
-// Config.SendTestMessage, send a message to the mailbox's own address), records
-// Incoming/Outgoing/overall status and TestCompletedOn, enables what passed,
-// disables what failed, and raises alerts: Information on success, Error on
-// failure. It returns the updated mailbox. ACT (appointments, contacts, tasks)
-// needs Exchange, which this library does not connect to yet: it stays NotRun.
+// Config.SendTestMessage, send a message to the mailbox's own address; ACT: open
+// the calendar, task list and address book, check the owner marker, and write and
+// delete a probe item of each kind), records Incoming/Outgoing/ACT/overall status
+// and TestCompletedOn, enables what passed, disables what failed, and raises
+// alerts: Information on success, Error on failure. It returns the updated mailbox.
 //
 // Use it when a person asks for one mailbox to be tested and waits for the answer
 // (a "Test & Enable" button). For many mailboxes use TestAndEnableProfile or
@@ -294,13 +294,13 @@ func (s *Syncer) runTest(ctx context.Context, run *testRun) (*Mailbox, error) {
 		}
 		return true
 	})
-	incoming, outgoing := s.testWorkloads(testCtx, run.w)
+	incoming, outgoing, act := s.testWorkloads(testCtx, run.w)
 	stopHeartbeat()
 	if testCtx.Err() != nil {
 		s.unlockTest(ctx, run)
 		return nil, context.Cause(testCtx)
 	}
-	return s.storeTest(ctx, run, incoming, outgoing)
+	return s.storeTest(ctx, run, incoming, outgoing, act)
 }
 
 // workloadResult is the outcome of testing one workload.
@@ -310,15 +310,17 @@ type workloadResult struct {
 }
 
 // testWorkloads tests what the mailbox uses server-side synchronization for.
-func (s *Syncer) testWorkloads(ctx context.Context, w *work) (incoming, outgoing workloadResult) {
+func (s *Syncer) testWorkloads(ctx context.Context, w *work) (incoming, outgoing, act workloadResult) {
 	m := w.m
 	switch {
 	case w.p == nil:
 		err := noProfileError("test", m)
-		return workloadResult{m.IncomingMethod == IncomingServerSideSync, err}, workloadResult{m.OutgoingMethod == OutgoingServerSideSync, err}
+		return workloadResult{m.IncomingMethod == IncomingServerSideSync, err}, workloadResult{m.OutgoingMethod == OutgoingServerSideSync, err},
+			workloadResult{m.ACTMethod == OutgoingServerSideSync, err}
 	case !w.approved():
 		err := notApprovedError("test", ErrorPermanent, m)
-		return workloadResult{m.IncomingMethod == IncomingServerSideSync || m.IsForwardMailbox, err}, workloadResult{m.OutgoingMethod == OutgoingServerSideSync, err}
+		return workloadResult{m.IncomingMethod == IncomingServerSideSync || m.IsForwardMailbox, err}, workloadResult{m.OutgoingMethod == OutgoingServerSideSync, err},
+			workloadResult{m.ACTMethod == OutgoingServerSideSync, err}
 	}
 	if m.IncomingMethod == IncomingServerSideSync || m.IsForwardMailbox {
 		incoming = workloadResult{true, s.testIncoming(ctx, w)}
@@ -326,13 +328,16 @@ func (s *Syncer) testWorkloads(ctx context.Context, w *work) (incoming, outgoing
 	if m.OutgoingMethod == OutgoingServerSideSync {
 		outgoing = workloadResult{true, s.testOutgoing(ctx, w)}
 	}
-	return incoming, outgoing
+	if m.ACTMethod == OutgoingServerSideSync {
+		act = workloadResult{true, s.testACT(ctx, w)}
+	}
+	return incoming, outgoing, act
 }
 
 // storeTest stores a test's outcome and raises its alert, unless what the test
 // depended on changed meanwhile (ErrSettingsChanged) or its lock was lost; either
 // way it releases the lock.
-func (s *Syncer) storeTest(ctx context.Context, run *testRun, incoming, outgoing workloadResult) (*Mailbox, error) {
+func (s *Syncer) storeTest(ctx context.Context, run *testRun, incoming, outgoing, act workloadResult) (*Mailbox, error) {
 	// The check needs the profile and org settings as they are now; they are read
 	// just before the update, which must not call the store. A change in between is
 	// the one it can miss: microseconds, against the seconds a test takes.
@@ -364,21 +369,22 @@ func (s *Syncer) storeTest(ctx context.Context, run *testRun, incoming, outgoing
 		if stale = testInputsOf(current) != run.inputs; stale {
 			return nil // only the lock is released
 		}
-		m.IncomingStatus, m.OutgoingStatus = status(incoming), status(outgoing)
+		m.IncomingStatus, m.OutgoingStatus, m.ACTStatus = status(incoming), status(outgoing), status(act)
 		m.IncomingEnabled = incoming.tested && incoming.err == nil
 		m.OutgoingEnabled = outgoing.tested && outgoing.err == nil
+		m.ACTEnabled = act.tested && act.err == nil
 		m.Status = TestSuccess
-		if incoming.err != nil || outgoing.err != nil || (!incoming.tested && !outgoing.tested) {
+		if incoming.err != nil || outgoing.err != nil || act.err != nil || (!incoming.tested && !outgoing.tested && !act.tested) {
 			m.Status = TestFailure
 		}
-		s.noteTestOutcome(m, incoming, outgoing, at)
+		s.noteTestOutcome(m, incoming, outgoing, act, at)
 		m.TestCompletedOn = at
 		m.TestRunStored = run.number
 		// A mailbox waiting for approval is tested again once approved.
 		m.TestAndEnablePending = m.TestAndEnablePending && current.awaitingApproval()
 		m.Stats.TransientFailureCount = 0
-		m.Stats.IncomingPostponedUntil, m.Stats.OutgoingPostponedUntil = time.Time{}, time.Time{}
-		if m.IncomingEnabled {
+		m.Stats.IncomingPostponedUntil, m.Stats.OutgoingPostponedUntil, m.Stats.ACTPostponedUntil = time.Time{}, time.Time{}, time.Time{}
+		if m.IncomingEnabled || m.ACTEnabled {
 			m.NextSyncAt = at
 		}
 		return nil
@@ -393,7 +399,7 @@ func (s *Syncer) storeTest(ctx context.Context, run *testRun, incoming, outgoing
 		return nil, ErrSettingsChanged
 	}
 	w := &work{m: updated, p: run.w.p, settings: run.w.settings}
-	s.emit(Event{Kind: EventMailboxTested, MailboxID: updated.ID, ProfileID: updated.ProfileID, Err: errors.Join(incoming.err, outgoing.err)})
+	s.emit(Event{Kind: EventMailboxTested, MailboxID: updated.ID, ProfileID: updated.ProfileID, Err: errors.Join(incoming.err, outgoing.err, act.err)})
 	if updated.Status == TestSuccess {
 		s.raise(ctx, w, AlertInformation, ScopeMailbox, CodeTestAndEnableSucceeded, "",
 			fmt.Sprintf("The mailbox %s was tested and enabled successfully.", updated.EmailAddress))
@@ -404,9 +410,9 @@ func (s *Syncer) storeTest(ctx context.Context, run *testRun, incoming, outgoing
 	for _, r := range []struct {
 		name string
 		workloadResult
-	}{{"incoming", incoming}, {"outgoing", outgoing}} {
+	}{{"incoming email", incoming}, {"outgoing email", outgoing}, {"appointments, contacts and tasks", act}} {
 		if r.err != nil {
-			problems = append(problems, fmt.Sprintf("%s email: %v", r.name, r.err))
+			problems = append(problems, fmt.Sprintf("%s: %v", r.name, r.err))
 			if ClassifyError(r.err).Scope == ScopeProfile {
 				scope = ScopeProfile
 			}
@@ -436,6 +442,7 @@ func testInputsOf(w *work) testInputs {
 		OutgoingMethod, ACTMethod                                     OutgoingMethod
 		IsForwardMailbox, Approved, AllowPlaintextAuth                bool
 		DefaultTenantID                                               string
+		ACTFromThisOrgOnly                                            bool
 		Profile                                                       Profile // a value: %#v prints pointers as addresses
 		ProfileSecrets                                                []string
 	}{
@@ -443,6 +450,7 @@ func testInputsOf(w *work) testInputs {
 		DiscoveredServer: m.DiscoveredServer, IncomingMethod: m.IncomingMethod, OutgoingMethod: m.OutgoingMethod,
 		ACTMethod: m.ACTMethod, IsForwardMailbox: m.IsForwardMailbox, Approved: w.approved(),
 		AllowPlaintextAuth: w.settings.AllowCredentialsOverNonSecureChannels, DefaultTenantID: w.settings.DefaultTenantID,
+		ACTFromThisOrgOnly: w.settings.SyncACTFromThisOrgOnly,
 	}
 	if w.p != nil {
 		// What only names the profile, schedules or reports on its mailboxes does not

@@ -60,13 +60,15 @@ func lastErrorOf(m *Mailbox, workload Direction) bool {
 // noteTestOutcome records what a Test & Enable found: its first failure becomes
 // the last error; when every workload it tested passed, the last error is cleared,
 // whichever workload it was.
-func (s *Syncer) noteTestOutcome(m *Mailbox, incoming, outgoing workloadResult, now time.Time) {
+func (s *Syncer) noteTestOutcome(m *Mailbox, incoming, outgoing, act workloadResult, now time.Time) {
 	switch {
 	case incoming.err != nil:
 		s.noteError(m, Incoming, ClassifyError(incoming.err).Code, incoming.err, now)
 	case outgoing.err != nil:
 		s.noteError(m, Outgoing, ClassifyError(outgoing.err).Code, outgoing.err, now)
-	case incoming.tested || outgoing.tested:
+	case act.err != nil:
+		s.noteError(m, ACT, ClassifyError(act.err).Code, act.err, now)
+	case incoming.tested || outgoing.tested || act.tested:
 		m.Stats.LastError = LastError{}
 	}
 }

@@ -58,6 +58,7 @@ const (
 	EventAlertRaised     EventKind = "AlertRaised"     // an alert was stored
 	EventSyncFinished    EventKind = "SyncFinished"    // one incoming sync of a mailbox ended (Err set on failure)
 	EventSyncProgress    EventKind = "SyncProgress"    // an initial sync (or resync from the start) moved on: see Progress
+	EventACTSynced       EventKind = "ACTSynced"       // one ACT sync of a mailbox ended (Err set on failure; Items: changes both ways)
 )
 
 // Event is one notification to the host. Handlers run on the Syncer's goroutines:

@@ -118,7 +118,7 @@ type OAuthToken struct {
 // cleared once the workload that hit it works again (a sync or a send succeeds) or
 // a Test & Enable passes, so a set LastError always describes a problem still there.
 type LastError struct {
-	Workload Direction // the workload that hit it: Incoming or Outgoing
+	Workload Direction // the workload that hit it: Incoming, Outgoing or ACT
 	Code     string    // stable, machine-readable: one of the Code… constants (e.g. CodeAuthFailed)
 	Message  string    // what a person can act on; never contains secrets
 	Count    int       // how many times in a row this error was seen

@@ -60,6 +60,21 @@ type OrgSettings struct {
 	SaveCopyToSentFolder bool  // append sent mail to the server's Sent folder where the protocol allows
 
 	DefaultTenantID string // for server-to-server profiles with UseDefaultTenantID
+
+	// ACTConflictPolicy decides an item changed on both sides since the last ACT
+	// sync; the default is ACTLastModifiedWins. Every conflict is recorded
+	// (Syncer.ACTConflicts).
+	ACTConflictPolicy ACTConflictPolicy
+	// ACTOwnerID names this deployment in the marker on each mailbox whose ACT it
+	// syncs (the seed's "Sync items with Exchange from this org only"); the Syncer
+	// sets it to a new ID the first time ACT runs, when it is empty. Two
+	// deployments sharing one store are one deployment.
+	ACTOwnerID string
+	// SyncACTFromThisOrgOnly lets this deployment take over the ACT sync of a
+	// mailbox another deployment marked as its own. Off, such a mailbox is not
+	// synced (its ACT fails with CodeACTOwnedElsewhere), so two deployments never
+	// push each other's items back and forth.
+	SyncACTFromThisOrgOnly bool
 }
 
 // DefaultOrgSettings returns the settings a new deployment starts with.

@@ -1,6 +1,7 @@
 package serversync
 
 import (
+	"strings"
 	"time"
 
 	"github.com/serversync/serversync/auth"
@@ -196,6 +197,13 @@ type Profile struct {
 	// https://outlook.office365.com/.default for IMAP, POP3 and SMTP).
 	Scopes []string
 
+	// ACTServerURL is the CalDAV/CardDAV server for ACT (appointments, contacts,
+	// tasks) on non-Exchange profiles: its http(s) URL, the context path of DAV
+	// (https://dav.example.com/, https://cloud.example.com/remote.php/dav/). It
+	// takes the incoming credentials. Exchange profiles reach ACT through their
+	// own server and leave it empty.
+	ACTServerURL string
+
 	// ExtraRootCAsPEM adds certificate authorities trusted for this profile's servers,
 	// on top of the system roots. Verification itself is never turned off.
 	ExtraRootCAsPEM string
@@ -230,6 +238,20 @@ func (p *Profile) credentialSource(dir Direction) CredentialSource {
 		return p.OutgoingCredentialSource
 	}
 	return p.IncomingCredentialSource
+}
+
+// usesACTServerURL reports whether ACT connects to ACTServerURL rather than to
+// the incoming server (an Exchange profile's ACT goes to its Exchange server).
+func (p *Profile) usesACTServerURL() bool {
+	return !p.ServerType.IsExchange() && p.ACTServerURL != ""
+}
+
+// actTLS is the TLS mode of ACTServerURL: None for an http:// URL.
+func (p *Profile) actTLS() TLSMode {
+	if strings.HasPrefix(strings.ToLower(p.ACTServerURL), "http://") {
+		return TLSNone
+	}
+	return TLSImplicit
 }
 
 // IncomingProtocol names the protocol used to receive mail: "imap", "pop3", "graph" or "ews".

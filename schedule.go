@@ -22,7 +22,7 @@ func (s *Syncer) scanLoop(ctx context.Context) {
 }
 
 // ScheduleReady makes due now every mailbox that waits for Test & Enable, or is
-// enabled for incoming mail, but has no next sync time and no approval to wait
+// enabled for incoming mail or ACT, but has no next sync time and no approval to wait
 // for. It reports how many it scheduled. The Syncer calls it every ScanInterval; hosts may call it after
 // changes (approval, Apply Default Email Settings) to start work sooner.
 func (s *Syncer) ScheduleReady(ctx context.Context) (int, error) {
@@ -39,7 +39,7 @@ func (s *Syncer) ScheduleReady(ctx context.Context) (int, error) {
 			}
 			// Nothing is done for a mailbox waiting for approval: its test waits too.
 			waiting := (&work{m: m, settings: settings}).awaitingApproval()
-			if m.NextSyncAt.IsZero() && m.LeaseHost == "" && (m.TestAndEnablePending || m.IncomingEnabled) && !waiting {
+			if m.NextSyncAt.IsZero() && m.LeaseHost == "" && (m.TestAndEnablePending || m.IncomingEnabled || m.ACTEnabled) && !waiting {
 				ids = append(ids, m.ID)
 			}
 		}

@@ -16,6 +16,9 @@ import (
 type Connectors struct {
 	Incoming map[ServerType]IncomingConnector
 	Outgoing map[ServerType]OutgoingConnector
+	// ACT syncs appointments, contacts and tasks (connector/dav for IMAP and POP3
+	// profiles, whose ACT server is Profile.ACTServerURL).
+	ACT map[ServerType]ACTConnector
 }
 
 // Syncer is the server-side synchronization engine (DESIGN §4–§6): it leases due
@@ -58,6 +61,7 @@ type Syncer struct {
 	unreleased map[string]unreleasedLease // by mailbox ID: leases the store refused to release
 
 	appTokens   appTokens // shared app-only tokens of server-to-server profiles
+	actRefused  sync.Map  // ACT record ID → the version the server refused and its owner was told of
 	certCheckMu sync.Mutex
 	certChecked map[string]time.Time // by profile ID: when its certificate expiry was last looked at
 }
@@ -70,7 +74,7 @@ func NewSyncer(store Store, connectors Connectors, cfg *Config) (*Syncer, error)
 	if store == nil {
 		return nil, errors.New("serversync: NewSyncer needs a Store: pass one of the stores under store/ (memory, sqlite, postgres) or your own")
 	}
-	if len(connectors.Incoming) == 0 && len(connectors.Outgoing) == 0 {
+	if len(connectors.Incoming) == 0 && len(connectors.Outgoing) == 0 && len(connectors.ACT) == 0 {
 		return nil, &ValidationError{Entity: "NewSyncer", Field: "Connectors",
 			Reason: "no connectors: every mailbox would be disabled at its first sync; pass standard.Connectors(nil) from package connector/standard (IMAP, POP3, SMTP) or your own"}
 	}
@@ -228,14 +232,34 @@ func (s *Syncer) processMailbox(ctx context.Context, id string, log *slog.Logger
 		return s.cfg.Now().Add(s.cfg.RetryInterval)
 	}
 	s.checkCertificateExpiry(ctx, w)
+	// ACT first: an incoming sync may keep the lease while it waits for mail (IDLE).
+	var actNext time.Time
+	if w.actActive() {
+		if now := s.cfg.Now(); now.Before(m.Stats.ACTPostponedUntil) {
+			actNext = m.Stats.ACTPostponedUntil
+		} else {
+			actNext = s.syncACT(ctx, w, log)
+		}
+	}
 	if !w.incomingActive() {
 		log.Debug("incoming mail is not active for the mailbox", "approved", w.approved(), "enabled", m.IncomingEnabled, "method", m.IncomingMethod)
-		return time.Time{}
+		return actNext
 	}
-	if now := s.cfg.Now(); now.Before(m.Stats.IncomingPostponedUntil) {
-		return m.Stats.IncomingPostponedUntil
+	if now := s.cfg.Now(); now.Before(w.m.Stats.IncomingPostponedUntil) {
+		return earliest(actNext, w.m.Stats.IncomingPostponedUntil)
 	}
-	return s.syncIncoming(ctx, w, log)
+	return earliest(actNext, s.syncIncoming(ctx, w, log))
+}
+
+// earliest is the earlier of two due times, zero meaning "not due".
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero() || a.Before(b):
+		return a
+	}
+	return b
 }
 
 // work is what one job needs about a mailbox.

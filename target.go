@@ -57,6 +57,12 @@ func resolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSet
 	if p.AutoDiscover && m.DiscoveredServer != "" {
 		server = m.DiscoveredServer
 	}
+	if dir == ACT && p.usesACTServerURL() {
+		server, port, mode = p.ACTServerURL, portOf(p.ACTServerURL, 0), p.actTLS()
+		if port == 0 {
+			port = map[bool]int{true: 443, false: 80}[mode.UsesTLS()]
+		}
+	}
 	endpoint := Endpoint{
 		Host:               hostOf(server),
 		Port:               port,
@@ -77,6 +83,9 @@ func resolveTarget(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSet
 	}
 	if protocol == "graph" || protocol == "ews" {
 		endpoint.URL = baseURL(server, endpoint)
+	}
+	if dir == ACT && p.usesACTServerURL() {
+		endpoint.URL = p.ACTServerURL
 	}
 	login := m.Username
 	if login == "" {
@@ -184,7 +193,10 @@ func ProfileConflicts(p *Profile, settings *OrgSettings) []ProfileConflict {
 		settings = DefaultOrgSettings()
 	}
 	var conflicts []ProfileConflict
-	for _, dir := range []Direction{Incoming, Outgoing} {
+	for _, dir := range []Direction{Incoming, Outgoing, ACT} {
+		if dir == ACT && !p.usesACTServerURL() {
+			continue // ACT goes to the incoming server, checked already
+		}
 		if c := connectConflict(p, settings, dir); c != nil {
 			conflicts = append(conflicts, *c)
 		}
@@ -197,8 +209,14 @@ func ProfileConflicts(p *Profile, settings *OrgSettings) []ProfileConflict {
 // org settings (Admin.UpdateOrgSettings) all ask it.
 func connectConflict(p *Profile, settings *OrgSettings, dir Direction) *ProfileConflict {
 	mode, field := p.IncomingTLS, "IncomingTLS"
-	if dir == Outgoing {
+	what, fix := field+" is None", fmt.Sprintf("set the profile's %s to Implicit or STARTTLS", field)
+	switch {
+	case dir == Outgoing:
 		mode, field = p.OutgoingTLS, "OutgoingTLS"
+		what, fix = field+" is None", fmt.Sprintf("set the profile's %s to Implicit or STARTTLS", field)
+	case dir == ACT && p.usesACTServerURL():
+		mode, field = p.actTLS(), "ACTServerURL"
+		what, fix = "ACTServerURL is an http:// URL", "use an https:// ACTServerURL"
 	}
 	if mode != TLSNone {
 		return nil
@@ -211,13 +229,13 @@ func connectConflict(p *Profile, settings *OrgSettings, dir Direction) *ProfileC
 		c.Reason = fmt.Sprintf("%s is None, but Exchange Online always needs TLS: set %s to Implicit", field, field)
 	case !settings.AllowNonSSLEmail:
 		c.Code, c.Setting = CodeTLSRequiredByOrg, "AllowNonSSLEmail"
-		c.Reason = fmt.Sprintf("%s is None (no encryption), which the organisation setting AllowNonSSLEmail does not allow: "+
-			"set the profile's %s to Implicit or STARTTLS, or turn AllowNonSSLEmail on", field, field)
+		c.Reason = fmt.Sprintf("%s (no encryption), which the organisation setting AllowNonSSLEmail does not allow: "+
+			"%s, or turn AllowNonSSLEmail on", what, fix)
 	case source != CredentialsAnonymous && !settings.AllowCredentialsOverNonSecureChannels:
 		c.Code, c.Setting = CodePlaintextAuthRefused, "AllowCredentialsOverNonSecureChannels"
-		c.Reason = fmt.Sprintf("%s is None, so the %s credentials would be sent unencrypted, which the organisation setting "+
-			"AllowCredentialsOverNonSecureChannels does not allow: set the profile's %s to Implicit or STARTTLS, "+
-			"or turn AllowCredentialsOverNonSecureChannels on", field, source, field)
+		c.Reason = fmt.Sprintf("%s, so the %s credentials would be sent unencrypted, which the organisation setting "+
+			"AllowCredentialsOverNonSecureChannels does not allow: %s, "+
+			"or turn AllowCredentialsOverNonSecureChannels on", what, source, fix)
 	default:
 		return nil
 	}

@@ -28,6 +28,7 @@ func NormalizeProfile(p *Profile) {
 	p.Name = strings.TrimSpace(p.Name)
 	p.IncomingServer = strings.TrimSpace(p.IncomingServer)
 	p.OutgoingServer = strings.TrimSpace(p.OutgoingServer)
+	p.ACTServerURL = strings.TrimSpace(p.ACTServerURL)
 	if p.AuthProtocol == "" {
 		p.AuthProtocol = AuthAuto
 	}
@@ -232,6 +233,15 @@ func ValidateProfile(p *Profile, settings *OrgSettings) error {
 			return bad("ExtraRootCAsPEM", err.Error())
 		}
 	}
+	if p.ACTServerURL != "" {
+		if p.ServerType.IsExchange() {
+			return bad("ACTServerURL", "only applies to IMAP and POP3 profiles: Exchange syncs appointments, contacts and tasks itself")
+		}
+		u, err := url.Parse(p.ACTServerURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return bad("ACTServerURL", "must be the http(s) URL of a CalDAV/CardDAV server, without credentials, query or fragment")
+		}
+	}
 	return nil
 }
 
@@ -406,8 +416,8 @@ func ValidateMailbox(m *Mailbox, profile *Profile) error {
 	default:
 		return bad("Approval", fmt.Sprintf("%q is not one of Empty, Pending, Approved, Rejected", m.Approval))
 	}
-	if profile != nil && m.ACTMethod == OutgoingServerSideSync && !profile.ServerType.IsExchange() {
-		return bad("ACTMethod", "appointments, contacts and tasks sync needs an Exchange profile")
+	if profile != nil && m.ACTMethod == OutgoingServerSideSync && !profile.ServerType.IsExchange() && profile.ACTServerURL == "" {
+		return bad("ACTMethod", "appointments, contacts and tasks sync needs an Exchange profile, or a profile with an ACTServerURL (a CalDAV/CardDAV server)")
 	}
 	return nil
 }

@@ -2,10 +2,13 @@ package dav
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -14,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/connector"
 )
 
 type multistatus struct {
@@ -41,6 +45,8 @@ type props struct {
 	SupportedReports []supportedReport `xml:"DAV: supported-report-set>supported-report"`
 	CalendarData     string            `xml:"urn:ietf:params:xml:ns:caldav calendar-data"`
 	AddressData      string            `xml:"urn:ietf:params:xml:ns:carddav address-data"`
+	Owner            *string           `xml:"urn:serversync:act owner"`
+	LastModified     string            `xml:"DAV: getlastmodified"`
 }
 
 type resourceType struct {
@@ -336,9 +342,9 @@ func (s *session) multiget(ctx context.Context, kind serversync.ACTKind, paths [
 	col := s.cols[kind]
 	var b strings.Builder
 	if kind == serversync.KindContact {
-		b.WriteString(`<?xml version="1.0" encoding="utf-8"?><R:addressbook-multiget xmlns:D="DAV:" xmlns:R="urn:ietf:params:xml:ns:carddav"><D:prop><D:getetag/><R:address-data/></D:prop>`)
+		b.WriteString(`<?xml version="1.0" encoding="utf-8"?><R:addressbook-multiget xmlns:D="DAV:" xmlns:R="urn:ietf:params:xml:ns:carddav"><D:prop><D:getetag/><D:getlastmodified/><R:address-data/></D:prop>`)
 	} else {
-		b.WriteString(`<?xml version="1.0" encoding="utf-8"?><R:calendar-multiget xmlns:D="DAV:" xmlns:R="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><R:calendar-data/></D:prop>`)
+		b.WriteString(`<?xml version="1.0" encoding="utf-8"?><R:calendar-multiget xmlns:D="DAV:" xmlns:R="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><D:getlastmodified/><R:calendar-data/></D:prop>`)
 	}
 	for _, p := range paths {
 		b.WriteString(`<D:href>` + xmlEscape((&url.URL{Path: p}).EscapedPath()) + `</D:href>`)
@@ -373,6 +379,7 @@ func (s *session) multiget(ctx context.Context, kind serversync.ACTKind, paths [
 			}
 			hd := item.Header()
 			hd.MailboxID, hd.ServerID, hd.ChangeKey = s.mailboxID, p, pr.ETag
+			fillModified(item, pr.LastModified)
 			got[p] = item
 		}
 	}
@@ -411,7 +418,32 @@ func (s *session) get(ctx context.Context, kind serversync.ACTKind, path string)
 	}
 	hd := item.Header()
 	hd.MailboxID, hd.ServerID, hd.ChangeKey = s.mailboxID, path, h.Get("ETag")
+	fillModified(item, h.Get("Last-Modified"))
 	return item, nil
+}
+
+// fillModified sets an item's Modified, when its data has no LAST-MODIFIED (or
+// REV), from the resource's HTTP Last-Modified: when the server stored it, which
+// is what a last-modified-wins conflict policy compares.
+func fillModified(item serversync.ACTItem, httpDate string) {
+	t, err := http.ParseTime(strings.TrimSpace(httpDate))
+	if err != nil {
+		return
+	}
+	switch it := item.(type) {
+	case *serversync.Appointment:
+		if it.Modified.IsZero() {
+			it.Modified = t
+		}
+	case *serversync.Contact:
+		if it.Modified.IsZero() {
+			it.Modified = t
+		}
+	case *serversync.Task:
+		if it.Modified.IsZero() {
+			it.Modified = t
+		}
+	}
 }
 
 func decodeItem(kind serversync.ACTKind, data []byte) (serversync.ACTItem, error) {
@@ -467,9 +499,12 @@ func (s *session) Put(ctx context.Context, item serversync.ACTItem, ifMatch stri
 	header := http.Header{"Content-Type": {contentType}}
 	path := hd.ServerID
 	if path == "" {
+		// The name follows from the UID, so a create repeated after a crash meets the
+		// item it made (412 on If-None-Match) instead of making a second one.
 		name := hd.UID
 		if !safeName.MatchString(name) {
-			name = serversync.NewID()
+			sum := sha256.Sum256([]byte(hd.UID))
+			name = "uid-" + hex.EncodeToString(sum[:16])
 		}
 		ext := ".ics"
 		if kind == serversync.KindContact {
@@ -484,6 +519,18 @@ func (s *session) Put(ctx context.Context, item serversync.ACTItem, ifMatch stri
 	var se *StatusError
 	if errors.As(err, &se) && se.Code == http.StatusPreconditionFailed {
 		return &serversync.ACTConflictError{Kind: kind, ServerID: path, IfMatch: ifMatch, Err: err}
+	}
+	if errors.As(err, &se) && hd.ServerID == "" && (se.Code == http.StatusConflict || se.Code == http.StatusForbidden) {
+		// CalDAV's no-uid-conflict (RFC 4791 §5.3.2.1) and CardDAV's: another
+		// resource holds the UID, and the server may name it.
+		if holder := uidHolder(se.Body, col.path); holder != "" {
+			return &serversync.ACTConflictError{Kind: kind, ServerID: holder, IfMatch: ifMatch, Err: err}
+		}
+	}
+	if errors.As(err, &se) && slices.Contains([]int{http.StatusBadRequest, http.StatusRequestEntityTooLarge,
+		http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity}, se.Code) {
+		// This item, not the mailbox: the others still sync.
+		return connector.Error("put", serversync.ErrorPermanent, serversync.ScopeItem, serversync.CodeACTItemRefused, err)
 	}
 	if err != nil {
 		return classify("put", err)
@@ -508,6 +555,22 @@ func (s *session) Put(ctx context.Context, item serversync.ACTItem, ifMatch stri
 		hd.MailboxID = s.mailboxID
 	}
 	return nil
+}
+
+var hrefElement = regexp.MustCompile(`<(?:[A-Za-z0-9]+:)?href>([^<]+)</`)
+
+// uidHolder is the path of the resource a no-uid-conflict reply names, when it
+// names one in the collection.
+func uidHolder(body, collection string) string {
+	m := hrefElement.FindStringSubmatch(body)
+	if m == nil {
+		return ""
+	}
+	u, err := url.Parse(strings.TrimSpace(html.UnescapeString(m[1])))
+	if err != nil || !strings.HasPrefix(u.Path, collection) || u.Path == collection {
+		return ""
+	}
+	return u.Path
 }
 
 // Delete implements serversync.ACTSession.

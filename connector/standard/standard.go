@@ -11,6 +11,7 @@ import (
 	"log/slog"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/connector/dav"
 	"github.com/serversync/serversync/connector/graph"
 	"github.com/serversync/serversync/connector/imapconn"
 	"github.com/serversync/serversync/connector/pop3conn"
@@ -22,9 +23,12 @@ type Options struct {
 	IMAP *imapconn.Options
 	// POP3 and SMTP configure those connectors (reply limits…); their Logger,
 	// when nil, is Logger.
-	POP3   *pop3conn.Options
-	SMTP   *smtpconn.Options
-	Graph  *graph.Options
+	POP3  *pop3conn.Options
+	SMTP  *smtpconn.Options
+	Graph *graph.Options
+	// DAV is the CalDAV/CardDAV connector of IMAP and POP3 profiles' ACT
+	// (their ACTServerURL); nil means a zero dav.Connector.
+	DAV    *dav.Connector
 	Logger *slog.Logger // for the POP3, SMTP and Graph connectors (IMAP has its own in IMAP)
 }
 
@@ -32,7 +36,8 @@ type Options struct {
 // for the outgoing side of both, and one Graph connector for both sides of
 // ExchangeOnline and ExchangeOnlineHybrid profiles (one, so that its per-mailbox
 // request budget covers reading and sending alike). Exchange Server (EWS) has no
-// connector yet.
+// connector yet. ACT (appointments, contacts, tasks) of IMAP and POP3 profiles
+// goes to their ACTServerURL through connector/dav.
 func Connectors(opts *Options) serversync.Connectors {
 	if opts == nil {
 		opts = &Options{}
@@ -53,6 +58,10 @@ func Connectors(opts *Options) serversync.Connectors {
 	}
 	graphOpts.Logger = cmp.Or(graphOpts.Logger, opts.Logger)
 	exchangeOnline := graph.New(&graphOpts)
+	davConn := opts.DAV
+	if davConn == nil {
+		davConn = &dav.Connector{}
+	}
 	out := smtpconn.New(&smtpOpts)
 	return serversync.Connectors{
 		Incoming: map[serversync.ServerType]serversync.IncomingConnector{
@@ -68,6 +77,10 @@ func Connectors(opts *Options) serversync.Connectors {
 
 			serversync.ServerTypeExchangeOnline:       exchangeOnline,
 			serversync.ServerTypeExchangeOnlineHybrid: exchangeOnline,
+		},
+		ACT: map[serversync.ServerType]serversync.ACTConnector{
+			serversync.ServerTypeIMAPSMTP: davConn,
+			serversync.ServerTypePOP3SMTP: davConn,
 		},
 	}
 }

@@ -9,6 +9,9 @@
 //   - a Syncer that tracks the seeded mail (with a progress bar on a terminal),
 //     sends an email from alice to support, and tracks it again when it arrives,
 //     correlated to the sent email;
+//   - an in-process CalDAV/CardDAV server for alice's appointments, contacts and
+//     tasks (ACT): an appointment saved here reaches it, and an edit made there
+//     comes back;
 //   - a summary of the mailboxes and the email activities.
 //
 // It takes a second or two, and exits non-zero with a message when anything fails.
@@ -105,8 +108,9 @@ func main() {
 type mailSetup struct {
 	profile   *serversync.Profile
 	mailboxes []*serversync.Mailbox
-	seeded    int    // messages put on the server before the sync; 0 when unknown
-	from, to  string // the test email's sender (a mailbox here) and recipient
+	seeded    int      // messages put on the server before the sync; 0 when unknown
+	from, to  string   // the test email's sender (a mailbox here) and recipient
+	act       *actDemo // the demo's CalDAV/CardDAV server; nil with real servers
 	close     func()
 }
 
@@ -251,6 +255,11 @@ func runQuickstart(ctx context.Context, o options, out io.Writer) error {
 	if err := sendAndWatch(ctx, out, watch, syncer, store, sender, setup.to, byAddress[strings.ToLower(setup.to)]); err != nil {
 		return err
 	}
+	if setup.act != nil {
+		if err := actRoundTrip(ctx, out, syncer, sender, setup.act, profile.ExtraRootCAsPEM); err != nil {
+			return err
+		}
+	}
 	if err := stopSyncer(); err != nil {
 		return fmt.Errorf("stop the Syncer: %w", err)
 	}
@@ -301,6 +310,12 @@ func startDemo(out io.Writer) (*mailSetup, error) {
 		demo.Host, demo.IMAPPort, demo.Host, demo.SMTPPort)
 	fmt.Fprintf(out, "seeded    %d messages for %s and %d for %s in %s\n",
 		perUser[alice], alice, perUser[support], support, time.Since(started).Round(time.Millisecond))
+	act, err := startACTDemo(alice, "alice-password")
+	if err != nil {
+		_ = demo.Close()
+		return nil, fmt.Errorf("start the demo CalDAV/CardDAV server: %w", err)
+	}
+	fmt.Fprintf(out, "demo      CalDAV/CardDAV %s on loopback, TLS with a CA of its own, for %s's appointments, contacts and tasks\n", act.url, alice)
 	return &mailSetup{
 		profile: &serversync.Profile{
 			Name:           "Contoso demo mail",
@@ -311,14 +326,18 @@ func startDemo(out io.Writer) (*mailSetup, error) {
 			OutgoingServer: demo.Host, OutgoingPort: demo.SMTPPort,
 			// TLS modes, credential sources and limits are left to the defaults,
 			// filled in on save.
-			ExtraRootCAsPEM: demo.CAPEM,
+			// Appointments, contacts and tasks go to the CalDAV/CardDAV server.
+			ACTServerURL:    act.url,
+			ExtraRootCAsPEM: demo.CAPEM + act.caPEM,
 		},
 		mailboxes: []*serversync.Mailbox{
 			{Name: "Alice", EmailAddress: alice, Password: auth.NewSecret("alice-password"),
 				Regarding: serversync.Regarding{Type: serversync.RegardingUser, ID: "user-alice"},
 				// A user mailbox tracks only replies to CRM email by default; the demo
 				// tracks everything so that the seeded mail shows up.
-				IncomingFilter: serversync.FilterAll},
+				IncomingFilter: serversync.FilterAll,
+				// Alice's appointments, contacts and tasks sync too.
+				ACTMethod: serversync.OutgoingServerSideSync},
 			{Name: "Support", EmailAddress: support, Password: auth.NewSecret("support-password"),
 				Regarding: serversync.Regarding{Type: serversync.RegardingQueue, ID: "queue-support"},
 				Owner:     "user-admin"}, // a queue tracks all email by default
@@ -326,7 +345,8 @@ func startDemo(out io.Writer) (*mailSetup, error) {
 		seeded: sampleCount,
 		from:   alice,
 		to:     support,
-		close:  func() { _ = demo.Close() },
+		act:    act,
+		close:  func() { act.close(); _ = demo.Close() },
 	}, nil
 }
 
@@ -440,6 +460,7 @@ func saveMailbox(ctx context.Context, admin *serversync.Admin, want *serversync.
 		}
 		return admin.UpdateMailbox(ctx, existing.ID, func(m *serversync.Mailbox) {
 			m.ProfileID, m.Password, m.IncomingFilter, m.ProcessEmailFrom = want.ProfileID, want.Password, want.IncomingFilter, want.ProcessEmailFrom
+			m.ACTMethod = cmp.Or(want.ACTMethod, serversync.OutgoingNone)
 		})
 	}
 	return admin.CreateMailbox(ctx, want)

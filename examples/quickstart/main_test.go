@@ -45,6 +45,12 @@ func TestQuickstart(t *testing.T) {
 		}
 		assert.Contains(t, text, `sent      "Order 1042 has shipped`)
 		assert.Regexp(t, `arrived   in support@contoso\.test and tracked.*\n.*correlated to the sent email by tracking-token, so regarding case CAS-01042`, text)
+		// ACT: the appointment saved here reached the CalDAV server, and the
+		// server's edit came back.
+		assert.Regexp(t, `act\s+https://127\.0\.0\.1:[1-9][0-9]*/\s+CalDAV/CardDAV`, text)
+		assert.Regexp(t, `act       appointment "Contract review with Fabrikam" saved here, on the CalDAV server as /alice@contoso\.test/calendars/events/\S+\.ics\n`, text)
+		assert.Regexp(t, `act       edited on the server, back here as version [2-9]: "Contract review with Fabrikam \(moved\)"`, text)
+		assert.Regexp(t, `enabled\s+enabled\s+enabled`, tableLine(text, "MAILBOX", "alice@contoso.test"), "alice's ACT enabled")
 		assert.Contains(t, text, "stopped   the Syncer, gracefully")
 
 		// Each run adds its own test email, sent once and tracked once, correlated to

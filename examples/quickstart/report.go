@@ -17,6 +17,9 @@ func printProfile(out io.Writer, p *serversync.Profile) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "  incoming\t%s:%d\tTLS %s\tcredentials %s\n", p.IncomingServer, p.IncomingPort, p.IncomingTLS, p.IncomingCredentialSource)
 	fmt.Fprintf(w, "  outgoing\t%s:%d\tTLS %s\tcredentials %s\n", p.OutgoingServer, p.OutgoingPort, p.OutgoingTLS, p.OutgoingCredentialSource)
+	if p.ACTServerURL != "" {
+		fmt.Fprintf(w, "  act\t%s\tCalDAV/CardDAV\tcredentials %s\n", p.ACTServerURL, p.IncomingCredentialSource)
+	}
 	fmt.Fprintf(w, "  limits\t%d connections\ttimeout %s\tminimum polling interval %s\n", p.MaxConcurrentConnections, p.ConnectionTimeout, p.MinPollingInterval)
 	_ = w.Flush()
 	fmt.Fprintln(out)
@@ -24,7 +27,7 @@ func printProfile(out io.Writer, p *serversync.Profile) {
 
 func printMailboxes(ctx context.Context, out io.Writer, admin *serversync.Admin) error {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "MAILBOX\tREGARDING\tAPPROVAL\tSTATUS\tINCOMING\tOUTGOING\tLAST SYNC\tITEMS\tPASSWORD")
+	fmt.Fprintln(w, "MAILBOX\tREGARDING\tAPPROVAL\tSTATUS\tINCOMING\tOUTGOING\tACT\tLAST SYNC\tITEMS\tPASSWORD")
 	for m, err := range admin.Mailboxes(ctx, serversync.MailboxFilter{}) {
 		if err != nil {
 			return err
@@ -34,8 +37,12 @@ func printMailboxes(ctx context.Context, out io.Writer, admin *serversync.Admin)
 			lastSync = fmt.Sprintf("%s (%s)", at.Local().Format(time.TimeOnly), m.Stats.LastSyncDuration.Round(time.Millisecond))
 		}
 		// %v on the password shows what logs and printouts show: [REDACTED].
-		fmt.Fprintf(w, "%s\t%s %s\t%s\t%s\t%s\t%s\t%s\t%d\t%v\n", m.EmailAddress, m.Regarding.Type, m.Regarding.ID,
-			m.Approval, m.Status, enabled(m.IncomingEnabled), enabled(m.OutgoingEnabled),
+		act := enabled(m.ACTEnabled)
+		if m.ACTMethod != serversync.OutgoingServerSideSync {
+			act = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s %s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%v\n", m.EmailAddress, m.Regarding.Type, m.Regarding.ID,
+			m.Approval, m.Status, enabled(m.IncomingEnabled), enabled(m.OutgoingEnabled), act,
 			lastSync, m.Stats.ItemsProcessedLastSync, m.Password)
 	}
 	return w.Flush()

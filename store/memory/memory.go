@@ -62,6 +62,9 @@ type Store struct {
 	connectionBudgets map[string]*connectionBudget // by ConnectionSlot.Key, while any slot or place is held
 
 	appTokens map[string]serversync.AppToken // by key
+
+	actRecords   map[string]*serversync.ACTRecord // by ID
+	actConflicts []*serversync.ACTConflict        // storing order
 }
 
 type mailboxRecord struct {
@@ -108,6 +111,7 @@ func (s *Store) Close() error {
 	s.activities, s.activityOrder, s.activityKeys, s.cursors = nil, nil, nil, nil
 	s.alerts, s.alertIDs = nil, nil
 	s.connectionBudgets, s.appTokens = nil, nil
+	s.actRecords, s.actConflicts = nil, nil
 	return nil
 }
 
@@ -396,6 +400,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, id string) error {
 			delete(s.cursors, k)
 		}
 	}
+	s.deleteACT(id)
 	return nil
 }
 

@@ -160,8 +160,12 @@ func (s *Store) DeleteMailbox(ctx context.Context, id string) error {
 		if tag.RowsAffected() == 0 {
 			return notFound("mailbox", id)
 		}
-		_, err = tx.Exec(ctx, "DELETE FROM cursors WHERE mailbox_id = $1", id)
-		return dbError(err)
+		for _, table := range []string{"cursors", "act_records", "act_conflicts"} {
+			if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE mailbox_id = $1", id); err != nil {
+				return dbError(err)
+			}
+		}
+		return nil
 	})
 }
 

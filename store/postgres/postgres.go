@@ -290,6 +290,7 @@ var uniqueFields = map[string]struct{ entity, field string }{
 	"activities_id_unique":       {"EmailActivity", "ID"},
 	"activities_message_unique":  {"EmailActivity", "MessageKey"},
 	"alerts_id_unique":           {"Alert", "ID"},
+	"act_conflicts_id_unique":    {"ACTConflict", "ID"},
 }
 
 // dbError wraps an error of the database, turning a violated unique constraint into

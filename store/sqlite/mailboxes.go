@@ -144,8 +144,12 @@ func (s *Store) DeleteMailbox(ctx context.Context, id string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return notFound("mailbox", id)
 		}
-		_, err = tx.ExecContext(ctx, "DELETE FROM cursors WHERE mailbox_id = ?", id)
-		return err
+		for _, table := range []string{"cursors", "act_records", "act_conflicts"} {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE mailbox_id = ?", id); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

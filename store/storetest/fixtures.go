@@ -71,6 +71,7 @@ func FullProfile(name string) *serversync.Profile {
 	p.TokenURL = "https://login.example.com/token"
 	p.Scopes = []string{"https://outlook.office365.com/.default", "offline_access"}
 	p.ExtraRootCAsPEM = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n"
+	p.ACTServerURL = "https://dav.example.com/"
 	p.ProcessEmailFrom = BaseTime.Add(-30 * 24 * time.Hour).In(otherZone)
 	p.MaxConcurrentConnections = 42
 	p.MinPollingInterval = 7 * time.Minute
@@ -290,9 +291,12 @@ func FullOrgSettings() *serversync.OrgSettings {
 			UserDigits:       4,
 			CounterDigits:    5,
 		},
-		SmartMatching:        true,
-		MaxAttachmentSize:    1 << 20,
-		SaveCopyToSentFolder: false,
-		DefaultTenantID:      "tenant-default",
+		SmartMatching:          true,
+		MaxAttachmentSize:      1 << 20,
+		SaveCopyToSentFolder:   false,
+		DefaultTenantID:        "tenant-default",
+		ACTConflictPolicy:      serversync.ACTHostWins,
+		ACTOwnerID:             "deployment-owner",
+		SyncACTFromThisOrgOnly: true,
 	}
 }

@@ -3,7 +3,7 @@
 //
 // It turns each contract sentence of serversync.Store, and of the optional
 // interfaces a store may implement (serversync.ConnectionSlotStore,
-// serversync.AppTokenStore, serversync.SecretRotator), into a test, so an implementation — the ones in this
+// serversync.AppTokenStore, serversync.ACTStore, serversync.SecretRotator), into a test, so an implementation — the ones in this
 // module or a third party's — proves it behaves like the others by calling [Run]
 // from its own test:
 //
@@ -126,9 +126,10 @@ type Harness struct {
 
 // Run runs every conformance test against stores from newStore, as parallel subtests
 // grouped by concern (Profiles, Mailboxes, OrgSettings, Activities, Outbox, Alerts,
-// Leases, ConnectionSlots, AppTokens, SecretRotation, Lifecycle). Each subtest
-// gets its own store. The ConnectionSlots and AppTokens tests skip a store that
-// implements no serversync.ConnectionSlotStore or serversync.AppTokenStore; the
+// Leases, ConnectionSlots, AppTokens, ACT, SecretRotation, Lifecycle). Each subtest
+// gets its own store. The ConnectionSlots, AppTokens and ACT tests skip a store that
+// implements no serversync.ConnectionSlotStore, serversync.AppTokenStore or
+// serversync.ACTStore; the
 // SecretRotation tests, and the AppTokens tests that share a database between
 // handles, need [RunHarness] with a NewDatabase.
 func Run(t *testing.T, newStore NewStore) {
@@ -156,6 +157,7 @@ func RunHarness(t *testing.T, h Harness) {
 		{"Leases", testLeases},
 		{"ConnectionSlots", testConnectionSlots},
 		{"AppTokens", testAppTokens},
+		{"ACT", testACT},
 		{"SecretRotation", testSecretRotation},
 		{"Lifecycle", testLifecycle},
 	}
