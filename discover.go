@@ -32,7 +32,17 @@ func (s *Syncer) discovered(ctx context.Context, w *work, m *Mailbox, dir Direct
 		return m, nil
 	}
 	now := s.cfg.Now()
-	if m.DiscoveredServer != "" && now.Sub(m.DiscoveredServerAt) < s.cfg.DiscoveryTTL {
+	fresh := func(m *Mailbox) bool {
+		return m.DiscoveredServer != "" && now.Sub(m.DiscoveredServerAt) < s.cfg.DiscoveryTTL
+	}
+	if fresh(m) {
+		return m, nil
+	}
+	// Another connection of this job (Test & Enable tests incoming, then
+	// outgoing), or another host, may have discovered it since m was loaded.
+	if stored, err := s.store.GetMailbox(ctx, m.ID); err == nil && fresh(stored) {
+		m = m.Clone()
+		m.DiscoveredServer, m.DiscoveredServerAt = stored.DiscoveredServer, stored.DiscoveredServerAt
 		return m, nil
 	}
 	var conn any = s.conns.Incoming[w.p.ServerType]

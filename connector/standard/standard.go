@@ -1,7 +1,7 @@
 // Package standard wires the mail connectors of this module into the
 // serversync.Connectors a Syncer takes, by profile server type: IMAP and POP3 for
-// incoming mail and SMTP for outgoing, and Microsoft Graph both ways for Exchange
-// Online.
+// incoming mail and SMTP for outgoing, Microsoft Graph both ways for Exchange
+// Online, and EWS both ways for Exchange Server.
 //
 //	syncer, err := serversync.NewSyncer(store, standard.Connectors(nil), cfg)
 package standard
@@ -11,6 +11,7 @@ import (
 	"log/slog"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/connector/ews"
 	"github.com/serversync/serversync/connector/graph"
 	"github.com/serversync/serversync/connector/imapconn"
 	"github.com/serversync/serversync/connector/pop3conn"
@@ -25,14 +26,15 @@ type Options struct {
 	POP3   *pop3conn.Options
 	SMTP   *smtpconn.Options
 	Graph  *graph.Options
-	Logger *slog.Logger // for the POP3, SMTP and Graph connectors (IMAP has its own in IMAP)
+	EWS    *ews.Options
+	Logger *slog.Logger // for the POP3, SMTP, Graph and EWS connectors (IMAP has its own in IMAP)
 }
 
 // Connectors returns IMAP for IMAPSMTP profiles, POP3 for POP3SMTP profiles, SMTP
 // for the outgoing side of both, and one Graph connector for both sides of
 // ExchangeOnline and ExchangeOnlineHybrid profiles (one, so that its per-mailbox
-// request budget covers reading and sending alike). Exchange Server (EWS) has no
-// connector yet.
+// request budget covers reading and sending alike), and one EWS connector for
+// both sides of ExchangeServer profiles (it also runs their AutoDiscover).
 func Connectors(opts *Options) serversync.Connectors {
 	if opts == nil {
 		opts = &Options{}
@@ -53,6 +55,12 @@ func Connectors(opts *Options) serversync.Connectors {
 	}
 	graphOpts.Logger = cmp.Or(graphOpts.Logger, opts.Logger)
 	exchangeOnline := graph.New(&graphOpts)
+	ewsOpts := ews.Options{}
+	if opts.EWS != nil {
+		ewsOpts = *opts.EWS
+	}
+	ewsOpts.Logger = cmp.Or(ewsOpts.Logger, opts.Logger)
+	exchangeServer := ews.New(&ewsOpts)
 	out := smtpconn.New(&smtpOpts)
 	return serversync.Connectors{
 		Incoming: map[serversync.ServerType]serversync.IncomingConnector{
@@ -61,6 +69,7 @@ func Connectors(opts *Options) serversync.Connectors {
 
 			serversync.ServerTypeExchangeOnline:       exchangeOnline,
 			serversync.ServerTypeExchangeOnlineHybrid: exchangeOnline,
+			serversync.ServerTypeExchangeServer:       exchangeServer,
 		},
 		Outgoing: map[serversync.ServerType]serversync.OutgoingConnector{
 			serversync.ServerTypeIMAPSMTP: out,
@@ -68,6 +77,7 @@ func Connectors(opts *Options) serversync.Connectors {
 
 			serversync.ServerTypeExchangeOnline:       exchangeOnline,
 			serversync.ServerTypeExchangeOnlineHybrid: exchangeOnline,
+			serversync.ServerTypeExchangeServer:       exchangeServer,
 		},
 	}
 }

@@ -110,7 +110,8 @@ func (s *Server) serveEWS(w http.ResponseWriter, r *http.Request) {
 	op := req.Body.Op
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec := Request{Op: op.XMLName.Local, Login: strings.ToLower(login), Version: req.Header.Version.Version, At: time.Now(), Items: len(op.ItemIDs)}
+	rec := Request{Op: op.XMLName.Local, Login: strings.ToLower(login), Version: req.Header.Version.Version, At: time.Now(), Items: len(op.ItemIDs),
+		SyncState: strings.TrimSpace(op.SyncState)}
 	defer func() { s.requests = append(s.requests, rec) }()
 	if req.Header.Impersonation != nil {
 		rec.Impersonated = strings.ToLower(strings.TrimSpace(req.Header.Impersonation.SMTP))
@@ -181,7 +182,7 @@ func (s *Server) serveEWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out := responseEnvelope(rec.Op, body)
-	if rec.Op == "SyncFolderItems" && f == nil && rec.Mailbox != "" {
+	if rec.Op == "SyncFolderItems" && f == nil && rec.Mailbox != "" && strings.Contains(body, "<t:Create>") {
 		s.lastSync[rec.Mailbox] = out
 	}
 	writeRaw(w, out)

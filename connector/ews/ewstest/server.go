@@ -85,7 +85,8 @@ type Request struct {
 	Version      string // RequestServerVersion
 	Code         string // the first response code ("NoError", "ErrorServerBusy", …)
 	At           time.Time
-	Items        int // ItemIds asked for (GetItem, MoveItem, DeleteItem)
+	Items        int    // ItemIds asked for (GetItem, MoveItem, DeleteItem)
+	SyncState    string // the SyncState a SyncFolderItems sent, "" for none
 }
 
 // AutodiscoverRequest is one Autodiscover request the server answered.
@@ -220,8 +221,8 @@ func (s *Server) InvalidateSyncStates(address string) {
 	}
 }
 
-// ReplayNextSync makes the mailbox's next SyncFolderItems answer its previous
-// reply again, whatever it asks, as a retrying proxy might.
+// ReplayNextSync makes the mailbox's next SyncFolderItems answer again the last
+// reply that brought new items, whatever it asks, as a retrying proxy might.
 func (s *Server) ReplayNextSync(address string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
