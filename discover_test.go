@@ -1,0 +1,90 @@
+package serversync_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/connector/ews"
+	"github.com/serversync/serversync/connector/ews/ewstest"
+)
+
+// A discovered server is used until Config.DiscoveryTTL has passed, then
+// discovered again; when discovery fails, the server found before is kept.
+func TestDiscoveryTTL(t *testing.T) {
+	ctx := context.Background()
+	srv, err := ewstest.NewServer(nil)
+	require.NoError(t, err)
+	defer srv.Close()
+	srv.AddUser("alice", "alice-pass", "alice@example.test")
+	srv.SetAutodiscover("example.test", ewstest.AutodiscoverConfig{JSON: true})
+
+	e := newSyncEnv(t, nil)
+	p, err := e.admin.CreateProfile(ctx, &serversync.Profile{
+		Name: "exchange-server", Owner: "admin-user", ServerType: serversync.ServerTypeExchangeServer, AutoDiscover: true,
+		IncomingCredentialSource: serversync.CredentialsMailbox, ConnectionTimeout: 10 * time.Second,
+	})
+	require.NoError(t, err)
+	m := approvedMailbox(t, e.admin, e.store, p.ID, "alice", func(m *serversync.Mailbox) { m.Username = "alice" })
+	client := srv.Client()
+	defer client.CloseIdleConnections()
+	conn := ews.New(&ews.Options{HTTPClient: client, Logger: slog.New(slog.DiscardHandler)})
+	cfg := serversync.Config{Now: e.clock.Now, Logger: testLogger(), DiscoveryTTL: time.Hour}
+	s, err := serversync.NewSyncer(e.store, serversync.Connectors{
+		Incoming: map[serversync.ServerType]serversync.IncomingConnector{serversync.ServerTypeExchangeServer: conn},
+		Outgoing: map[serversync.ServerType]serversync.OutgoingConnector{serversync.ServerTypeExchangeServer: conn},
+	}, &cfg)
+	require.NoError(t, err)
+	discoveries := func() int { return len(srv.AutodiscoverRequests()) }
+	stored := func() *serversync.Mailbox {
+		m, err := e.store.GetMailbox(ctx, m.ID)
+		require.NoError(t, err)
+		return m
+	}
+
+	testAndEnable(t, s, m)
+	assert.Equal(t, 1, discoveries())
+	first := stored().DiscoveredServerAt
+	assert.Equal(t, srv.EWSURL(), stored().DiscoveredServer)
+
+	e.clock.Advance(30 * time.Minute)
+	testAndEnable(t, s, m)
+	assert.Equal(t, 1, discoveries(), "fresh: not discovered again")
+
+	e.clock.Advance(31 * time.Minute)
+	testAndEnable(t, s, m)
+	assert.Equal(t, 2, discoveries(), "older than the TTL: discovered again")
+	assert.True(t, stored().DiscoveredServerAt.After(first))
+
+	// Autodiscover breaks: the server found before keeps the mailbox working.
+	srv.SetAutodiscover("example.test", ewstest.AutodiscoverConfig{})
+	e.clock.Advance(2 * time.Hour)
+	testAndEnable(t, s, m)
+	assert.Greater(t, discoveries(), 2, "tried")
+	assert.Equal(t, srv.EWSURL(), stored().DiscoveredServer, "kept")
+
+	// Without a server found before, a failed discovery fails the test with its reason.
+	_, err = e.store.UpdateMailbox(ctx, m.ID, func(m *serversync.Mailbox) error {
+		m.DiscoveredServer, m.DiscoveredServerAt = "", time.Time{}
+		return nil
+	})
+	require.NoError(t, err)
+	got, err := s.TestAndEnable(ctx, m.ID)
+	require.NoError(t, err)
+	assert.Equal(t, serversync.TestFailure, got.Status)
+	assert.Equal(t, serversync.CodeBadTarget, got.Stats.LastError.Code)
+	assert.Contains(t, got.Stats.LastError.Message, "Autodiscover found no EWS URL")
+}
+
+func TestDiscoveryTTLConfig(t *testing.T) {
+	_, err := serversync.NewSyncer(newSyncEnv(t, nil).store, serversync.Connectors{
+		Incoming: map[serversync.ServerType]serversync.IncomingConnector{serversync.ServerTypeExchangeServer: ews.New(nil)},
+	}, &serversync.Config{DiscoveryTTL: -time.Second})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "DiscoveryTTL")
+}
