@@ -19,12 +19,19 @@ import (
 const cursorVersion = 1
 
 // cursor is the position Fetch hands out, as compact JSON:
-// {"v":1,"folder":"inbox","state":"H4sIAAAA…"}. State is the SyncState of
-// SyncFolderItems, opaque to the connector.
+// {"v":1,"folder":"inbox","state":"H4sIAAAA…","skip":3,"last":"AAMk…"}. State is
+// the SyncState to ask SyncFolderItems with (opaque to the connector); Skip is
+// how many created items of the round that state starts were handed over
+// already (Exchange answers the same state with the same changes, and more when
+// the round had room) and Last the id of the last of them: when the round comes
+// back otherwise (its created item at Skip is not Last), nothing of it is
+// skipped, so nothing is lost; what is offered twice, the message keys catch.
 type cursor struct {
 	V      int    `json:"v"`
 	Folder string `json:"folder"`
 	State  string `json:"state,omitempty"`
+	Skip   int    `json:"skip,omitempty"`
+	Last   string `json:"last,omitempty"`
 }
 
 func (c cursor) encode() []byte {
@@ -45,7 +52,7 @@ func decodeCursor(b []byte) (*cursor, error) {
 		return nil, connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeBadCursor,
 			fmt.Errorf("ews: the cursor is not one of this connector's: %w", err))
 	}
-	if c.V != cursorVersion {
+	if c.V != cursorVersion || c.Skip < 0 {
 		return nil, connector.Error("fetch", serversync.ErrorPermanent, serversync.ScopeMailbox, serversync.CodeBadCursor,
 			fmt.Errorf("ews: cursor version %d is not supported (want %d)", c.V, cursorVersion))
 	}
@@ -77,11 +84,10 @@ func folderName(name string) string {
 // Fetch implements serversync.IncomingSession with SyncFolderItems: the sync
 // state is the cursor, and each round of up to MaxChanges changes is followed
 // by GetItem calls for the new items' MIME content. A message's cursor is the
-// state before its round, except the round's last message, which carries the
-// state after it: a crash in the middle of a round asks for that round again,
-// and the Store's message keys skip what was tracked already. A sync state
-// Exchange no longer accepts (ErrorInvalidSyncStateData) starts over without
-// one and reports FetchResult.Reset.
+// state before its round with its place in the round (see cursor); the round's
+// last message carries the state after it. A sync state Exchange no longer
+// accepts (ErrorInvalidSyncStateData) starts over without one and reports
+// FetchResult.Reset.
 func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn func(*serversync.RemoteMessage) error) (serversync.FetchResult, error) {
 	var res serversync.FetchResult
 	cur, err := decodeCursor(req.Cursor)
@@ -97,25 +103,28 @@ func (s *session) Fetch(ctx context.Context, req serversync.FetchRequest, fn fun
 	if err != nil {
 		return res, err
 	}
-	state, stored := "", false
+	state, stored, skip, last := "", false, 0, ""
 	if cur != nil && cur.State != "" {
-		state, stored = cur.State, true
+		state, stored, skip, last = cur.State, true, cur.Skip, cur.Last
+	} else if cur != nil {
+		skip, last = cur.Skip, cur.Last // within the first round
 	}
 	for {
 		page, err := s.m.syncFolderItems(ctx, folderXML, state)
 		var re *ResponseError
 		if err != nil && stored && errors.As(err, &re) && re.is("ErrorInvalidSyncStateData", "ErrorInvalidSyncStateDataException") {
 			s.m.c.log.Info("ews: Exchange no longer knows the sync state; starting again from the beginning", "mailbox", s.m.target.MailboxID)
-			state, stored, res.Reset = "", false, true
+			state, stored, skip, last, res.Reset = "", false, 0, "", true
 			continue
 		}
 		if err != nil {
 			return res, err
 		}
 		stored = false
-		if err := s.deliver(ctx, req, name, state, page, fn); err != nil {
+		if err := s.deliver(ctx, req, name, state, skip, last, page, fn); err != nil {
 			return res, err
 		}
+		skip, last = 0, ""
 		if page.SyncState == "" {
 			return res, connector.Error("fetch", serversync.ErrorTransient, serversync.ScopeMailbox, serversync.CodeProtocolError,
 				errors.New("ews: SyncFolderItems returned no SyncState"))
@@ -158,37 +167,41 @@ func (m *mailbox) syncFolderItems(ctx context.Context, folderXML, state string) 
 	return &msgs[0], nil
 }
 
-// wanted is a created item to hand over.
+// wanted is a created item to hand over, index its place among the round's
+// created items.
 type wanted struct {
+	index    int
 	id       string
 	received time.Time
 }
 
 // deliver downloads a round's new items and hands them to fn in order.
-func (s *session) deliver(ctx context.Context, req serversync.FetchRequest, name, before string, page *responseMessage,
-	fn func(*serversync.RemoteMessage) error) error {
-	var todo []wanted
+func (s *session) deliver(ctx context.Context, req serversync.FetchRequest, name, before string, skip int, last string,
+	page *responseMessage, fn func(*serversync.RemoteMessage) error) error {
+	var created []*item
 	for _, ch := range page.ChangesParsed.List {
-		if !strings.EqualFold(ch.XMLName.Local, "Create") || ch.Item == nil || ch.Item.ItemID.ID == "" {
-			continue // updates, deletes and read flags change nothing that was tracked
-		}
-		received := ch.Item.received()
+		if strings.EqualFold(ch.XMLName.Local, "Create") && ch.Item != nil && ch.Item.ItemID.ID != "" {
+			created = append(created, ch.Item)
+		} // updates, deletes and read flags change nothing that was tracked
+	}
+	if skip > 0 && (skip > len(created) || created[skip-1].ItemID.ID != last) {
+		s.m.c.log.Debug("ews: a resumed round came back changed; offering all of it again", "mailbox", s.m.target.MailboxID)
+		skip = 0
+	}
+	var todo []wanted
+	for i, it := range created[skip:] {
+		received := it.received()
 		if !req.Since.IsZero() && !received.IsZero() && received.Before(req.Since) {
 			continue
 		}
-		todo = append(todo, wanted{id: ch.Item.ItemID.ID, received: received})
-	}
-	after := cursor{Folder: name, State: page.SyncState}.encode()
-	beforeCursor := cursor{Folder: name, State: before}.encode()
-	if before == "" {
-		beforeCursor = nil // the start: nothing to resume from but the beginning
+		todo = append(todo, wanted{index: skip + i, id: it.ItemID.ID, received: received})
 	}
 	handed, total := 0, len(todo)
 	hand := func(w wanted, mime []byte) error {
 		handed++
-		c := beforeCursor
+		c := cursor{Folder: name, State: before, Skip: w.index + 1, Last: w.id}.encode()
 		if handed == total && page.SyncState != "" {
-			c = after
+			c = cursor{Folder: name, State: page.SyncState}.encode()
 		}
 		return fn(&serversync.RemoteMessage{Folder: name, Ref: w.id, Size: int64(len(mime)), ReceivedAt: w.received,
 			Body: bytes.NewReader(mime), Cursor: c})

@@ -67,17 +67,14 @@ func TestFetchPagesBy512(t *testing.T) {
 			assert.LessOrEqual(t, r.Items, ews.BatchSizeDefault)
 		}
 	}
-	// The first message of the second round resumes at the end of the first:
-	// a crash there asks for the second round again.
-	assert.Equal(t, g.cursors[511], g.cursors[512])
-	assert.NotEqual(t, g.cursors[512], g.cursors[1023])
-
-	// Resuming from the cursor of a message in the middle of a round hands the
-	// rest of the round again (message keys skip the tracked ones) and loses nothing.
-	g2, _, err := f.fetch(t, target, g.cursors[600])
-	require.NoError(t, err)
-	assert.Equal(t, n-512, len(g2.refs))
-	assert.Equal(t, g.refs[512:], g2.refs)
+	// Every message's cursor resumes right after it: at the end of a round, and
+	// in the middle of one (the round is asked for again and what was handed
+	// over of it is skipped).
+	for _, at := range []int{0, 511, 600, n - 2} {
+		rest, _, err := f.fetch(t, target, g.cursors[at])
+		require.NoError(t, err)
+		require.Equal(t, g.refs[at+1:], rest.refs, "resumed after message %d", at)
+	}
 
 	g3, _, err := f.fetch(t, target, res.Cursor)
 	require.NoError(t, err)
@@ -233,4 +230,24 @@ func TestAuthFailures(t *testing.T) {
 	target.Endpoint.URL = strings.Replace(target.Endpoint.URL, "https://", "http://", 1)
 	_, err = f.conn.OpenIncoming(context.Background(), target)
 	assert.Equal(t, serversync.CodePlaintextAuthRefused, code(t, err).Code)
+}
+
+// A round that comes back otherwise than when a message's cursor was handed
+// out is offered whole again: nothing is lost, whatever changed.
+func TestFetchResumeInChangedRound(t *testing.T) {
+	f := newFixture(t, nil)
+	target := f.target(alice, password("alice", "alice-pw"))
+	deliver(t, f.srv, alice, "one", "two", "three")
+	g, _, err := f.fetch(t, target, nil)
+	require.NoError(t, err)
+	// The first round from no state lists what is in the inbox now: without "one",
+	// the item at the cursor's place is another.
+	require.True(t, f.srv.Remove(alice, g.refs[0]))
+	rest, _, err := f.fetch(t, target, g.cursors[0])
+	require.NoError(t, err)
+	assert.Equal(t, []string{"two", "three"}, rest.subjects())
+
+	// A cursor from another connector's format is refused, not guessed at.
+	_, _, err = f.fetch(t, target, []byte(`{"v":9}`))
+	assert.Equal(t, serversync.CodeBadCursor, code(t, err).Code)
 }
