@@ -26,10 +26,14 @@
 //
 // Fetch runs SyncFolderItems on the inbox with MaxChangesReturned 512 until
 // IncludesLastItemInRange, and downloads new items' MimeContent with GetItem,
-// Options.BatchSize at a time. The cursor is JSON, {"v":1,"folder":"inbox","state":"…"},
-// with the SyncState. Each message carries the state before its round, the
-// round's last message the state after it, so a crash part way asks for the
-// round again and the Store's message keys skip what was tracked.
+// Options.BatchSize at a time. The cursor is JSON,
+// {"v":1,"folder":"inbox","state":"…","skip":3,"last":"…"}: the SyncState the
+// message's round was asked with, how many of the round's created items were
+// handed over and the id of the last of them (the round's last message carries
+// the state after the round instead). Exchange answers a state with the same
+// changes, so a crash part way asks for the round again and skips what was
+// handed over; a round that comes back otherwise is offered whole, and the
+// Store's message keys skip what was tracked already.
 // ErrorInvalidSyncStateData starts over without a state and sets
 // FetchResult.Reset. Moves go to a folder found with FindFolder (under
 // msgfolderroot, then the inbox) or made with CreateFolder; Delete moves to
