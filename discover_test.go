@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/auth"
 	"github.com/serversync/serversync/connector/ews"
 	"github.com/serversync/serversync/connector/ews/ewstest"
 )
@@ -87,4 +88,38 @@ func TestDiscoveryTTLConfig(t *testing.T) {
 	}, &serversync.Config{DiscoveryTTL: -time.Second})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "DiscoveryTTL")
+}
+
+// Test Connection of an AutoDiscover profile discovers first, as a step, and
+// stores nothing.
+func TestTestConnectionDiscovers(t *testing.T) {
+	ctx := context.Background()
+	srv, err := ewstest.NewServer(nil)
+	require.NoError(t, err)
+	defer srv.Close()
+	srv.AddUser("alice", "alice-pass", "alice@example.test")
+	client := srv.Client()
+	defer client.CloseIdleConnections()
+	conn := ews.New(&ews.Options{HTTPClient: client, Logger: slog.New(slog.DiscardHandler)})
+	p := &serversync.Profile{Name: "exchange", ServerType: serversync.ServerTypeExchangeServer, AutoDiscover: true,
+		IncomingCredentialSource: serversync.CredentialsMailbox, OutgoingCredentialSource: serversync.CredentialsMailbox,
+		IncomingPort: 443, OutgoingPort: 443, ConnectionTimeout: 10 * time.Second}
+	m := &serversync.Mailbox{ID: "mb-1", EmailAddress: "alice@example.test", Username: "alice", Password: auth.NewSecret("alice-pass")}
+
+	report := serversync.TestConnection(ctx, p, m, nil, conn, conn)
+	require.Len(t, report.Incoming, 1)
+	assert.Equal(t, "autodiscover", report.Incoming[0].Name)
+	assert.False(t, report.OK())
+	assert.Contains(t, report.Incoming[0].Detail, "Autodiscover found no EWS URL")
+
+	srv.SetAutodiscover("example.test", ewstest.AutodiscoverConfig{POX: true})
+	report = serversync.TestConnection(ctx, p, m, nil, conn, conn)
+	assert.True(t, report.OK(), "%+v", report)
+	var names []string
+	for _, s := range report.Incoming {
+		names = append(names, s.Name)
+	}
+	assert.Equal(t, []string{"autodiscover", "resolve", "mailbox", "open-inbox", "sent-items"}, names)
+	assert.Equal(t, "found the server at "+srv.EWSURL(), report.Incoming[0].Detail)
+	assert.Empty(t, m.DiscoveredServer, "Test Connection stores nothing")
 }
