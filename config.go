@@ -34,6 +34,7 @@ func (c *Config) validate() error {
 		{"CertificateExpiryWarning", c.CertificateExpiryWarning},
 		{"IdleWindow", c.IdleWindow}, {"OutboxInterval", c.OutboxInterval}, {"OutboxClaimTTL", c.OutboxClaimTTL},
 		{"MaxSendWait", c.MaxSendWait}, {"ScanInterval", c.ScanInterval}, {"Tick", c.Tick},
+		{"DiscoveryTTL", c.DiscoveryTTL},
 	} {
 		if d.value < 0 {
 			return invalidConfig(d.field, fmt.Sprintf("%v is negative: use 0 for the default or a positive duration", d.value))
@@ -92,6 +93,7 @@ func (c *Config) applyDefaults() {
 	c.OutboxClaimTTL = cmp.Or(c.OutboxClaimTTL, OutboxClaimTTLDefault)
 	c.MaxSendAttempts = cmp.Or(c.MaxSendAttempts, MaxSendAttemptsDefault)
 	c.MaxSendWait = cmp.Or(c.MaxSendWait, MaxSendWaitDefault)
+	c.DiscoveryTTL = cmp.Or(c.DiscoveryTTL, DiscoveryTTLDefault)
 	c.ScanInterval = cmp.Or(c.ScanInterval, ScanIntervalDefault)
 	c.Tick = cmp.Or(c.Tick, TickDefault)
 	c.SaveBatch = cmp.Or(c.SaveBatch, SaveBatchDefault)
@@ -180,6 +182,9 @@ type Config struct {
 	// method not ServerSideSync, no profile, rejected, no connector for its server
 	// type) fails its emails at once.
 	MaxSendWait time.Duration
+	// DiscoveryTTL is how long a server found by AutoDiscover is cached on the
+	// mailbox before it is discovered again (default DiscoveryTTLDefault, 24 h).
+	DiscoveryTTL time.Duration
 	// ScanInterval is how often mailboxes waiting for their first sync or for Test
 	// & Enable are scheduled; Tick is how often due mailboxes are looked for.
 	ScanInterval time.Duration

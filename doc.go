@@ -73,8 +73,10 @@
 // # Connecting
 //
 // Connectors talk to mail servers: connector/imapconn (go-imap v2), connector/pop3conn,
-// connector/smtpconn (go-smtp), and connector/graph (Microsoft Graph, both ways, for
-// Exchange Online); connector/standard wires them by server type. [ResolveTarget] turns a mailbox, its profile and the org
+// connector/smtpconn (go-smtp), connector/graph (Microsoft Graph, both ways, for
+// Exchange Online) and connector/ews (EWS, both ways, for Exchange Server, with
+// Autodiscover through the optional [Discoverer]); connector/standard wires them by
+// server type. [ResolveTarget] turns a mailbox, its profile and the org
 // settings into the endpoint and credentials a connector opens a session with; errors
 // come back as a *[ConnectorError] classified transient, permanent or authentication,
 // scoped to the mailbox or the whole profile. The TLS rules are checked there, against

@@ -433,21 +433,23 @@ type testInputs [sha256.Size]byte
 // testInputsOf digests the mailbox's address, credentials, delivery methods,
 // profile ID and approval, the profile's servers, ports, TLS, credential settings
 // and secrets, and the org settings connectors read. OAuth tokens are left out:
-// the test itself refreshes and stores them.
+// the test itself refreshes and stores them; so is the server AutoDiscover found,
+// which the test itself discovers and stores, from the address and profile that
+// are in.
 func testInputsOf(w *work) testInputs {
 	m := w.m
 	in := struct {
-		EmailAddress, Username, Password, ProfileID, DiscoveredServer string
-		IncomingMethod                                                IncomingMethod
-		OutgoingMethod, ACTMethod                                     OutgoingMethod
-		IsForwardMailbox, Approved, AllowPlaintextAuth                bool
-		DefaultTenantID                                               string
-		ACTFromThisOrgOnly                                            bool
-		Profile                                                       Profile // a value: %#v prints pointers as addresses
-		ProfileSecrets                                                []string
+		EmailAddress, Username, Password, ProfileID    string
+		IncomingMethod                                 IncomingMethod
+		OutgoingMethod, ACTMethod                      OutgoingMethod
+		IsForwardMailbox, Approved, AllowPlaintextAuth bool
+		DefaultTenantID                                string
+		ACTFromThisOrgOnly                             bool
+		Profile                                        Profile // a value: %#v prints pointers as addresses
+		ProfileSecrets                                 []string
 	}{
 		EmailAddress: m.EmailAddress, Username: m.Username, Password: m.Password.Reveal(), ProfileID: m.ProfileID,
-		DiscoveredServer: m.DiscoveredServer, IncomingMethod: m.IncomingMethod, OutgoingMethod: m.OutgoingMethod,
+		IncomingMethod: m.IncomingMethod, OutgoingMethod: m.OutgoingMethod,
 		ACTMethod: m.ACTMethod, IsForwardMailbox: m.IsForwardMailbox, Approved: w.approved(),
 		AllowPlaintextAuth: w.settings.AllowCredentialsOverNonSecureChannels, DefaultTenantID: w.settings.DefaultTenantID,
 		ACTFromThisOrgOnly: w.settings.SyncACTFromThisOrgOnly,

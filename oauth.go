@@ -27,11 +27,13 @@ func (s *Syncer) resolveTarget(ctx context.Context, w *work, dir Direction) (*Ta
 			m.OAuthToken = stored.OAuthToken
 		}
 	}
+	m, err := s.discovered(ctx, w, m, dir)
+	if err != nil {
+		return nil, err
+	}
 	// Every mailbox of a server-to-server profile shares one token (and, through
 	// an AppTokenStore, every process): no token request per connection.
-	t, err := resolveTarget(ctx, w.p, m, w.settings, dir, s.cfg.Kerberos, func(cfg *auth.AppTokenConfig, key string) oauth2.TokenSource {
-		return s.appTokens.sourceFor(ctx, s, cfg, key)
-	})
+	t, err := resolveTarget(ctx, w.p, m, w.settings, dir, s.cfg.Kerberos, s.appTokenSource(ctx))
 	if err != nil || t.Credentials.Kind != auth.KindOAuth {
 		return t, err
 	}
@@ -42,6 +44,14 @@ func (s *Syncer) resolveTarget(ctx context.Context, w *work, dir Direction) (*Ta
 		save: func(token *oauth2.Token) { s.saveOAuthToken(ctx, mailboxID, token) },
 	}
 	return t, nil
+}
+
+// appTokenSource gives every mailbox of a server-to-server profile one token
+// (and, through an AppTokenStore, every process): no token request per connection.
+func (s *Syncer) appTokenSource(ctx context.Context) func(cfg *auth.AppTokenConfig, key string) oauth2.TokenSource {
+	return func(cfg *auth.AppTokenConfig, key string) oauth2.TokenSource {
+		return s.appTokens.sourceFor(ctx, s, cfg, key)
+	}
 }
 
 // savingTokenSource calls save with each token src returns that it has not seen.

@@ -28,14 +28,16 @@ func (r ConnectionReport) OK() bool {
 }
 
 // TestConnection tests a profile with one mailbox's credentials, step by step:
-// resolve the host, then the connector's own steps (connect, TLS, authenticate, open
-// the inbox / EHLO, MAIL FROM + RCPT TO without sending) when it implements Prober,
-// or opening and closing a session when it doesn't. A nil connector skips its
-// direction. Nothing is changed on the servers.
+// with AutoDiscover, find the server first ("autodiscover", when the connector is a
+// [Discoverer] and the mailbox has no server discovered yet; the one found is not
+// stored), then resolve the host, then the connector's own steps (connect, TLS,
+// authenticate, open the inbox / EHLO, MAIL FROM + RCPT TO without sending) when it
+// implements Prober, or opening and closing a session when it doesn't. A nil
+// connector skips its direction. Nothing is changed on the servers.
 func TestConnection(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSettings, in IncomingConnector, out OutgoingConnector) ConnectionReport {
 	var report ConnectionReport
 	if in != nil {
-		report.Incoming = testDirection(ctx, p, m, settings, Incoming, func(t *Target) []TestStep {
+		report.Incoming = testDiscovered(ctx, p, m, settings, Incoming, in, func(t *Target) []TestStep {
 			if prober, ok := in.(Prober); ok {
 				return prober.Probe(ctx, t)
 			}
@@ -49,7 +51,7 @@ func TestConnection(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSe
 		})
 	}
 	if out != nil {
-		report.Outgoing = testDirection(ctx, p, m, settings, Outgoing, func(t *Target) []TestStep {
+		report.Outgoing = testDiscovered(ctx, p, m, settings, Outgoing, out, func(t *Target) []TestStep {
 			if prober, ok := out.(Prober); ok {
 				return prober.Probe(ctx, t)
 			}
@@ -63,6 +65,43 @@ func TestConnection(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSe
 		})
 	}
 	return report
+}
+
+// testDiscovered is testDirection after AutoDiscover, when it has to run.
+func testDiscovered(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSettings, dir Direction, conn any, probe func(*Target) []TestStep) []TestStep {
+	m, discovery, ok := discoverForTest(ctx, p, m, settings, dir, conn)
+	if !ok {
+		return discovery
+	}
+	return append(discovery, testDirection(ctx, p, m, settings, dir, probe)...)
+}
+
+// discoverForTest runs AutoDiscover for TestConnection when the profile asks for
+// it, the connector can and m has no server yet. It returns m with the server
+// found (a copy: nothing is stored), the "autodiscover" step if one ran, and ok
+// false when discovery failed and the test of the direction ends there.
+func discoverForTest(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSettings, dir Direction, conn any) (*Mailbox, []TestStep, bool) {
+	d, isDiscoverer := conn.(Discoverer)
+	if !p.AutoDiscover || !isDiscoverer || m.DiscoveredServer != "" {
+		return m, nil, true
+	}
+	target, err := ResolveTarget(ctx, p, m, settings, dir)
+	if err != nil {
+		return m, nil, true // testDirection reports it
+	}
+	var server string
+	step := timed("autodiscover", func() error {
+		var err error
+		server, err = d.Discover(ctx, target)
+		return err
+	})
+	if !step.OK {
+		return m, []TestStep{step}, false
+	}
+	step.Detail = "found the server at " + server
+	m = m.Clone()
+	m.DiscoveredServer = server
+	return m, []TestStep{step}, true
 }
 
 func testDirection(ctx context.Context, p *Profile, m *Mailbox, settings *OrgSettings, dir Direction, probe func(*Target) []TestStep) []TestStep {

@@ -140,7 +140,13 @@ func (e *syncEnv) syncer(t *testing.T, cfg *serversync.Config) *serversync.Synce
 	if c.OnEvent == nil {
 		c.OnEvent = e.onEvent
 	}
-	s, err := serversync.NewSyncer(e.store, standard.Connectors(&standard.Options{IMAP: e.imap, Logger: slog.New(slog.DiscardHandler)}), &c)
+	conns := standard.Connectors(&standard.Options{IMAP: e.imap, Logger: slog.New(slog.DiscardHandler)})
+	// Exchange Server is left unwired: exchangeMailbox's mailboxes are the
+	// environment's example of a server type its Syncers have no connector for
+	// (TestSyncerOnEWS runs Exchange Server with a connector).
+	delete(conns.Incoming, serversync.ServerTypeExchangeServer)
+	delete(conns.Outgoing, serversync.ServerTypeExchangeServer)
+	s, err := serversync.NewSyncer(e.store, conns, &c)
 	require.NoError(t, err)
 	return s
 }

@@ -9,20 +9,21 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/connector"
 )
 
 func TestAddBcc(t *testing.T) {
 	msg := "From: alice@contoso.test\r\nTo: Bob <bob@example.test>, carol@example.test\r\nCc: \"Dan D.\" <DAN@example.test>\r\nSubject: x\r\n\r\nbody\r\n"
-	assert.Equal(t, msg, string(addBcc([]byte(msg), []string{"bob@example.test", "Carol@Example.test", "dan@example.test"})),
+	assert.Equal(t, msg, string(connector.AddBcc([]byte(msg), []string{"bob@example.test", "Carol@Example.test", "dan@example.test"})),
 		"every envelope recipient is in the headers: the message goes as it is")
-	got := string(addBcc([]byte(msg), []string{"bob@example.test", "eve@example.test", "frank@example.test", "eve@example.test"}))
+	got := string(connector.AddBcc([]byte(msg), []string{"bob@example.test", "eve@example.test", "frank@example.test", "eve@example.test"}))
 	assert.Equal(t, "Bcc: eve@example.test, frank@example.test\r\n"+msg, got)
 
 	lf := "To: bob@example.test\nSubject: x\n\nbody\n"
-	assert.Equal(t, "Bcc: eve@example.test\n"+lf, string(addBcc([]byte(lf), []string{"eve@example.test"})))
+	assert.Equal(t, "Bcc: eve@example.test\n"+lf, string(connector.AddBcc([]byte(lf), []string{"eve@example.test"})))
 
 	already := "To: bob@example.test\r\nBcc: eve@example.test\r\n\r\nbody\r\n"
-	assert.Equal(t, already, string(addBcc([]byte(already), []string{"eve@example.test"})))
+	assert.Equal(t, already, string(connector.AddBcc([]byte(already), []string{"eve@example.test"})))
 }
 
 func TestTokenClaims(t *testing.T) {

@@ -1,7 +1,7 @@
 // Package standard wires the mail connectors of this module into the
 // serversync.Connectors a Syncer takes, by profile server type: IMAP and POP3 for
-// incoming mail and SMTP for outgoing, and Microsoft Graph both ways for Exchange
-// Online.
+// incoming mail and SMTP for outgoing, Microsoft Graph both ways for Exchange
+// Online, and EWS both ways for Exchange Server.
 //
 //	syncer, err := serversync.NewSyncer(store, standard.Connectors(nil), cfg)
 package standard
@@ -12,6 +12,7 @@ import (
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/connector/dav"
+	"github.com/serversync/serversync/connector/ews"
 	"github.com/serversync/serversync/connector/graph"
 	"github.com/serversync/serversync/connector/imapconn"
 	"github.com/serversync/serversync/connector/pop3conn"
@@ -26,18 +27,20 @@ type Options struct {
 	POP3  *pop3conn.Options
 	SMTP  *smtpconn.Options
 	Graph *graph.Options
+	EWS   *ews.Options
 	// DAV is the CalDAV/CardDAV connector of IMAP and POP3 profiles' ACT
 	// (their ACTServerURL); nil means a zero dav.Connector.
 	DAV    *dav.Connector
-	Logger *slog.Logger // for the POP3, SMTP and Graph connectors (IMAP has its own in IMAP)
+	Logger *slog.Logger // for the POP3, SMTP, Graph and EWS connectors (IMAP has its own in IMAP)
 }
 
 // Connectors returns IMAP for IMAPSMTP profiles, POP3 for POP3SMTP profiles, SMTP
 // for the outgoing side of both, and one Graph connector for both sides of
 // ExchangeOnline and ExchangeOnlineHybrid profiles (one, so that its per-mailbox
-// request budget covers reading and sending alike). Exchange Server (EWS) has no
-// connector yet. ACT (appointments, contacts, tasks) of IMAP and POP3 profiles
-// goes to their ACTServerURL through connector/dav.
+// request budget covers reading and sending alike), and one EWS connector for
+// both sides of ExchangeServer profiles (it also runs their AutoDiscover). ACT
+// (appointments, contacts, tasks) of IMAP and POP3 profiles goes to their
+// ACTServerURL through connector/dav, of Exchange Online profiles through Graph.
 func Connectors(opts *Options) serversync.Connectors {
 	if opts == nil {
 		opts = &Options{}
@@ -62,6 +65,15 @@ func Connectors(opts *Options) serversync.Connectors {
 	if davConn == nil {
 		davConn = &dav.Connector{}
 	}
+	ewsOpts := ews.Options{}
+	if opts.EWS != nil {
+		ewsOpts = *opts.EWS
+	}
+	ewsOpts.Logger = cmp.Or(ewsOpts.Logger, opts.Logger)
+	if ewsOpts.Authenticator == nil {
+		ewsOpts.Authenticator = ews.HTTPAuth // NTLM and Negotiate too, as the profile says
+	}
+	exchangeServer := ews.New(&ewsOpts)
 	out := smtpconn.New(&smtpOpts)
 	return serversync.Connectors{
 		Incoming: map[serversync.ServerType]serversync.IncomingConnector{
@@ -70,6 +82,7 @@ func Connectors(opts *Options) serversync.Connectors {
 
 			serversync.ServerTypeExchangeOnline:       exchangeOnline,
 			serversync.ServerTypeExchangeOnlineHybrid: exchangeOnline,
+			serversync.ServerTypeExchangeServer:       exchangeServer,
 		},
 		Outgoing: map[serversync.ServerType]serversync.OutgoingConnector{
 			serversync.ServerTypeIMAPSMTP: out,
@@ -77,10 +90,14 @@ func Connectors(opts *Options) serversync.Connectors {
 
 			serversync.ServerTypeExchangeOnline:       exchangeOnline,
 			serversync.ServerTypeExchangeOnlineHybrid: exchangeOnline,
+			serversync.ServerTypeExchangeServer:       exchangeServer,
 		},
 		ACT: map[serversync.ServerType]serversync.ACTConnector{
 			serversync.ServerTypeIMAPSMTP: davConn,
 			serversync.ServerTypePOP3SMTP: davConn,
+
+			serversync.ServerTypeExchangeOnline:       exchangeOnline,
+			serversync.ServerTypeExchangeOnlineHybrid: exchangeOnline,
 		},
 	}
 }
