@@ -121,6 +121,16 @@ func newGraphACTEnvS2S(t *testing.T, roles ...string) *graphACTEnv {
 	return e
 }
 
+// withIncomingMail turns on the tracking of incoming mail beside ACT.
+func (e *graphACTEnv) withIncomingMail(t *testing.T) {
+	t.Helper()
+	m, err := e.admin.UpdateMailbox(context.Background(), e.mailbox.ID, func(m *serversync.Mailbox) {
+		m.IncomingMethod = serversync.IncomingServerSideSync
+	})
+	require.NoError(t, err)
+	e.mailbox = m
+}
+
 // actMailbox is alice's mailbox with ACT only, by server-side sync.
 func (e *graphACTEnv) actMailbox(t *testing.T, configure func(*serversync.Mailbox)) *serversync.Mailbox {
 	t.Helper()
@@ -268,9 +278,17 @@ func soon() time.Time { return time.Now().UTC().Truncate(time.Hour).Add(7 * 24 *
 func TestGraphACTRoundTrip(t *testing.T) {
 	t.Run("delegated", func(t *testing.T) { testGraphACTRoundTrip(t, newGraphACTEnv(t, graphACTScopes...)) })
 	t.Run("server-to-server", func(t *testing.T) {
-		e := newGraphACTEnvS2S(t, graphACTRoles...)
+		// Mail is tracked too: ACT shares its token.
+		e := newGraphACTEnvS2S(t, append([]string{"Mail.ReadWrite", "Mail.Send"}, graphACTRoles...)...)
+		e.withIncomingMail(t)
+		_, err := e.srv.Deliver(graphACTAddress, "inbox", message("dan@example.test", graphACTAddress, "hello", "", "hi"), time.Now())
+		require.NoError(t, err)
 		testGraphACTRoundTrip(t, e)
-		assert.Equal(t, 1, e.entra.TokenRequests(), "one app token for Test & Enable and every sync")
+		run(t, e.syncer(t))
+		eventually(t, "the mail tracked", func() bool {
+			return len(storetest.Collect(t, e.store.ListActivities(context.Background(), serversync.ActivityFilter{MailboxID: e.mailbox.ID}))) == 1
+		})
+		assert.Equal(t, 1, e.entra.TokenRequests(), "one app token for Test & Enable and every sync, mail and ACT")
 	})
 }
 
