@@ -587,3 +587,29 @@ func TestResolveTargetForGraphACT(t *testing.T) {
 	_, err = x.entra.VerifyAccessToken(token.AccessToken, graphtest.GraphAudience)
 	require.NoError(t, err, "a token for Graph")
 }
+
+// A recurrence Graph cannot hold (FREQ=HOURLY) is refused for that item
+// alone: it stays pending with a warning, the others sync, ACT stays enabled.
+func TestGraphACTRefusedRecurrence(t *testing.T) {
+	ctx := context.Background()
+	e := newGraphACTEnv(t, graphACTScopes...)
+	e.enable(t)
+	s, other := e.syncer(t), e.other(t)
+	hourly := e.appointment("every hour", soon())
+	hourly.Recurrence = &serversync.Recurrence{Rule: "FREQ=HOURLY;COUNT=3"}
+	refused, err := s.SaveACTItem(ctx, "", hourly)
+	require.NoError(t, err)
+	fine, err := s.SaveACTItem(ctx, "", e.appointment("fine", soon()))
+	require.NoError(t, err)
+	require.NoError(t, e.syncOnce(t))
+	assert.True(t, e.record(t, refused.ID).Pending, "the refused item waits")
+	assert.False(t, e.record(t, fine.ID).Pending)
+	assert.Len(t, onServer(t, other, serversync.KindAppointment, fine.UID), 1)
+	assert.Empty(t, onServer(t, other, serversync.KindAppointment, refused.UID))
+	warnings := storetest.Collect(t, e.store.ListAlerts(ctx, serversync.AlertFilter{MailboxID: e.mailbox.ID, Level: serversync.AlertWarning}))
+	require.NotEmpty(t, warnings)
+	assert.Contains(t, warnings[len(warnings)-1].Message, refused.ID)
+	m, err := e.store.GetMailbox(ctx, e.mailbox.ID)
+	require.NoError(t, err)
+	assert.True(t, m.ACTEnabled)
+}
