@@ -211,7 +211,9 @@ type ACTConnector interface {
 }
 
 // ACTChange is one change reported by ACTSession.Changes: the item as it is now on
-// the server, or, when Deleted, only its ServerID.
+// the server, or, when Deleted, only its ServerID. A deletion may name an ID
+// the caller never held (Graph reports a removed occurrence of a series by the
+// occurrence's own ID): the caller ignores it.
 type ACTChange struct {
 	ServerID string
 	Deleted  bool
@@ -227,9 +229,23 @@ type ACTChanges struct {
 	// sync token, a collection replaced): Changes then lists every item on the
 	// server as new, and the caller matches them by ServerID or UID against what it
 	// holds, like FetchResult.Reset. Items the caller holds that are not listed
-	// were deleted.
+	// were deleted (within Window, when it is set).
 	Reset bool
+	// Window is set by a connector whose listing of appointments covers only a
+	// time window (Graph's calendarView): when set on a Reset, only items
+	// overlapping it were listed, so held appointments wholly outside it are
+	// kept, not taken as deleted. A recurring appointment is kept unless its
+	// first occurrence lies in the window. Zero: everything was listed.
+	Window ACTWindow
 }
+
+// ACTWindow is a span of time [From, Until).
+type ACTWindow struct {
+	From, Until time.Time
+}
+
+// IsZero reports whether no window is set.
+func (w ACTWindow) IsZero() bool { return w.From.IsZero() && w.Until.IsZero() }
 
 // ACTSession is an open connection to one mailbox's calendar, address book and
 // task list. It is not safe for concurrent use.

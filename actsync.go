@@ -373,14 +373,14 @@ func (s *Syncer) pullACTOnce(ctx context.Context, w *work, st ACTStore, sess ACT
 		}
 	}
 	if changes.Reset {
-		// Every item on the server was listed: the ones the store holds that were
-		// not are gone from the server.
+		// Every item on the server was listed (in the window, when there is one):
+		// the ones the store holds that were not are gone from the server.
 		var gone []string
 		for rec, err := range st.ListACTRecords(ctx, ACTRecordFilter{MailboxID: w.m.ID, Kind: kind}) {
 			if err != nil {
 				return err
 			}
-			if rec.ServerID != "" && !listed[rec.ServerID] {
+			if rec.ServerID != "" && !listed[rec.ServerID] && !outsideWindow(rec, changes.Window) {
 				gone = append(gone, rec.ServerID)
 			}
 		}
@@ -415,6 +415,47 @@ func (s *Syncer) pullACTOnce(ctx context.Context, w *work, st ACTStore, sess ACT
 		}
 	}
 	return nil
+}
+
+// outsideWindow reports whether a held record is an appointment a reset
+// limited to window could not have listed: one wholly outside it. A recurring
+// one is judged by its first occurrence, the only one known without expanding
+// its rule: the series is taken as listable only when that occurrence lies in
+// the window and was not removed. Anything that cannot be told is kept, since
+// wrongly keeping a deleted item costs less than deleting the host's.
+func outsideWindow(rec *ACTRecord, window ACTWindow) bool {
+	if window.IsZero() || rec.Kind != KindAppointment {
+		return false
+	}
+	item, err := rec.Decode()
+	a, ok := item.(*Appointment)
+	if err != nil || !ok || a.Start.IsZero() {
+		return true
+	}
+	start, end := a.Start.Time, a.End.Time
+	if a.End.IsZero() || end.Before(start) {
+		end = start
+	}
+	from, until := window.From, window.Until
+	if a.AllDay {
+		// Dates: the day runs in the mailbox's zone, which may be a day off UTC;
+		// only a day surely in the window counts.
+		from, until = from.Add(24*time.Hour), until.Add(-24*time.Hour)
+	}
+	afterFrom := window.From.IsZero() || end.After(from) || (end.Equal(start) && !start.Before(from))
+	beforeUntil := window.Until.IsZero() || start.Before(until)
+	overlaps := afterFrom && beforeUntil
+	if !overlaps {
+		return true
+	}
+	if a.Recurrence != nil {
+		for _, ex := range a.Recurrence.Exceptions {
+			if ex.Equal(a.Start.Time) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // findACTRecord returns the record of the server item, by ServerID or, for an

@@ -440,9 +440,16 @@ func TestACTResetMatchesWhatIsHeld(t *testing.T) {
 	require.NoError(t, err)
 	gone, err := s.SaveACTItem(ctx, "", newAppointment(e, "gone"))
 	require.NoError(t, err)
+	// DAV lists the whole calendar: an old appointment deleted on the server
+	// goes too (no window keeps it, as Graph's would).
+	longAgo := newAppointment(e, "three years ago, gone")
+	longAgo.Start.Time, longAgo.End.Time = longAgo.Start.Time.AddDate(-3, 0, 0), longAgo.End.Time.AddDate(-3, 0, 0)
+	goneOld, err := s.SaveACTItem(ctx, "", longAgo)
+	require.NoError(t, err)
 	require.NoError(t, e.syncOnce(t))
-	gone = e.record(t, gone.ID)
+	gone, goneOld = e.record(t, gone.ID), e.record(t, goneOld.ID)
 	require.NoError(t, other.Delete(ctx, serversync.KindAppointment, gone.ServerID, ""))
+	require.NoError(t, other.Delete(ctx, serversync.KindAppointment, goneOld.ServerID, ""))
 	// The stored cursor becomes one the connector cannot use: it resets.
 	_, err = e.store.SaveTracked(ctx, &serversync.Cursor{MailboxID: e.mailbox.ID, Folder: serversync.ACTFolder(serversync.KindAppointment),
 		Data: []byte(`{"c":"/alice/calendars/elsewhere/","l":true}`), UpdatedAt: time.Now()}, nil)
@@ -450,7 +457,7 @@ func TestACTResetMatchesWhatIsHeld(t *testing.T) {
 	version := e.record(t, keep.ID).Version
 	require.NoError(t, e.syncOnce(t))
 	all := storetest.Collect(t, s.ACTRecords(ctx, serversync.ACTRecordFilter{MailboxID: e.mailbox.ID, Kind: serversync.KindAppointment}))
-	require.Len(t, all, 1, "no duplicate, and the deleted item removed")
+	require.Len(t, all, 1, "no duplicate, and the deleted items removed")
 	assert.Equal(t, keep.ID, all[0].ID)
 	assert.Equal(t, version, all[0].Version, "an item listed unchanged is not rewritten")
 	assert.Equal(t, 1, e.demo.Count("events"))

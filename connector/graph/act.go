@@ -225,6 +225,11 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 		deltaLink = page.Delta
 		break
 	}
+	if kind == serversync.KindAppointment {
+		if order, err = s.stillThere(ctx, removed, removedOrder, changed, order); err != nil {
+			return res, err
+		}
+	}
 	items, err := s.getAll(ctx, kind, order)
 	if err != nil {
 		return res, err
@@ -289,9 +294,61 @@ func (s *actSession) Changes(ctx context.Context, kind serversync.ACTKind, cur [
 	if kind == serversync.KindAppointment {
 		next.Series = slices.Sorted(maps.Keys(series))
 		next.From, next.To = window[0], window[1]
+		// calendarView lists only the window: on a reset, what is held outside
+		// it is not deleted for being left out.
+		res.Window = serversync.ACTWindow{From: window[0], Until: window[1]}
 	}
 	res.Cursor, _ = json.Marshal(next)
 	return res, nil
+}
+
+// stillThere looks up the events a calendarView delta reported @removed:
+// Graph reports an event that left the window (moved out of it, or written
+// outside it) like a deleted one. An event still on the server is taken off
+// removed and read as changed, so that the caller neither deletes it nor misses
+// its new time; an occurrence or exception still there stands for its series.
+// It returns order with the ids to read added.
+func (s *actSession) stillThere(ctx context.Context, removed map[string]bool, removedOrder []string, changed map[string]bool, order []string) ([]string, error) {
+	var check []string
+	for _, id := range removedOrder {
+		if removed[id] && !changed[id] {
+			check = append(check, id)
+		}
+	}
+	type ref struct {
+		ID             string `json:"id"`
+		Type           string `json:"type"`
+		SeriesMasterID string `json:"seriesMasterId"`
+	}
+	found := make([]ref, len(check))
+	err := s.parallel(ctx, len(check), func(ctx context.Context, i int) error {
+		err := s.do(ctx, call{op: "act-changes", method: http.MethodGet, about: aboutACTItem,
+			url: s.m.url(s.m.user+"/events/"+url.PathEscape(check[i]), url.Values{"$select": {"id,type,seriesMasterId"}})}, &found[i])
+		if isNotFound(err) {
+			found[i] = ref{}
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, id := range check {
+		if found[i].ID == "" {
+			continue // deleted
+		}
+		read := id
+		if found[i].SeriesMasterID != "" && (found[i].Type == "occurrence" || found[i].Type == "exception") {
+			read = found[i].SeriesMasterID
+		} else {
+			delete(removed, id)
+		}
+		if !changed[read] {
+			changed[read] = true
+			order = append(order, read)
+		}
+	}
+	return order, nil
 }
 
 func minTime(a, b time.Time) time.Time {

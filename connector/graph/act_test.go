@@ -501,6 +501,54 @@ func TestACTWindowRolls(t *testing.T) {
 	assert.Empty(t, again.Changes)
 }
 
+// calendarView delta reports an event that left the window like a deleted
+// one: an event moved out of it comes back changed, with its new time, one
+// written outside it is not reported deleted, and a deleted one still is. A
+// reset says which window it listed.
+func TestACTLeavingTheWindowIsNoDelete(t *testing.T) {
+	e := newACTEnv(t, nil)
+	ctx := context.Background()
+	s := e.openACT(t, graph.New(nil))
+	start := time.Now().UTC().Truncate(time.Hour).AddDate(0, 0, 7)
+	at := func(subject string, start time.Time) *serversync.Appointment {
+		return &serversync.Appointment{Subject: subject, Start: serversync.DateTime{Time: start}, End: serversync.DateTime{Time: start.Add(time.Hour)}}
+	}
+	moved, deleted := at("moved", start), at("deleted", start)
+	require.NoError(t, s.Put(ctx, moved, ""))
+	require.NoError(t, s.Put(ctx, deleted, ""))
+	first := changesOf(t, s, serversync.KindAppointment, nil)
+	assert.Len(t, first.Changes, 2)
+	require.False(t, first.Window.IsZero(), "appointments are listed in a window")
+	assert.True(t, first.Window.From.Before(start) && first.Window.Until.After(start))
+
+	longAgo := start.AddDate(-3, 0, 0)
+	moved.Start, moved.End = serversync.DateTime{Time: longAgo}, serversync.DateTime{Time: longAgo.Add(time.Hour)}
+	require.NoError(t, s.Put(ctx, moved, moved.ChangeKey))
+	outside := at("written outside", longAgo)
+	require.NoError(t, s.Put(ctx, outside, ""))
+	require.NoError(t, s.Delete(ctx, serversync.KindAppointment, deleted.ServerID, ""))
+	res := changesOf(t, s, serversync.KindAppointment, first.Cursor)
+	assert.False(t, res.Reset)
+	ch, ok := listed(res, moved.ServerID)
+	require.True(t, ok)
+	require.False(t, ch.Deleted, "moved out of the window, not deleted")
+	assert.True(t, ch.Item.(*serversync.Appointment).Start.Time.Equal(longAgo), "with its new time")
+	if ch, ok := listed(res, outside.ServerID); ok {
+		assert.False(t, ch.Deleted, "written outside the window, not deleted")
+	}
+	ch, ok = listed(res, deleted.ServerID)
+	assert.True(t, ok && ch.Deleted, "the deleted one")
+
+	e.srv.ExpireSyncState(alice)
+	reset := changesOf(t, s, serversync.KindAppointment, res.Cursor)
+	require.True(t, reset.Reset)
+	assert.Equal(t, first.Window, reset.Window, "the window of the listing")
+	_, ok = listed(reset, moved.ServerID)
+	assert.False(t, ok, "outside the window, not listed")
+	contacts := changesOf(t, s, serversync.KindContact, nil)
+	assert.True(t, contacts.Window.IsZero(), "contacts are listed whole")
+}
+
 var testStart = time.Date(2027, 1, 1, 9, 0, 0, 0, time.UTC)
 
 // Changed items are read several at once, never more than the mailbox's

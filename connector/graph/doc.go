@@ -83,7 +83,10 @@
 // is read with a GET of its own (several at once, within the mailbox's budget), to
 // expand what this connector keeps on it. @removed entries are deletions (an
 // occurrence deleted in Outlook also comes as the deletion of an id the caller never
-// held, beside its changed series). An expired or unknown delta token (410
+// held, beside its changed series), except that calendarView also reports an event
+// that left the window that way: removed events are looked up, and one still on the
+// server is reported changed. Appointment changes carry their window
+// (serversync.ACTChanges.Window), so that a Reset deletes nothing outside it. An expired or unknown delta token (410
 // SyncStateNotFound, SyncStateInvalid, 400 resyncRequired), a 404 on a stored link or
 // a cursor this connector did not make starts a fresh round reported as Reset.
 //
