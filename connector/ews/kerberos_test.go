@@ -177,7 +177,17 @@ func TestNegotiateAgainstRealKDC(t *testing.T) {
 		creds := auth.Credentials{Kind: auth.KindPassword, Username: krbUser, Password: auth.NewSecret(krb.Password(krbUser)),
 			Protocol: auth.ProtocolNegotiate, Kerberos: krb.Config()}
 		_, _, err = f.fetch(t, f.target(krbMailbox, creds), nil)
-		assert.Equal(t, serversync.CodeAuthFailed, code(t, err).Code)
+		ce := code(t, err)
+		assert.Equal(t, serversync.CodeAuthFailed, ce.Code)
+		assert.Equal(t, serversync.ScopeMailbox, ce.Scope)
+
+		srv.AddUser(krb.ServiceAccount, "", "")
+		srv.AllowImpersonation(krb.ServiceAccount, "*")
+		integrated := auth.Credentials{Kind: auth.KindIntegrated, Mailbox: krbMailbox, Kerberos: krb.ServiceConfig()}
+		_, _, err = f.fetch(t, f.target(krbMailbox, integrated), nil)
+		ce = code(t, err)
+		assert.Equal(t, serversync.CodeAuthFailed, ce.Code)
+		assert.Equal(t, serversync.ScopeProfile, ce.Scope, "the process's own identity concerns every mailbox")
 		assert.Empty(t, srv.Requests())
 	})
 
