@@ -14,4 +14,9 @@
 //
 // They use only the test users user0006 to user0010, which no other package's
 // tests touch, so all packages can be tested at once.
+//
+// The Kerberos tests need the real MIT KDC of scripts/kdc (started before the mail
+// servers; source its env file too) and skip without it. TestExchangeServerOverKerberos
+// needs only the KDC: its Exchange Server is the EWS fake (connector/ews/ewstest)
+// checking tickets with the KDC's HTTP/ keys.
 package interop

@@ -247,6 +247,15 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	mail := mailtest.Load(t)
+	h := newStoreHarness(t)
+	h.mail = mail
+	return h
+}
+
+// newStoreHarness is a harness without the mail servers, for tests against other
+// servers (the EWS fake with the real KDC).
+func newStoreHarness(t *testing.T) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "secret.key")
 	require.NoError(t, auth.GenerateKeyFile(keyFile))
@@ -255,7 +264,7 @@ func newHarness(t *testing.T) *harness {
 	store, err := sqlite.Open(context.Background(), filepath.Join(dir, "serversync.db"), &sqlite.Options{Keys: keys})
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, store.Close()) })
-	h := &harness{mail: mail, store: store, clock: testclock.New(time.Now()), log: testLogger(t), imap: map[string]*imapclient.Client{}}
+	h := &harness{store: store, clock: testclock.New(time.Now()), log: testLogger(t), imap: map[string]*imapclient.Client{}}
 	h.admin = serversync.NewAdmin(store, &serversync.AdminConfig{
 		CanApprove: func(context.Context, string, *serversync.Mailbox) error { return nil },
 		Now:        h.clock.Now, Logger: h.log,

@@ -210,6 +210,11 @@ func (c *Connector) mailbox(ctx context.Context, target *serversync.Target) (*ma
 	switch creds := target.Credentials; creds.Kind {
 	case auth.KindImpersonation:
 		m.impersonate = firstNonEmpty(address, creds.Mailbox)
+	case auth.KindIntegrated:
+		// The process's own identity (a service account) acts for each mailbox
+		// through its ApplicationImpersonation role, as the identity of a Windows
+		// service does on Exchange.
+		m.impersonate = firstNonEmpty(address, creds.Mailbox)
 	case auth.KindDelegation:
 		m.delegate = firstNonEmpty(creds.Mailbox, address)
 	}

@@ -15,12 +15,17 @@
 // auth.KindPassword logs in as the mailbox's user; auth.KindImpersonation logs in
 // as the service account and adds an ExchangeImpersonation header with the
 // mailbox's PrimarySmtpAddress; auth.KindDelegation logs in as the service
-// account and names the mailbox in every DistinguishedFolderId. Authentication
-// is Options.Authenticator's: [BasicAuth] by default (HTTP Basic, refused over
+// account and names the mailbox in every DistinguishedFolderId;
+// auth.KindIntegrated (Windows-integrated) logs in as the process's own Kerberos
+// identity and impersonates the mailbox, as a Windows service account with the
+// ApplicationImpersonation role does. Authentication is
+// Options.Authenticator's: [BasicAuth] by default (HTTP Basic, refused over
 // plain http unless Endpoint.AllowPlaintextAuth; a bearer token for OAuth
-// credentials). NTLM or Negotiate plug in as another Authenticator, which wraps
-// the connector's transport per session. Redirects are never followed: the
-// password goes to the configured URL only.
+// credentials); [HTTPAuth] (what connector/standard uses) adds Negotiate (SPNEGO
+// with Kerberos) and NTLM as the credentials' Protocol says, and Auto answers
+// what the server offers. Negotiate is tested against a real MIT KDC with the
+// ewstest fake validating tickets with gokrb5's service side. Redirects are never
+// followed: the password goes to the configured URL only.
 //
 // # Incoming mail
 //

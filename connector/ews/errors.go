@@ -31,9 +31,10 @@ func (m *mailbox) classify(op string, about what, err error) error {
 	if errors.As(err, &pe) {
 		return e(serversync.ErrorTransient, serversync.ScopeProfile, serversync.CodeProtocolError, "")
 	}
-	// A service account's failure concerns every mailbox of the profile.
+	// A service account's failure (or the process's own identity's) concerns
+	// every mailbox of the profile.
 	authScope := serversync.ScopeMailbox
-	if k := m.target.Credentials.Kind; k == auth.KindImpersonation || k == auth.KindDelegation {
+	if k := m.target.Credentials.Kind; k == auth.KindImpersonation || k == auth.KindDelegation || k == auth.KindIntegrated {
 		authScope = serversync.ScopeProfile
 	}
 	var he *httpError

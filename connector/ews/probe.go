@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/auth"
 	"github.com/serversync/serversync/connector"
 )
 
@@ -35,12 +36,16 @@ func (c *Connector) Probe(ctx context.Context, target *serversync.Target) []serv
 		step("mailbox", begin, err, "")
 		return list
 	}
-	how := "as " + target.Credentials.Username
+	who := target.Credentials.Username
+	if target.Credentials.Kind == auth.KindIntegrated {
+		who = firstNonEmpty(who, "this process's own Kerberos identity")
+	}
+	how := "as " + who
 	switch {
 	case m.impersonate != "":
-		how = fmt.Sprintf("by %s impersonating %s", target.Credentials.Username, m.impersonate)
+		how = fmt.Sprintf("by %s impersonating %s", who, m.impersonate)
 	case m.delegate != "":
-		how = fmt.Sprintf("by %s as a delegate of %s", target.Credentials.Username, m.delegate)
+		how = fmt.Sprintf("by %s as a delegate of %s", who, m.delegate)
 	}
 	_, err = m.getFolder(ctx, "probe", "msgfolderroot")
 	if !step("mailbox", begin, err, "the mailbox can be read "+how+" at "+m.url) {

@@ -14,7 +14,7 @@ import (
 // answers nothing (404 everywhere).
 type AutodiscoverConfig struct {
 	// JSON answers the JSON v2 endpoint with EWSURL; POX the POX endpoint
-	// (with credentials a user of the server has).
+	// (with credentials a user of the server has, taken as EWS takes them).
 	JSON, POX bool
 	// EWSURL is the URL answered ("": the server's EWSURL).
 	EWSURL string
@@ -80,13 +80,7 @@ func (s *Server) servePOX(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	login, password, hasAuth := r.BasicAuth()
-	s.mu.Lock()
-	u, known := s.users[strings.ToLower(login)]
-	s.mu.Unlock()
-	if !hasAuth || !known || u.password != password {
-		w.Header().Set("WWW-Authenticate", `Basic realm="ewstest"`)
-		http.Error(w, "401 Unauthorized", http.StatusUnauthorized)
+	if _, _, ok := s.authenticate(w, r); !ok {
 		return
 	}
 	var req struct {

@@ -89,13 +89,8 @@ type failure struct {
 }
 
 func (s *Server) serveEWS(w http.ResponseWriter, r *http.Request) {
-	login, password, ok := r.BasicAuth()
-	s.mu.Lock()
-	u, known := s.users[strings.ToLower(login)]
-	s.mu.Unlock()
-	if !ok || !known || u.password != password {
-		w.Header().Set("WWW-Authenticate", `Basic realm="ewstest"`)
-		http.Error(w, "401 Unauthorized", http.StatusUnauthorized)
+	login, scheme, ok := s.authenticate(w, r)
+	if !ok {
 		return
 	}
 	raw, err := io.ReadAll(io.LimitReader(r.Body, 200<<20))
@@ -110,7 +105,7 @@ func (s *Server) serveEWS(w http.ResponseWriter, r *http.Request) {
 	op := req.Body.Op
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec := Request{Op: op.XMLName.Local, Login: strings.ToLower(login), Version: req.Header.Version.Version, At: time.Now(), Items: len(op.ItemIDs),
+	rec := Request{Op: op.XMLName.Local, Login: login, Auth: scheme, Version: req.Header.Version.Version, At: time.Now(), Items: len(op.ItemIDs),
 		SyncState: strings.TrimSpace(op.SyncState)}
 	defer func() { s.requests = append(s.requests, rec) }()
 	if req.Header.Impersonation != nil {

@@ -4,8 +4,9 @@
 // CreateItem, FindFolder, CreateFolder, GetFolder), holding real folders per
 // mailbox and real sync states (opaque tokens naming a position in the
 // mailbox's change journal, so a state replays exactly the changes after it).
-// It checks HTTP Basic credentials, ExchangeImpersonation rights and delegate
-// rights as Exchange does, can be told to answer ErrorServerBusy with
+// It checks HTTP Basic credentials or, given a keytab, Kerberos (SPNEGO,
+// "Negotiate", validated with gokrb5's service side as IIS validates it), and
+// ExchangeImpersonation rights and delegate rights as Exchange does, can be told to answer ErrorServerBusy with
 // BackOffMilliseconds, to forget sync states (ErrorInvalidSyncStateData) and to
 // replay a SyncFolderItems reply, and serves Autodiscover (JSON v2 and POX,
 // with redirects) for the domains it is given.
@@ -36,6 +37,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jcmturner/gokrb5/v8/keytab"
 )
 
 // Options configure a Server; nil takes the defaults.
@@ -43,6 +46,15 @@ type Options struct {
 	// Domains are the mail domains whose Autodiscover host names the
 	// certificate covers (default "example.test").
 	Domains []string
+	// Keytab, when set, is the path of a keytab holding the server's HTTP/<host>
+	// keys (a real KDC's): the server then takes Kerberos, answering
+	// "WWW-Authenticate: Negotiate", and HTTP Basic only with AlsoBasic. A client's
+	// principal name@REALM logs in as the user (AddUser) whose login is name or
+	// name@realm, as an Active Directory account maps to its mailbox. Without a
+	// Keytab the server takes Basic alone.
+	Keytab string
+	// AlsoBasic keeps HTTP Basic besides Negotiate when Keytab is set.
+	AlsoBasic bool
 }
 
 // Server is the fake EWS and Autodiscover server.
@@ -50,6 +62,10 @@ type Server struct {
 	ts    *httptest.Server
 	caPEM string
 	pool  *x509.CertPool
+	// keytab is the service's keys for Negotiate (nil: no Kerberos); basic says
+	// whether Basic is taken.
+	keytab *keytab.Keytab
+	basic  bool
 
 	mu            sync.Mutex
 	users         map[string]user               // by lower-case login
@@ -79,7 +95,8 @@ type busyRule struct {
 // Request is one EWS request the server answered.
 type Request struct {
 	Op           string // "SyncFolderItems", "GetItem", …
-	Login        string // the Basic user name, "" when none was accepted
+	Login        string // the user logged in (Basic user name, or the Kerberos principal's user)
+	Auth         string // how: "Basic" or "Negotiate"
 	Impersonated string // the ExchangeImpersonation address, "" when none
 	Mailbox      string // the mailbox acted on, "" when refused before
 	Version      string // RequestServerVersion
@@ -121,6 +138,12 @@ func NewServer(opts *Options) (*Server, error) {
 		impersonators: map[string]map[string]bool{}, delegates: map[string]map[string]bool{},
 		replay: map[string]bool{}, lastSync: map[string][]byte{}, autodiscover: map[string]AutodiscoverConfig{},
 	}
+	s.basic = o.Keytab == "" || o.AlsoBasic
+	if o.Keytab != "" {
+		if s.keytab, err = keytab.Load(o.Keytab); err != nil {
+			return nil, fmt.Errorf("ewstest: read the keytab: %w", err)
+		}
+	}
 	s.pool = x509.NewCertPool()
 	s.pool.AppendCertsFromPEM([]byte(caPEM))
 	mux := http.NewServeMux()
@@ -160,7 +183,8 @@ func (s *Server) Client() *http.Client {
 }
 
 // AddUser adds a login with a password; mailbox is the address of the user's
-// own mailbox (created if missing), "" for a service account without one.
+// own mailbox (created if missing), "" for a service account without one. A
+// user without a password logs in with Kerberos only (Options.Keytab).
 func (s *Server) AddUser(login, password, mailbox string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,6 +1,7 @@
 package ewstest_test
 
 import (
+	"encoding/base64"
 	"io"
 	"net/http"
 	"strings"
@@ -86,4 +87,34 @@ func TestProtocolShapes(t *testing.T) {
 		ops[r.Code]++
 	}
 	assert.Equal(t, map[string]int{"NoError": 2, "ErrorInvalidSyncStateData": 1, "ErrorImpersonateUserDenied": 1, "ErrorServerBusy": 1}, ops, "401s are not EWS requests")
+}
+
+// Without a keytab the server offers and takes Basic alone, and says so.
+func TestBasicOnlyWithoutKeytab(t *testing.T) {
+	srv, err := ewstest.NewServer(nil)
+	require.NoError(t, err)
+	defer srv.Close()
+	srv.AddUser("alice", "pw", "alice@example.test")
+	client := srv.Client()
+	defer client.CloseIdleConnections()
+	for _, header := range []string{"", "Negotiate YIIBbm9wZQ==", "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:wrong"))} {
+		req, err := http.NewRequest(http.MethodPost, srv.EWSURL(), strings.NewReader("<soap/>"))
+		require.NoError(t, err)
+		if header != "" {
+			req.Header.Set("Authorization", header)
+		}
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, header)
+		assert.Equal(t, []string{`Basic realm="ewstest"`}, resp.Header.Values("WWW-Authenticate"), header)
+	}
+	status, _ := post(t, srv, "alice", "pw", "", strings.Replace(syncInbox, "%s", "", 1))
+	assert.Equal(t, http.StatusOK, status)
+	require.Len(t, srv.Requests(), 1)
+	assert.Equal(t, "Basic", srv.Requests()[0].Auth)
+	assert.Equal(t, "alice", srv.Requests()[0].Login)
+
+	_, err = ewstest.NewServer(&ewstest.Options{Keytab: t.TempDir() + "/no-such.keytab"})
+	require.Error(t, err, "a keytab that cannot be read is refused at once")
 }
