@@ -200,3 +200,31 @@ func TestACTRecurringAcrossDSTWindowsZone(t *testing.T) {
 	assert.Equal(t, 10, got.Recurrence.Exceptions[0].Hour(), "10:00 New York time after the change")
 	assert.Equal(t, a.ChangeKey, got.ChangeKey, "Put returns the master's ChangeKey after its exceptions")
 }
+
+// A rule Exchange has no pattern for is refused for the item, before any write.
+func TestACTUnsupportedRuleRefused(t *testing.T) {
+	f := newFixture(t, nil)
+	s, ctx := openACT(t, f), context.Background()
+	a := appointmentAt(time.Date(2026, 5, 12, 14, 0, 0, 0, berlin))
+	a.Recurrence = &serversync.Recurrence{Rule: "FREQ=MONTHLY;BYDAY=-1FR;BYSETPOS=1"}
+	err := s.Put(ctx, a, "")
+	var ce *serversync.ConnectorError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, serversync.ErrorPermanent, ce.Kind)
+	assert.Equal(t, serversync.ScopeItem, ce.Scope)
+	assert.Zero(t, f.srv.Count("CreateItem"))
+	assert.Empty(t, a.ServerID)
+}
+
+// A service account without the impersonation right is told so, for the mailbox.
+func TestACTImpersonationDenied(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	s, err := f.conn.OpenACT(ctx, f.target(carol, impersonation(carol)))
+	require.NoError(t, err)
+	_, err = s.Changes(ctx, serversync.KindAppointment, nil)
+	var ce *serversync.ConnectorError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, serversync.CodeNoPermission, ce.Code)
+	assert.Equal(t, serversync.ScopeMailbox, ce.Scope)
+}
