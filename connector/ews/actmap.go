@@ -195,10 +195,9 @@ func rawField(uri, elem, inner string) field {
 	return field{uri: `<t:FieldURI FieldURI="` + uri + `"/>`, xml: `<t:` + elem + `>` + inner + `</t:` + elem + `>`}
 }
 
+// bodyField always sets the body (empty when there is none): Exchange may
+// refuse to delete it.
 func bodyField(text string) field {
-	if text == "" {
-		return field{uri: `<t:FieldURI FieldURI="item:Body"/>`}
-	}
 	return field{uri: `<t:FieldURI FieldURI="item:Body"/>`, xml: `<t:Body BodyType="Text">` + esc(text) + `</t:Body>`}
 }
 
@@ -335,7 +334,7 @@ func appointmentFields(a *serversync.Appointment) ([]field, error) {
 	for _, c := range a.Categories {
 		cats.WriteString(`<t:String>` + esc(c) + `</t:String>`)
 	}
-	reminderSet, minutes := "false", ""
+	reminderSet, minutes := "false", "0" // set, never deleted: Exchange keeps a reminder time on every item
 	if a.Reminder > 0 {
 		reminderSet, minutes = "true", strconv.Itoa(int(a.Reminder/time.Minute))
 	}
