@@ -2,7 +2,8 @@
 // on-premises): a small SOAP client over net/http and encoding/xml for the
 // operations serversync needs, without a SOAP library. It implements
 // serversync.IncomingConnector (with FolderSession), OutgoingConnector, Prober,
-// SentCopyKeeper and Discoverer (Autodiscover).
+// SentCopyKeeper, Discoverer (Autodiscover) and ACTConnector (appointments,
+// contacts and tasks).
 //
 //	conn := ews.New(nil) // safe for concurrent use; one per process
 //	sess, err := conn.OpenIncoming(ctx, target) // target.Endpoint.URL = "https://mail.contoso.com/EWS/Exchange.asmx"
@@ -49,6 +50,60 @@
 // Send is CreateItem with MessageDisposition SendAndSaveCopy and the MIME content:
 // Exchange sends it and keeps the Sent Items copy (KeepsSentCopy). Envelope
 // recipients missing from the headers are added as Bcc (connector.AddBcc).
+//
+// # Appointments, contacts and tasks
+//
+// [Connector.OpenACT] works on the mailbox's distinguished calendar, contacts
+// and tasks folders, reached as mail is (own login, impersonation, delegation).
+// Changes runs SyncFolderItems (IdOnly) until IncludesLastItemInRange and reads
+// the created and updated items with GetItem (AllProperties, text bodies, the
+// extended properties below), Options.BatchSize at a time; the cursor is
+// "ews-act1:<kind>:<SyncState>". A cursor of another kind or connector, or
+// ErrorInvalidSyncStateData, starts over without a state and sets Reset. An
+// item changed several times between two calls is reported once, as it is now.
+//
+// Put creates with CreateItem (SendMeetingInvitations SendToNone) and updates
+// with UpdateItem: SetItemField for every field with a value and
+// DeleteItemField for every one without, ConflictResolution NeverOverwrite with
+// the ChangeKey ifMatch (AlwaysOverwrite when ifMatch is ""). A stale ChangeKey
+// (ErrorIrresolvableConflict) is a *serversync.ACTConflictError. The item's UID
+// is kept in a named extended property (ServersyncUID in serversync's property
+// set); before a create, FindItem restricted on it looks for the UID and a
+// holder is refused as an *serversync.ACTConflictError naming its ItemId, so a
+// retried create adopts instead of duplicating. Delete is DeleteItem
+// MoveToDeletedItems (SendMeetingCancellations SendToNone); EWS's DeleteItem
+// takes no ChangeKey, so a conditional delete compares it with GetItem first.
+//
+// Times travel as UTC instants with StartTimeZone/EndTimeZone named by their
+// Windows zone (internal/tzwin), and read back in the IANA zone. A recurring
+// series is its master's Recurrence (daily, weekly with days, absolute monthly,
+// absolute yearly; numbered, end date or no end; relative monthly is read);
+// its exceptions are deleted occurrences and its overrides modified ones, both
+// addressed by OccurrenceItemId InstanceIndex (the occurrence's place in the
+// RRULE's expansion) and read back from DeletedOccurrences and
+// ModifiedOccurrences.
+//
+// What does not survive a round trip through Exchange:
+//   - RRULEs EWS has no pattern for (BYSETPOS, several BYMONTHDAY, BYHOUR,
+//     HOURLY, yearly with INTERVAL, relative patterns on write) are refused,
+//     not changed; UNTIL keeps only its date. Removing an exception or
+//     override from a series on update is not undone on the server (EWS
+//     cannot restore an occurrence), and an override carries only subject,
+//     body, location, start and end.
+//   - A zone without a Windows name is written as UTC instants (the wall time
+//     after a DST change may drift); all-day events are written in UTC.
+//   - The organizer is kept in an extended property (Exchange makes the
+//     mailbox the organizer); attendees' order in another (EWS splits required
+//     and optional); ResponseDelegated becomes no response, and real Exchange
+//     sets ResponseType from replies rather than from what is written.
+//   - Contacts: at most three emails (EmailAddress1 is read back as "work", 2
+//     as "home", 3 as "other"), one address each for work, home and other,
+//     one phone per EWS key (work, home, cell, fax, pager, other); the prefix
+//     is PidTagDisplayNamePrefix; the birthday is a day.
+//   - Tasks: priority is Importance (1–4 High, 5 and 0 Normal read back as 0,
+//     6–9 Low read back as 9); cancelled is Deferred; the time zone of start
+//     and due is an extended property, and Exchange itself may keep only the
+//     dates of StartDate and DueDate.
 //
 // # Errors
 //

@@ -115,6 +115,10 @@ type responseMessage struct {
 		Folders struct {
 			List []folder `xml:",any"`
 		} `xml:"Folders"`
+		// FindItem
+		Items struct {
+			List []item `xml:",any"`
+		} `xml:"Items"`
 	} `xml:"RootFolder"`
 }
 
@@ -152,6 +156,8 @@ type item struct {
 	MimeContent      string `xml:"MimeContent"`
 	DateTimeReceived string `xml:"DateTimeReceived"`
 	Size             string `xml:"Size"`
+	// Calendar items, contacts and tasks (the ACT workload).
+	actFields
 }
 
 func (it *item) received() time.Time {

@@ -40,7 +40,8 @@ type Options struct {
 // request budget covers reading and sending alike), and one EWS connector for
 // both sides of ExchangeServer profiles (it also runs their AutoDiscover). ACT
 // (appointments, contacts, tasks) of IMAP and POP3 profiles goes to their
-// ACTServerURL through connector/dav, of Exchange Online profiles through Graph.
+// ACTServerURL through connector/dav, of Exchange Online profiles through Graph,
+// of Exchange Server profiles through EWS.
 func Connectors(opts *Options) serversync.Connectors {
 	if opts == nil {
 		opts = &Options{}
@@ -98,6 +99,7 @@ func Connectors(opts *Options) serversync.Connectors {
 
 			serversync.ServerTypeExchangeOnline:       exchangeOnline,
 			serversync.ServerTypeExchangeOnlineHybrid: exchangeOnline,
+			serversync.ServerTypeExchangeServer:       exchangeServer,
 		},
 	}
 }

@@ -44,6 +44,8 @@ type operation struct {
 	SyncState          string    `xml:"SyncState"`
 	MaxChanges         string    `xml:"MaxChangesReturned"`
 	IncludeMime        string    `xml:"ItemShape>IncludeMimeContent"`
+	BaseShape          string    `xml:"ItemShape>BaseShape"`
+	Occurrences        []node    `xml:"ItemIds>OccurrenceItemId"`
 	ItemIDs            []struct {
 		ID string `xml:"Id,attr"`
 	} `xml:"ItemIds>ItemId"`
@@ -152,7 +154,11 @@ func (s *Server) serveEWS(w http.ResponseWriter, r *http.Request) {
 	case "DeleteItem":
 		body, f = c.deleteItem(op)
 	case "CreateItem":
-		body, f = c.createItem(op)
+		body, f = c.createItem(op, raw)
+	case "UpdateItem":
+		body, f = c.updateItem(raw)
+	case "FindItem":
+		body, f = c.findItem(op, raw)
 	case "FindFolder":
 		body, f = c.findFolder(op)
 	case "CreateFolder":
@@ -297,8 +303,8 @@ func (c *call) syncFolderItems(op *operation) (string, []byte, *failure) {
 			continue
 		}
 		it := m.items[ch.item]
-		if initial && (it == nil || it.folder != fo.id) {
-			continue // a first sync sees what is there now
+		if initial && (it == nil || it.folder != fo.id || ch.update) {
+			continue // a first sync sees what is there now, once
 		}
 		if n == max {
 			more = true
@@ -306,7 +312,15 @@ func (c *call) syncFolderItems(op *operation) (string, []byte, *failure) {
 		}
 		n++
 		last = ch.seq
-		if ch.create {
+		if it != nil && it.kind != "" && (ch.create || ch.update) {
+			op := "Create"
+			if ch.update {
+				op = "Update"
+			}
+			fmt.Fprintf(&b, `<t:%s><t:%s>%s</t:%s></t:%s>`, op, it.kind, it.idXML(), it.kind, op)
+		} else if ch.update {
+			n-- // the item is gone: its Delete follows
+		} else if ch.create {
 			received, size := time.Time{}, 0
 			if it != nil {
 				received, size = it.received, len(it.mime)
@@ -331,6 +345,11 @@ func (c *call) getItem(op *operation) (string, *failure) {
 		_, it, f := c.item(id.ID)
 		if f != nil {
 			b.WriteString(errorMessage("GetItem", *f))
+			continue
+		}
+		if it.kind != "" {
+			m, _, _ := c.item(id.ID)
+			b.WriteString(successMessage("GetItem", `<m:Items>`+m.actXML(it, strings.TrimSpace(op.BaseShape) == "IdOnly")+`</m:Items>`))
 			continue
 		}
 		mime := ""
@@ -366,6 +385,13 @@ func (c *call) moveItem(op *operation) (string, *failure) {
 
 func (c *call) deleteItem(op *operation) (string, *failure) {
 	var b strings.Builder
+	for i := range op.Occurrences {
+		if f := c.deleteOccurrence(&op.Occurrences[i]); f != nil {
+			b.WriteString(errorMessage("DeleteItem", *f))
+			continue
+		}
+		b.WriteString(successMessage("DeleteItem", ""))
+	}
 	for _, id := range op.ItemIDs {
 		m, it, f := c.item(id.ID)
 		if f != nil {
@@ -445,7 +471,7 @@ func (c *call) getFolder(op *operation) (string, *failure) {
 		esc(fo.id), esc(fo.name), total, children, total)), nil
 }
 
-func (c *call) createItem(op *operation) (string, *failure) {
+func (c *call) createItem(op *operation, raw []byte) (string, *failure) {
 	disposition := op.MessageDisposition
 	var m *mailbox
 	var saveTo *folder
@@ -462,6 +488,15 @@ func (c *call) createItem(op *operation) (string, *failure) {
 		saveTo = m.folders[m.distinguished("sentitems")]
 		if disposition == "SaveOnly" {
 			saveTo = m.folders[m.distinguished("drafts")]
+		}
+	}
+	if len(op.Messages) == 0 {
+		var req actRequest
+		if err := xml.Unmarshal(raw, &req); err != nil {
+			return "", &failure{code: "ErrorSchemaValidation", text: "The request failed schema validation.", fault: true}
+		}
+		if items := req.Body.Op.child("Items"); items != nil {
+			return c.createACT(m, saveTo, items.Children), nil
 		}
 	}
 	var b strings.Builder

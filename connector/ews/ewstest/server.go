@@ -1,9 +1,14 @@
 // Package ewstest is an in-memory Exchange Web Services server for tests: a
 // TLS httptest server that speaks the SOAP Microsoft documents for the
 // operations serversync uses (SyncFolderItems, GetItem, MoveItem, DeleteItem,
-// CreateItem, FindFolder, CreateFolder, GetFolder), holding real folders per
-// mailbox and real sync states (opaque tokens naming a position in the
-// mailbox's change journal, so a state replays exactly the changes after it).
+// CreateItem, UpdateItem, FindItem, FindFolder, CreateFolder, GetFolder),
+// holding real folders per mailbox and real sync states (opaque tokens naming a
+// position in the mailbox's change journal, so a state replays exactly the
+// changes after it). Calendar items, contacts and tasks keep the properties
+// written, a ChangeKey that changes on every write (UpdateItem with
+// NeverOverwrite refuses a stale one with ErrorIrresolvableConflict), extended
+// properties FindItem can restrict on, and recurring series' deleted and
+// modified occurrences (OccurrenceItemId with InstanceIndex).
 // It checks HTTP Basic credentials or, given a keytab, Kerberos (SPNEGO,
 // "Negotiate", validated with gokrb5's service side as IIS validates it), and
 // ExchangeImpersonation rights and delegate rights as Exchange does, can be told to answer ErrorServerBusy with

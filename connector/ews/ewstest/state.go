@@ -27,6 +27,19 @@ type item struct {
 	id, folder string
 	mime       []byte
 	received   time.Time
+
+	// kind is the element of a calendar item, contact or task ("CalendarItem",
+	// "Contact", "Task"), "" for a message; props its properties as written.
+	kind     string
+	props    []*node
+	version  int
+	modified time.Time
+	// A series master's modified occurrences (InstanceIndex → item id) and the
+	// original starts of its deleted ones; an occurrence's master and start.
+	occurrences        map[int]string
+	deletedOccurrences []time.Time
+	master             string
+	originalStart      time.Time
 }
 
 // change is one entry of the journal: an item created in or removed from a folder.
@@ -34,6 +47,7 @@ type change struct {
 	seq    int
 	folder string
 	create bool
+	update bool // an item's properties changed (create is false)
 	item   string
 }
 
@@ -57,6 +71,9 @@ var distinguishedFolders = []struct{ id, name, parent string }{
 	{"sentitems", "Sent Items", "msgfolderroot"},
 	{"deleteditems", "Deleted Items", "msgfolderroot"},
 	{"drafts", "Drafts", "msgfolderroot"},
+	{"calendar", "Calendar", "msgfolderroot"},
+	{"contacts", "Contacts", "msgfolderroot"},
+	{"tasks", "Tasks", "msgfolderroot"},
 }
 
 func (s *Server) mailboxLocked(address string) *mailbox {
