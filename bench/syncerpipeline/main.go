@@ -1,5 +1,6 @@
 // Command syncerpipeline tracks every message of one IMAP inbox into a fresh
-// SQLite store through the whole incoming pipeline of a Syncer (fetch, parse,
+// SQLite store (or, with -postgres, a fresh schema of a PostgreSQL database, dropped
+// after) through the whole incoming pipeline of a Syncer (fetch, parse,
 // correlate, filter, store once): the job bench/imap-vs-mbsync times beside mbsync
 // and bench/imapfetch, on the same folder.
 //
@@ -29,11 +30,13 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
 	"github.com/serversync/serversync/connector/imapconn"
 	"github.com/serversync/serversync/connector/standard"
+	"github.com/serversync/serversync/store/postgres"
 	"github.com/serversync/serversync/store/sqlite"
 )
 
@@ -48,14 +51,15 @@ func main() {
 	stall := flag.Duration("stall", time.Minute, "give up when no message is tracked for this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the sync (from Run on) to this file")
 	cacheMB := flag.Int64("sqlite-cache", 0, "SQLite page cache per connection, MB (0: sqlite.CacheSizeDefault)")
+	pgURL := flag.String("postgres", "", "store in this PostgreSQL database instead, in a fresh schema dropped after")
 	flag.Parse()
-	if err := run(*addr, *user, *password, *caFile, *db, *cpuProfile, *parallel, *saveBatch, *stall, *cacheMB<<20); err != nil {
+	if err := run(*addr, *user, *password, *caFile, *db, *pgURL, *cpuProfile, *parallel, *saveBatch, *stall, *cacheMB<<20); err != nil {
 		fmt.Fprintln(os.Stderr, "syncerpipeline:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatch int, stall time.Duration, cacheSize int64) error {
+func run(addr, user, password, caFile, db, pgURL, cpuProfile string, parallel, saveBatch int, stall time.Duration, cacheSize int64) error {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -92,11 +96,24 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 	if err != nil {
 		return err
 	}
-	store, err := sqlite.Open(ctx, db, &sqlite.Options{Keys: keys, CacheSize: cacheSize})
-	if err != nil {
-		return err
+	var store serversync.Store
+	if pgURL != "" {
+		schema := fmt.Sprintf("syncerpipeline_%d", os.Getpid())
+		pg, err := postgres.Open(ctx, pgURL, &postgres.Options{Keys: keys, Schema: schema})
+		if err != nil {
+			return err
+		}
+		defer dropSchema(pgURL, schema)
+		defer pg.Close()
+		store = pg
+	} else {
+		lite, err := sqlite.Open(ctx, db, &sqlite.Options{Keys: keys, CacheSize: cacheSize})
+		if err != nil {
+			return err
+		}
+		defer lite.Close()
+		store = lite
 	}
-	defer store.Close()
 
 	quiet := slog.New(slog.DiscardHandler)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -250,6 +267,21 @@ func folderSize(addr, host, user, password string, ca []byte) (int, int64, error
 		}
 	}
 	return int(data.NumMessages), total, c.Logout().Wait()
+}
+
+// dropSchema removes the schema a PostgreSQL run stored into.
+func dropSchema(pgURL, schema string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "syncerpipeline: drop the schema:", err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+		fmt.Fprintln(os.Stderr, "syncerpipeline: drop the schema:", err)
+	}
 }
 
 // peakRSS reads the process's peak resident set size (VmHWM) in bytes.
