@@ -51,15 +51,16 @@ func main() {
 	stall := flag.Duration("stall", time.Minute, "give up when no message is tracked for this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the sync (from Run on) to this file")
 	cacheMB := flag.Int64("sqlite-cache", 0, "SQLite page cache per connection, MB (0: sqlite.CacheSizeDefault)")
+	memProfile := flag.String("memprofile", "", "write a heap profile to this file mid-sync, when half the messages are tracked")
 	pgURL := flag.String("postgres", "", "store in this PostgreSQL database instead, in a fresh schema dropped after")
 	flag.Parse()
-	if err := run(*addr, *user, *password, *caFile, *db, *pgURL, *cpuProfile, *parallel, *saveBatch, *stall, *cacheMB<<20); err != nil {
+	if err := run(*addr, *user, *password, *caFile, *db, *pgURL, *cpuProfile, *memProfile, *parallel, *saveBatch, *stall, *cacheMB<<20); err != nil {
 		fmt.Fprintln(os.Stderr, "syncerpipeline:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, user, password, caFile, db, pgURL, cpuProfile string, parallel, saveBatch int, stall time.Duration, cacheSize int64) error {
+func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile string, parallel, saveBatch int, stall time.Duration, cacheSize int64) error {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -192,6 +193,12 @@ func run(addr, user, password, caFile, db, pgURL, cpuProfile string, parallel, s
 	go func() { done <- syncer.Run(ctx) }()
 	last := time.Now()
 	for tracked.Load()+failed.Load() < int64(want) {
+		if memProfile != "" && tracked.Load() >= int64(want/2) {
+			if err := writeHeapProfile(memProfile); err != nil {
+				return err
+			}
+			memProfile = ""
+		}
 		select {
 		case err := <-done:
 			return fmt.Errorf("the syncer stopped: %w", err)
@@ -267,6 +274,16 @@ func folderSize(addr, host, user, password string, ca []byte) (int, int64, error
 		}
 	}
 	return int(data.NumMessages), total, c.Logout().Wait()
+}
+
+// writeHeapProfile writes what the Go heap holds now (inuse_space) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = pprof.Lookup("heap").WriteTo(f, 0)
+	return errors.Join(err, f.Close())
 }
 
 // dropSchema removes the schema a PostgreSQL run stored into.

@@ -3,6 +3,7 @@ package storekit_test
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -19,6 +20,8 @@ import (
 // large ones compressed.
 func TestActivityBodyRoundTrips(t *testing.T) {
 	t.Parallel()
+	random := make([]byte, 50_000) // as compressed formats are: kept as they are
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(random)
 	large := storetest.FullActivity("mb", "key")
 	large.TextBody = strings.Repeat("the quarterly report shows growth ", 400)
 	large.HTMLBody = "<p>" + large.TextBody + "</p>"
@@ -27,6 +30,8 @@ func TestActivityBodyRoundTrips(t *testing.T) {
 		{Filename: "a.bin", Content: bytes.Repeat([]byte{1, 2, 3}, 10_000), Size: 30_000},
 		{Filename: "empty.txt", Content: []byte{}},
 		{Filename: "omitted.pdf", Omitted: true, Size: 1 << 20},
+		{Filename: "random.pdf", Content: random, Size: int64(len(random))},
+		{Filename: "nil.txt"},
 	}
 	small := storetest.FullActivity("mb", "small")
 	small.TextBody, small.HTMLBody, small.Raw, small.Attachments = "hi", "", nil, nil
@@ -39,7 +44,9 @@ func TestActivityBodyRoundTrips(t *testing.T) {
 			require.NoError(t, err)
 			assert.NotContains(t, string(data), "quarterly", "the bodies are not in the JSON")
 			if name == "large" {
-				assert.Less(t, len(body), len(a.TextBody)/4, "a repetitive body is compressed")
+				assert.Less(t, len(body), len(a.TextBody)/4+len(random)+100,
+					"the text is compressed, the random attachment kept as it is")
+				assert.True(t, bytes.Contains(body, random), "the random attachment is stored as it is")
 			}
 			got, err := storekit.DecodeActivity(data, body)
 			require.NoError(t, err)
