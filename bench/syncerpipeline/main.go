@@ -52,15 +52,16 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the sync (from Run on) to this file")
 	cacheMB := flag.Int64("sqlite-cache", 0, "SQLite page cache per connection, MB (0: sqlite.CacheSizeDefault)")
 	memProfile := flag.String("memprofile", "", "write a heap profile to this file mid-sync, when half the messages are tracked")
+	blockProfile := flag.String("blockprofile", "", "write a profile of where goroutines waited (channels, locks) during the sync to this file")
 	pgURL := flag.String("postgres", "", "store in this PostgreSQL database instead, in a fresh schema dropped after")
 	flag.Parse()
-	if err := run(*addr, *user, *password, *caFile, *db, *pgURL, *cpuProfile, *memProfile, *parallel, *saveBatch, *stall, *cacheMB<<20); err != nil {
+	if err := run(*addr, *user, *password, *caFile, *db, *pgURL, *cpuProfile, *memProfile, *blockProfile, *parallel, *saveBatch, *stall, *cacheMB<<20); err != nil {
 		fmt.Fprintln(os.Stderr, "syncerpipeline:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile string, parallel, saveBatch int, stall time.Duration, cacheSize int64) error {
+func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile, blockProfile string, parallel, saveBatch int, stall time.Duration, cacheSize int64) error {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -186,6 +187,14 @@ func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile string,
 		}
 		defer pprof.StopCPUProfile() // after the figures are taken: it only flushes
 	}
+	if blockProfile != "" {
+		runtime.SetBlockProfileRate(int(10 * time.Microsecond)) // waits of 10 µs and more, sampled
+		defer func() {
+			if err := writeProfile("block", blockProfile); err != nil {
+				fmt.Fprintln(os.Stderr, "syncerpipeline:", err)
+			}
+		}()
+	}
 	var memBefore runtime.MemStats
 	runtime.ReadMemStats(&memBefore)
 	started := time.Now()
@@ -194,7 +203,7 @@ func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile string,
 	last := time.Now()
 	for tracked.Load()+failed.Load() < int64(want) {
 		if memProfile != "" && tracked.Load() >= int64(want/2) {
-			if err := writeHeapProfile(memProfile); err != nil {
+			if err := writeProfile("heap", memProfile); err != nil {
 				return err
 			}
 			memProfile = ""
@@ -276,13 +285,13 @@ func folderSize(addr, host, user, password string, ca []byte) (int, int64, error
 	return int(data.NumMessages), total, c.Logout().Wait()
 }
 
-// writeHeapProfile writes what the Go heap holds now (inuse_space) to path.
-func writeHeapProfile(path string) error {
+// writeProfile writes the named runtime/pprof profile to path.
+func writeProfile(name, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	err = pprof.Lookup("heap").WriteTo(f, 0)
+	err = pprof.Lookup(name).WriteTo(f, 0)
 	return errors.Join(err, f.Close())
 }
 
