@@ -241,6 +241,15 @@ func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile, blockP
 	fmt.Printf("%d messages, %d bytes\n", tracked.Load(), wantBytes)
 	fmt.Printf("%.0f msgs/s, %.1f MB/s, peak RSS %.1f MB (%.2f s from Run to the last message tracked)\n",
 		float64(want)/elapsed.Seconds(), float64(wantBytes)/1e6/elapsed.Seconds(), float64(peak)/(1<<20), elapsed.Seconds())
+	if pgURL == "" {
+		var size int64
+		for _, suffix := range []string{"", "-wal"} {
+			if fi, err := os.Stat(db + suffix); err == nil {
+				size += fi.Size()
+			}
+		}
+		fmt.Printf("SQLite file and WAL: %.1f MB\n", float64(size)/1e6)
+	}
 	fmt.Printf("Go heap: %.0f MB allocated in %d allocations (%.1f KB, %.0f per message), %.1f MB in use at the end\n",
 		float64(memAfter.TotalAlloc-memBefore.TotalAlloc)/1e6, memAfter.Mallocs-memBefore.Mallocs,
 		float64(memAfter.TotalAlloc-memBefore.TotalAlloc)/1e3/float64(want), float64(memAfter.Mallocs-memBefore.Mallocs)/float64(want),
