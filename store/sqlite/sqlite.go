@@ -279,9 +279,9 @@ type where struct {
 	args    []any
 }
 
-func (w *where) add(cond string, arg any) {
+func (w *where) add(cond string, args ...any) {
 	w.clauses = append(w.clauses, cond)
-	w.args = append(w.args, arg)
+	w.args = append(w.args, args...)
 }
 
 func (w *where) String() string {
