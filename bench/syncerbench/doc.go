@@ -24,7 +24,9 @@
 //     the Syncer runs, every mailbox synced and waiting for its next poll, IDLE
 //     off, minus the heap before the Syncer was created ("B/idle-mailbox").
 //   - BenchmarkScheduleReady: CPU time of one ScheduleReady call, which the
-//     Syncer makes every Config.ScanInterval ("cpu-ms/scan").
+//     Syncer makes every Config.ScanInterval ("cpu-ms/scan"), on a Syncer of its
+//     own that does not run: it needs no round of polls first, so
+//     -bench ScheduleReady -mailboxes 100000 takes the time to create them.
 //   - BenchmarkIdleConnectionHeap: every mailbox with recent mail and IDLE
 //     allowed for all of them at once (Config.IdleConnections), after a round of
 //     polls: live heap and goroutines per connection left open in IDLE, counted

@@ -273,7 +273,7 @@ func newEnv(n int) (_ *env, err error) {
 		}
 		e.ids[i] = m.ID
 	}
-	fmt.Fprintf(os.Stderr, "syncerbench: %d users on the demo server in %v, %d mailboxes created enabled in SQLite in %v\n",
+	fmt.Fprintf(os.Stderr, "syncerbench: %d users on the demo server in %v, %d mailboxes created enabled in the store in %v\n",
 		n, serverReady.Round(time.Millisecond), n, time.Since(started).Round(time.Millisecond))
 	return e, nil
 }
