@@ -234,10 +234,12 @@ func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile, blockP
 		return fmt.Errorf("%d of %d messages were stored as failed", n, want)
 	}
 
-	peak, err := peakRSS()
+	peak, err := statusKB("VmHWM")
 	if err != nil {
 		return err
 	}
+	anon, _ := statusKB("RssAnon")
+	file, _ := statusKB("RssFile")
 	fmt.Printf("%d messages, %d bytes\n", tracked.Load(), wantBytes)
 	fmt.Printf("%.0f msgs/s, %.1f MB/s, peak RSS %.1f MB (%.2f s from Run to the last message tracked)\n",
 		float64(want)/elapsed.Seconds(), float64(wantBytes)/1e6/elapsed.Seconds(), float64(peak)/(1<<20), elapsed.Seconds())
@@ -250,6 +252,9 @@ func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile, blockP
 		}
 		fmt.Printf("SQLite file and WAL: %.1f MB\n", float64(size)/1e6)
 	}
+	// What the peak was made of, roughly: anonymous memory (Go heap, stacks,
+	// SQLite's allocations) and file pages (the program's own code and data).
+	fmt.Printf("RSS at the end: %.1f MB anonymous, %.1f MB file-backed\n", float64(anon)/(1<<20), float64(file)/(1<<20))
 	fmt.Printf("Go heap: %.0f MB allocated in %d allocations (%.1f KB, %.0f per message), %.1f MB in use at the end\n",
 		float64(memAfter.TotalAlloc-memBefore.TotalAlloc)/1e6, memAfter.Mallocs-memBefore.Mallocs,
 		float64(memAfter.TotalAlloc-memBefore.TotalAlloc)/1e3/float64(want), float64(memAfter.Mallocs-memBefore.Mallocs)/float64(want),
@@ -319,17 +324,18 @@ func dropSchema(pgURL, schema string) {
 	}
 }
 
-// peakRSS reads the process's peak resident set size (VmHWM) in bytes.
-func peakRSS() (int64, error) {
+// statusKB reads a size field of /proc/self/status (VmHWM: the peak resident set
+// size; RssAnon, RssFile: what it is now made of) in bytes.
+func statusKB(field string) (int64, error) {
 	status, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.Lines(string(status)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, errors.New("no VmHWM in /proc/self/status")
+	return 0, fmt.Errorf("no %s in /proc/self/status", field)
 }
