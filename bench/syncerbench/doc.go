@@ -10,7 +10,10 @@
 // time and heap measured are the Syncer's alone and the server's CPU is reported
 // on its own; -inprocess runs it inside the benchmark's process instead. Flags:
 // -mailboxes (or SYNCERBENCH_MAILBOXES), -workers (Config.Workers, default 128),
-// -idle (mailboxes in IDLE for the latency benchmark, default 10), -inprocess.
+// -idle (mailboxes in IDLE for the latency benchmark, default 10), -inprocess,
+// -postgres URL (the store in a fresh schema of that PostgreSQL database instead
+// of SQLite; the openSockets count of BenchmarkIdleConnectionHeap then includes
+// the pool's few connections).
 //
 // They measure, with b.ReportMetric:
 //
@@ -21,7 +24,13 @@
 //     the Syncer runs, every mailbox synced and waiting for its next poll, IDLE
 //     off, minus the heap before the Syncer was created ("B/idle-mailbox").
 //   - BenchmarkScheduleReady: CPU time of one ScheduleReady call, which the
-//     Syncer makes every Config.ScanInterval ("cpu-ms/scan").
+//     Syncer makes every Config.ScanInterval ("cpu-ms/scan"), on a Syncer of its
+//     own that does not run: it needs no round of polls first, so
+//     -bench ScheduleReady -mailboxes 100000 takes the time to create them.
+//   - BenchmarkIdleConnectionHeap: every mailbox with recent mail and IDLE
+//     allowed for all of them at once (Config.IdleConnections), after a round of
+//     polls: live heap and goroutines per connection left open in IDLE, counted
+//     as the process's open sockets ("B/idle-conn", "goroutines/idle-conn").
 //   - BenchmarkNewMailLatency: with a few mailboxes waiting in IMAP IDLE, the
 //     time from another client's APPEND of a new message to the Syncer's
 //     EventMailTracked for it ("ms/new-mail", and the worst one seen).

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
@@ -30,6 +31,7 @@ import (
 	"github.com/serversync/serversync/internal/demoserver"
 	"github.com/serversync/serversync/internal/mailtest"
 	"github.com/serversync/serversync/internal/testclock"
+	"github.com/serversync/serversync/store/postgres"
 	"github.com/serversync/serversync/store/sqlite"
 )
 
@@ -37,6 +39,7 @@ var (
 	mailboxCount = flag.Int("mailboxes", envInt("SYNCERBENCH_MAILBOXES", 10_000), "mailboxes on the Syncer (env SYNCERBENCH_MAILBOXES)")
 	workers      = flag.Int("workers", 128, "the Syncer's Config.Workers")
 	idleCount    = flag.Int("idle", 10, "mailboxes waiting in IMAP IDLE in BenchmarkNewMailLatency")
+	postgresURL  = flag.String("postgres", "", "store in this PostgreSQL database (a fresh schema, dropped after) instead of SQLite")
 	inProcess    = flag.Bool("inprocess", false, "run the demo mail server in the benchmark's process: its CPU and heap then count as the Syncer's")
 )
 
@@ -163,7 +166,8 @@ func serve(count string) error {
 type env struct {
 	dir     string
 	server  *server
-	store   *sqlite.Store
+	store   serversync.Store
+	dropDB  func() // drops the PostgreSQL schema; nil on SQLite
 	profile *serversync.Profile
 	clock   *testclock.Clock
 	ids     []string // mailbox IDs; ids[i] is the mailbox of address(i)
@@ -178,10 +182,11 @@ type env struct {
 	tracked  sync.Map // mailbox ID → chan struct{}: EventMailTracked of watched mailboxes
 	finished sync.Map // mailbox ID → chan struct{}: EventSyncFinished of watched mailboxes
 
-	syncer     *serversync.Syncer
-	idle       bool // whether syncer keeps IDLE connections
-	done       chan error
-	heapBefore uint64 // HeapInuse before syncer was created
+	syncer           *serversync.Syncer
+	idle             int // syncer's Config.IdleConnections: -1 for IDLE off
+	done             chan error
+	heapBefore       uint64 // HeapInuse before syncer was created
+	goroutinesBefore int    // goroutines before syncer was created
 }
 
 var (
@@ -226,7 +231,7 @@ func newEnv(n int) (_ *env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.store, err = sqlite.Open(ctx, filepath.Join(e.dir, "serversync.db"), &sqlite.Options{Keys: keys}); err != nil {
+	if e.store, e.dropDB, err = openStore(ctx, e.dir, keys); err != nil {
 		return nil, err
 	}
 	admin := serversync.NewAdmin(e.store, &serversync.AdminConfig{
@@ -268,7 +273,7 @@ func newEnv(n int) (_ *env, err error) {
 		}
 		e.ids[i] = m.ID
 	}
-	fmt.Fprintf(os.Stderr, "syncerbench: %d users on the demo server in %v, %d mailboxes created enabled in SQLite in %v\n",
+	fmt.Fprintf(os.Stderr, "syncerbench: %d users on the demo server in %v, %d mailboxes created enabled in the store in %v\n",
 		n, serverReady.Round(time.Millisecond), n, time.Since(started).Round(time.Millisecond))
 	return e, nil
 }
@@ -278,6 +283,9 @@ func (e *env) close() {
 	if e.store != nil {
 		_ = e.store.Close()
 	}
+	if e.dropDB != nil {
+		e.dropDB()
+	}
 	if e.server != nil {
 		_ = e.server.close()
 	}
@@ -286,21 +294,20 @@ func (e *env) close() {
 	}
 }
 
-// start makes sure a Syncer runs with IDLE on or off. A new Syncer is preceded by
-// a heap baseline and, with IDLE off or when no mailbox was ever synced, followed
-// by a round in which it polls every mailbox once: the first poll of a mailbox is
-// not a steady-state one.
-func (e *env) start(b *testing.B, idle bool) {
+// start makes sure a Syncer runs with IDLE off (idleConnections < 0) or on for
+// at most idleConnections mailboxes at once. A new Syncer is preceded by a heap
+// and goroutine baseline and, with IDLE off or when no mailbox was ever synced,
+// followed by a round in which it polls every mailbox once: the first poll of a
+// mailbox is not a steady-state one.
+func (e *env) start(b *testing.B, idleConnections int) {
 	b.Helper()
-	if e.syncer != nil && e.idle == idle {
+	idleConnections = max(idleConnections, -1)
+	if e.syncer != nil && e.idle == idleConnections {
 		return
 	}
 	e.stop()
-	e.heapBefore = heapInuse()
-	idleConnections := -1
-	if idle {
-		idleConnections = *idleCount
-	}
+	e.heapBefore, e.goroutinesBefore = heapInuse(), runtime.NumGoroutine()
+	idle := idleConnections >= 0
 	s, err := serversync.NewSyncer(e.store, standard.Connectors(&standard.Options{Logger: slog.New(slog.DiscardHandler)}), &serversync.Config{
 		Workers:         *workers,
 		IdleConnections: idleConnections,
@@ -318,7 +325,7 @@ func (e *env) start(b *testing.B, idle bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e.syncer, e.idle, e.done = s, idle, make(chan error, 1)
+	e.syncer, e.idle, e.done = s, idleConnections, make(chan error, 1)
 	go func() { e.done <- s.Run(context.Background()) }()
 	if idle && e.polled {
 		return
@@ -435,6 +442,49 @@ func message(to, id, subject string) []byte {
 	return []byte("From: Partner <someone@partner.test>\r\nTo: " + to + "\r\nSubject: " + subject +
 		"\r\nMessage-ID: <" + id + "@partner.test>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\n\r\nA short message to measure how soon it is tracked.\r\n")
+}
+
+// openStore opens the store the mailboxes live in: SQLite in dir, or with
+// -postgres a fresh schema of that database, which drop removes.
+func openStore(ctx context.Context, dir string, keys auth.KeyProvider) (_ serversync.Store, drop func(), err error) {
+	if *postgresURL == "" {
+		s, err := sqlite.Open(ctx, filepath.Join(dir, "serversync.db"), &sqlite.Options{Keys: keys})
+		return s, nil, err
+	}
+	schema := fmt.Sprintf("syncerbench_%d", os.Getpid())
+	s, err := postgres.Open(ctx, *postgresURL, &postgres.Options{Keys: keys, Schema: schema})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, *postgresURL)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "syncerbench: drop the schema:", err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			fmt.Fprintln(os.Stderr, "syncerbench: drop the schema:", err)
+		}
+	}, nil
+}
+
+// openSockets counts this process's open sockets: with every mailbox waiting in
+// IDLE, one per mailbox.
+func openSockets() int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, entry := range entries {
+		if target, err := os.Readlink("/proc/self/fd/" + entry.Name()); err == nil && strings.HasPrefix(target, "socket:") {
+			n++
+		}
+	}
+	return n
 }
 
 // heapInuse is the heap in use after garbage collection.

@@ -3,10 +3,13 @@ package syncerbench
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/connector/standard"
 )
 
 // The benchmarks run in this order (go test keeps source order): the ones that
@@ -19,7 +22,7 @@ import (
 // server's too with -inprocess), "server-cpu-µs/poll" the server process's.
 func BenchmarkNoChangePoll(b *testing.B) {
 	e := getEnv(b)
-	e.start(b, false)
+	e.start(b, -1)
 	var cpu, serverCPU, wall time.Duration
 	polls := 0
 	for b.Loop() {
@@ -46,7 +49,7 @@ func BenchmarkNoChangePoll(b *testing.B) {
 // its page cache (outside the Go heap) and the file.
 func BenchmarkIdleMailboxHeap(b *testing.B) {
 	e := getEnv(b)
-	e.start(b, false)
+	e.start(b, -1)
 	var delta int64
 	for b.Loop() {
 		delta = int64(heapInuse()) - int64(e.heapBefore)
@@ -60,12 +63,18 @@ func BenchmarkIdleMailboxHeap(b *testing.B) {
 // mailboxes' state: with every mailbox scheduled it finds nothing to do.
 func BenchmarkScheduleReady(b *testing.B) {
 	e := getEnv(b)
-	e.start(b, false)
+	// A Syncer of its own, not running: the scan needs no poll round first, so it
+	// is measured on 100,000 mailboxes in the time it takes to create them.
+	syncer, err := serversync.NewSyncer(e.store, standard.Connectors(&standard.Options{Logger: slog.New(slog.DiscardHandler)}),
+		&serversync.Config{Now: e.clock.Now, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
 	var cpu time.Duration
 	scans := 0
 	for b.Loop() {
 		before := cpuTime()
-		if _, err := e.syncer.ScheduleReady(context.Background()); err != nil {
+		if _, err := syncer.ScheduleReady(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 		cpu += cpuTime() - before
@@ -81,7 +90,7 @@ func BenchmarkScheduleReady(b *testing.B) {
 func BenchmarkNewMailLatency(b *testing.B) {
 	e := getEnv(b)
 	k := min(*idleCount, len(e.ids))
-	e.start(b, true)
+	e.start(b, *idleCount)
 	ctx := context.Background()
 
 	// Give k mailboxes recent mail and make them due: they sync it, then wait in IDLE.
@@ -151,4 +160,57 @@ func BenchmarkNewMailLatency(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(n), "ms/new-mail")
 	b.ReportMetric(float64(worst.Microseconds())/1000, "ms-max/new-mail")
+}
+
+// BenchmarkIdleConnectionHeap measures what a mailbox waiting in IMAP IDLE costs
+// the Syncer: every mailbox has had mail lately (so the Syncer keeps its
+// connection open after a poll) and IdleConnections lets all of them wait at once.
+// After a round of polls, once every connection is open and idle, it reports the
+// live heap and the goroutines per open connection, counted as the process's
+// sockets ("B/idle-conn", "goroutines/idle-conn", "idle-conns"), against the
+// baseline before the Syncer was created.
+func BenchmarkIdleConnectionHeap(b *testing.B) {
+	e := getEnv(b)
+	e.stop()
+	ctx := context.Background()
+	// The time the clock will show once pollAll has made every mailbox due: mail
+	// then counts as recent (Config.IdleWindow).
+	recent := e.clock.Now().Add(serversync.MaxIdlePollDefault + time.Minute)
+	for _, id := range e.ids {
+		if _, err := e.store.UpdateMailbox(ctx, id, func(m *serversync.Mailbox) error {
+			m.Stats.LastMailAt = recent
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	socketsBefore := openSockets()
+	e.start(b, len(e.ids))
+	if e.polled && e.idle >= 0 {
+		// start skips the round when mailboxes were polled before with IDLE on.
+		if _, _, err := e.pollAll(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Every sync has finished; each mailbox then opens IDLE on its connection.
+	deadline := time.Now().Add(2 * time.Minute)
+	for openSockets()-socketsBefore < len(e.ids) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	settle()
+	var conns, goroutines int
+	var delta int64
+	for b.Loop() {
+		conns = openSockets() - socketsBefore
+		goroutines = runtime.NumGoroutine() - e.goroutinesBefore
+		delta = int64(heapInuse()) - int64(e.heapBefore)
+	}
+	e.stop() // the others measure with IDLE off or on a few mailboxes
+	if conns <= 0 {
+		b.Fatalf("no connection stayed open in IDLE")
+	}
+	b.ReportMetric(float64(conns), "idle-conns")
+	b.ReportMetric(float64(delta)/float64(conns), "B/idle-conn")
+	b.ReportMetric(float64(goroutines)/float64(conns), "goroutines/idle-conn")
+	b.ReportMetric(float64(delta)/(1<<20), "MB-heap-syncer")
 }

@@ -1,5 +1,6 @@
 // Command syncerpipeline tracks every message of one IMAP inbox into a fresh
-// SQLite store through the whole incoming pipeline of a Syncer (fetch, parse,
+// SQLite store (or, with -postgres, a fresh schema of a PostgreSQL database, dropped
+// after) through the whole incoming pipeline of a Syncer (fetch, parse,
 // correlate, filter, store once): the job bench/imap-vs-mbsync times beside mbsync
 // and bench/imapfetch, on the same folder.
 //
@@ -29,11 +30,13 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
 	"github.com/serversync/serversync/connector/imapconn"
 	"github.com/serversync/serversync/connector/standard"
+	"github.com/serversync/serversync/store/postgres"
 	"github.com/serversync/serversync/store/sqlite"
 )
 
@@ -48,14 +51,17 @@ func main() {
 	stall := flag.Duration("stall", time.Minute, "give up when no message is tracked for this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the sync (from Run on) to this file")
 	cacheMB := flag.Int64("sqlite-cache", 0, "SQLite page cache per connection, MB (0: sqlite.CacheSizeDefault)")
+	memProfile := flag.String("memprofile", "", "write a heap profile to this file mid-sync, when half the messages are tracked")
+	blockProfile := flag.String("blockprofile", "", "write a profile of where goroutines waited (channels, locks) during the sync to this file")
+	pgURL := flag.String("postgres", "", "store in this PostgreSQL database instead, in a fresh schema dropped after")
 	flag.Parse()
-	if err := run(*addr, *user, *password, *caFile, *db, *cpuProfile, *parallel, *saveBatch, *stall, *cacheMB<<20); err != nil {
+	if err := run(*addr, *user, *password, *caFile, *db, *pgURL, *cpuProfile, *memProfile, *blockProfile, *parallel, *saveBatch, *stall, *cacheMB<<20); err != nil {
 		fmt.Fprintln(os.Stderr, "syncerpipeline:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatch int, stall time.Duration, cacheSize int64) error {
+func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile, blockProfile string, parallel, saveBatch int, stall time.Duration, cacheSize int64) error {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -92,11 +98,24 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 	if err != nil {
 		return err
 	}
-	store, err := sqlite.Open(ctx, db, &sqlite.Options{Keys: keys, CacheSize: cacheSize})
-	if err != nil {
-		return err
+	var store serversync.Store
+	if pgURL != "" {
+		schema := fmt.Sprintf("syncerpipeline_%d", os.Getpid())
+		pg, err := postgres.Open(ctx, pgURL, &postgres.Options{Keys: keys, Schema: schema})
+		if err != nil {
+			return err
+		}
+		defer dropSchema(pgURL, schema)
+		defer pg.Close()
+		store = pg
+	} else {
+		lite, err := sqlite.Open(ctx, db, &sqlite.Options{Keys: keys, CacheSize: cacheSize})
+		if err != nil {
+			return err
+		}
+		defer lite.Close()
+		store = lite
 	}
-	defer store.Close()
 
 	quiet := slog.New(slog.DiscardHandler)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -168,6 +187,14 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 		}
 		defer pprof.StopCPUProfile() // after the figures are taken: it only flushes
 	}
+	if blockProfile != "" {
+		runtime.SetBlockProfileRate(int(10 * time.Microsecond)) // waits of 10 µs and more, sampled
+		defer func() {
+			if err := writeProfile("block", blockProfile); err != nil {
+				fmt.Fprintln(os.Stderr, "syncerpipeline:", err)
+			}
+		}()
+	}
 	var memBefore runtime.MemStats
 	runtime.ReadMemStats(&memBefore)
 	started := time.Now()
@@ -175,6 +202,12 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 	go func() { done <- syncer.Run(ctx) }()
 	last := time.Now()
 	for tracked.Load()+failed.Load() < int64(want) {
+		if memProfile != "" && tracked.Load() >= int64(want/2) {
+			if err := writeProfile("heap", memProfile); err != nil {
+				return err
+			}
+			memProfile = ""
+		}
 		select {
 		case err := <-done:
 			return fmt.Errorf("the syncer stopped: %w", err)
@@ -201,13 +234,27 @@ func run(addr, user, password, caFile, db, cpuProfile string, parallel, saveBatc
 		return fmt.Errorf("%d of %d messages were stored as failed", n, want)
 	}
 
-	peak, err := peakRSS()
+	peak, err := statusKB("VmHWM")
 	if err != nil {
 		return err
 	}
+	anon, _ := statusKB("RssAnon")
+	file, _ := statusKB("RssFile")
 	fmt.Printf("%d messages, %d bytes\n", tracked.Load(), wantBytes)
 	fmt.Printf("%.0f msgs/s, %.1f MB/s, peak RSS %.1f MB (%.2f s from Run to the last message tracked)\n",
 		float64(want)/elapsed.Seconds(), float64(wantBytes)/1e6/elapsed.Seconds(), float64(peak)/(1<<20), elapsed.Seconds())
+	if pgURL == "" {
+		var size int64
+		for _, suffix := range []string{"", "-wal"} {
+			if fi, err := os.Stat(db + suffix); err == nil {
+				size += fi.Size()
+			}
+		}
+		fmt.Printf("SQLite file and WAL: %.1f MB\n", float64(size)/1e6)
+	}
+	// What the peak was made of, roughly: anonymous memory (Go heap, stacks,
+	// SQLite's allocations) and file pages (the program's own code and data).
+	fmt.Printf("RSS at the end: %.1f MB anonymous, %.1f MB file-backed\n", float64(anon)/(1<<20), float64(file)/(1<<20))
 	fmt.Printf("Go heap: %.0f MB allocated in %d allocations (%.1f KB, %.0f per message), %.1f MB in use at the end\n",
 		float64(memAfter.TotalAlloc-memBefore.TotalAlloc)/1e6, memAfter.Mallocs-memBefore.Mallocs,
 		float64(memAfter.TotalAlloc-memBefore.TotalAlloc)/1e3/float64(want), float64(memAfter.Mallocs-memBefore.Mallocs)/float64(want),
@@ -252,17 +299,43 @@ func folderSize(addr, host, user, password string, ca []byte) (int, int64, error
 	return int(data.NumMessages), total, c.Logout().Wait()
 }
 
-// peakRSS reads the process's peak resident set size (VmHWM) in bytes.
-func peakRSS() (int64, error) {
+// writeProfile writes the named runtime/pprof profile to path.
+func writeProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = pprof.Lookup(name).WriteTo(f, 0)
+	return errors.Join(err, f.Close())
+}
+
+// dropSchema removes the schema a PostgreSQL run stored into.
+func dropSchema(pgURL, schema string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "syncerpipeline: drop the schema:", err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+		fmt.Fprintln(os.Stderr, "syncerpipeline: drop the schema:", err)
+	}
+}
+
+// statusKB reads a size field of /proc/self/status (VmHWM: the peak resident set
+// size; RssAnon, RssFile: what it is now made of) in bytes.
+func statusKB(field string) (int64, error) {
 	status, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.Lines(string(status)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, errors.New("no VmHWM in /proc/self/status")
+	return 0, fmt.Errorf("no %s in /proc/self/status", field)
 }

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,18 +17,43 @@ import (
 )
 
 const insertActivitySQL = `INSERT INTO activities (id, mailbox_id, message_key, direction, status, message_id,
-	tracking_token, conversation_hash, outbox_due_at, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	tracking_token, conversation_hash, outbox_due_at, data, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
 
-// activityArgs are the column values of an activity, ready for insertActivitySQL.
+// activityArgs are the column values of an activity, ready for insertActivitySQL:
+// its bodies go to the body column, as bytes and compressed, the rest to data as
+// JSON (see storekit.EncodeActivity).
 func activityArgs(a *serversync.EmailActivity) ([]any, error) {
-	var data bytes.Buffer
-	enc := json.NewEncoder(&data)
-	enc.SetEscapeHTML(false) // HTML bodies are full of < and >: escaping each to \u003c would bloat them
-	if err := enc.Encode(a); err != nil {
-		return nil, fmt.Errorf("postgres: encode activity %s: %w", a.ID, err)
+	data, body, err := storekit.EncodeActivity(a)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return []any{a.ID, a.MailboxID, a.MessageKey, string(a.Direction), string(a.Status), a.MessageID,
-		a.TrackingToken, a.ConversationHash, outboxDueAt(a), data.Bytes()}, nil
+		a.TrackingToken, a.ConversationHash, outboxDueAt(a), data, body}, nil
+}
+
+// activityColumns are what an activity is read back from, for scanActivity.
+const activityColumns = "data, body"
+
+// scanActivity reads a row whose last columns are activityColumns, after the
+// values of before. Rows stored before bodies had a column of their own have a
+// NULL body and everything in data.
+func scanActivity(row pgx.Row, before ...any) (*serversync.EmailActivity, error) {
+	var data, body []byte
+	if err := row.Scan(append(before, &data, &body)...); err != nil {
+		return nil, err
+	}
+	return storekit.DecodeActivity(data, body) // callers add "postgres:" with dbError
+}
+
+// readActivity reads the activity id through q, with lock (or "") after the query.
+func readActivity(ctx context.Context, q querier, id, lock string) (*serversync.EmailActivity, error) {
+	a, err := scanActivity(q.QueryRow(ctx, "SELECT "+activityColumns+" FROM activities WHERE id = $1 "+lock, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound("activity", id)
+	} else if err != nil {
+		return nil, dbError(err)
+	}
+	return a, nil
 }
 
 // outboxDueAt is when ClaimOutgoing may claim a: NextAttemptAt while it waits to be
@@ -188,24 +212,12 @@ func (s *Store) GetCursor(ctx context.Context, mailboxID, folder string) (*serve
 	return &c, nil
 }
 
-func decodeActivity(data []byte) (*serversync.EmailActivity, error) {
-	var a serversync.EmailActivity
-	if err := json.Unmarshal(data, &a); err != nil {
-		return nil, fmt.Errorf("postgres: decode activity: %w", err)
-	}
-	return &a, nil
-}
-
 // GetActivity implements serversync.ActivityStore.
 func (s *Store) GetActivity(ctx context.Context, id string) (*serversync.EmailActivity, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	data, err := readData(ctx, s.pool, "activities", "activity", id, "")
-	if err != nil {
-		return nil, err
-	}
-	return decodeActivity(data)
+	return readActivity(ctx, s.pool, id, "")
 }
 
 // UpdateActivity implements serversync.ActivityStore. Changing ID, MailboxID or
@@ -213,11 +225,7 @@ func (s *Store) GetActivity(ctx context.Context, id string) (*serversync.EmailAc
 func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serversync.EmailActivity) error) (*serversync.EmailActivity, error) {
 	var out *serversync.EmailActivity
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		data, err := readData(ctx, tx, "activities", "activity", id, lockForUpdate)
-		if err != nil {
-			return err
-		}
-		a, err := decodeActivity(data)
+		a, err := readActivity(ctx, tx, id, lockForUpdate)
 		if err != nil {
 			return err
 		}
@@ -247,7 +255,7 @@ func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serv
 // rewriteActivitySQL stores an activity over its row, keeping the derived columns
 // in step; its arguments are rewriteArgs of activityArgs.
 const rewriteActivitySQL = `UPDATE activities SET direction = $1, status = $2, message_id = $3, tracking_token = $4,
-	conversation_hash = $5, outbox_due_at = $6, data = $7 WHERE id = $8`
+	conversation_hash = $5, outbox_due_at = $6, data = $7, body = $8 WHERE id = $9`
 
 func rewriteArgs(args []any) []any { return append(slices.Clone(args[3:]), args[0]) }
 
@@ -264,18 +272,17 @@ func (s *Store) ListActivities(ctx context.Context, f serversync.ActivityFilter)
 		}
 	}
 	return stream(ctx, s, list[*serversync.EmailActivity]{
-		selectFrom: "SELECT seq, data FROM activities",
+		selectFrom: "SELECT seq, " + activityColumns + " FROM activities",
 		filter:     w,
 		key:        "seq",
 		limit:      f.Limit,
 		scan: func(rows pgx.Rows) (*serversync.EmailActivity, any, error) {
 			var seq int64
-			var data []byte
-			if err := rows.Scan(&seq, &data); err != nil {
+			a, err := scanActivity(rows, &seq)
+			if err != nil {
 				return nil, nil, dbError(err)
 			}
-			a, err := decodeActivity(data)
-			return a, seq, err
+			return a, seq, nil
 		},
 	})
 }
@@ -308,17 +315,14 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 	var claimed []*serversync.EmailActivity
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		claimed = nil
-		rows, err := tx.Query(ctx, `SELECT data FROM activities WHERE outbox_due_at <= $1
+		rows, err := tx.Query(ctx, `SELECT `+activityColumns+` FROM activities WHERE outbox_due_at <= $1
 			ORDER BY outbox_due_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED`, req.Now, limitArg(req.Limit))
 		if err != nil {
 			return dbError(err)
 		}
 		claimed, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (*serversync.EmailActivity, error) {
-			var data []byte
-			if err := row.Scan(&data); err != nil {
-				return nil, dbError(err)
-			}
-			return decodeActivity(data)
+			a, err := scanActivity(row)
+			return a, dbError(err)
 		})
 		if err != nil {
 			return err

@@ -47,20 +47,16 @@ func (s *Store) RecentActivities(ctx context.Context, mailboxID string, limit in
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, "SELECT data FROM activities WHERE mailbox_id = $1 ORDER BY seq DESC LIMIT $2", mailboxID, max(limit, 1))
+	rows, err := s.pool.Query(ctx, "SELECT "+activityColumns+" FROM activities WHERE mailbox_id = $1 ORDER BY seq DESC LIMIT $2", mailboxID, max(limit, 1))
 	if err != nil {
 		return nil, dbError(err)
 	}
 	defer rows.Close()
 	var out []*serversync.EmailActivity
 	for rows.Next() {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			return nil, dbError(err)
-		}
-		a, err := decodeActivity(data)
+		a, err := scanActivity(rows)
 		if err != nil {
-			return nil, err
+			return nil, dbError(err)
 		}
 		out = append(out, a)
 	}

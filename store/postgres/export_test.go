@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -43,4 +44,19 @@ func KnownVersion() int {
 		panic(err)
 	}
 	return len(files)
+}
+
+// VersionBefore is the schema version of a database migrated up to, not
+// including, the migration whose file name starts with prefix. Tests only.
+func VersionBefore(prefix string) int {
+	files, err := migrations()
+	if err != nil {
+		panic(err)
+	}
+	for i, f := range files {
+		if strings.HasPrefix(f, prefix) {
+			return i
+		}
+	}
+	panic("no migration " + prefix)
 }

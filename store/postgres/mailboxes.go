@@ -193,8 +193,15 @@ func (s *Store) ListMailboxes(ctx context.Context, f serversync.MailboxFilter) i
 	if f.TestAndEnablePending != nil {
 		w.add("test_pending =", *f.TestAndEnablePending)
 	}
-	if f.Scheduled != nil {
-		w.add("(next_sync_at IS NOT NULL) =", *f.Scheduled)
+	// Spelled as the partial indexes' conditions, so the planner can use them: the
+	// Syncer's scan for unscheduled mailboxes (every ScanInterval) reads the few
+	// it finds, not the whole table.
+	switch {
+	case f.Scheduled == nil:
+	case *f.Scheduled:
+		w.clauses = append(w.clauses, "next_sync_at IS NOT NULL")
+	default:
+		w.clauses = append(w.clauses, "next_sync_at IS NULL")
 	}
 	return stream(ctx, s, list[*serversync.Mailbox]{
 		selectFrom: "SELECT " + mailboxColumns + " FROM mailboxes",

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -14,19 +13,47 @@ import (
 )
 
 const insertActivitySQL = `INSERT INTO activities (id, mailbox_id, message_key, direction, status, message_id,
-	tracking_token, conversation_hash, next_attempt_at, claim_expires_at, data)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mailbox_id, message_key) DO NOTHING`
+	tracking_token, conversation_hash, next_attempt_at, claim_expires_at, data, body)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mailbox_id, message_key) DO NOTHING`
 
-// activityArgs are the column values of an activity, ready for insertActivitySQL.
+// activityArgs are the column values of an activity, ready for insertActivitySQL:
+// its bodies go to the body column, as bytes and compressed, the rest to data as
+// JSON (see storekit.EncodeActivity).
 func activityArgs(a *serversync.EmailActivity) ([]any, error) {
-	var data bytes.Buffer
-	enc := json.NewEncoder(&data)
-	enc.SetEscapeHTML(false) // HTML bodies are full of < and >: escaping each to \u003c would bloat them
-	if err := enc.Encode(a); err != nil {
-		return nil, fmt.Errorf("sqlite: encode activity %s: %w", a.ID, err)
+	data, body, err := storekit.EncodeActivity(a)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	return []any{a.ID, a.MailboxID, a.MessageKey, string(a.Direction), string(a.Status), a.MessageID,
-		a.TrackingToken, a.ConversationHash, micros(a.NextAttemptAt), micros(a.ClaimExpiresAt), data.Bytes()}, nil
+		a.TrackingToken, a.ConversationHash, micros(a.NextAttemptAt), micros(a.ClaimExpiresAt), data, body}, nil
+}
+
+// activityColumns are what an activity is read back from, for scanActivity.
+const activityColumns = "data, body"
+
+// scanActivity reads a row of activityColumns. Rows stored before bodies had a
+// column of their own have a NULL body and everything in data.
+func scanActivity(row interface{ Scan(...any) error }) (*serversync.EmailActivity, error) {
+	var data, body []byte
+	if err := row.Scan(&data, &body); err != nil {
+		return nil, err
+	}
+	a, err := storekit.DecodeActivity(data, body)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return a, nil
+}
+
+// readActivity reads the activity id through q.
+func readActivity(ctx context.Context, q rowQuerier, id string) (*serversync.EmailActivity, error) {
+	a, err := scanActivity(q.QueryRowContext(ctx, "SELECT "+activityColumns+" FROM activities WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("activity", id)
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return a, nil
 }
 
 func checkActivityKeys(a *serversync.EmailActivity) error {
@@ -141,24 +168,12 @@ func (s *Store) GetCursor(ctx context.Context, mailboxID, folder string) (*serve
 	return &c, nil
 }
 
-func decodeActivity(data []byte) (*serversync.EmailActivity, error) {
-	var a serversync.EmailActivity
-	if err := json.Unmarshal(data, &a); err != nil {
-		return nil, fmt.Errorf("sqlite: decode activity: %w", err)
-	}
-	return &a, nil
-}
-
 // GetActivity implements serversync.ActivityStore.
 func (s *Store) GetActivity(ctx context.Context, id string) (*serversync.EmailActivity, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	data, err := readData(ctx, &s.reads, "activities", "activity", id)
-	if err != nil {
-		return nil, err
-	}
-	return decodeActivity(data)
+	return readActivity(ctx, &s.reads, id)
 }
 
 // UpdateActivity implements serversync.ActivityStore. Changing ID, MailboxID or
@@ -166,11 +181,7 @@ func (s *Store) GetActivity(ctx context.Context, id string) (*serversync.EmailAc
 func (s *Store) UpdateActivity(ctx context.Context, id string, update func(*serversync.EmailActivity) error) (*serversync.EmailActivity, error) {
 	var out *serversync.EmailActivity
 	err := s.write(ctx, func(tx *txn) error {
-		data, err := readData(ctx, tx, "activities", "activity", id)
-		if err != nil {
-			return err
-		}
-		a, err := decodeActivity(data)
+		a, err := readActivity(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -200,7 +211,7 @@ func (s *Store) rewriteActivity(ctx context.Context, tx *txn, a *serversync.Emai
 		return err
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE activities SET direction = ?, status = ?, message_id = ?, tracking_token = ?,
-		conversation_hash = ?, next_attempt_at = ?, claim_expires_at = ?, data = ? WHERE id = ?`,
+		conversation_hash = ?, next_attempt_at = ?, claim_expires_at = ?, data = ?, body = ? WHERE id = ?`,
 		append(args[3:], a.ID)...)
 	return err
 }
@@ -226,7 +237,7 @@ func activitiesQuery(f serversync.ActivityFilter) (string, []any) {
 			w.add(c.column+" = ?", c.value)
 		}
 	}
-	query := "SELECT data FROM activities" + w.String() + " ORDER BY seq LIMIT ?"
+	query := "SELECT " + activityColumns + " FROM activities" + w.String() + " ORDER BY seq LIMIT ?"
 	return query, append(w.args, limit(f.Limit))
 }
 
@@ -234,11 +245,7 @@ func activitiesQuery(f serversync.ActivityFilter) (string, []any) {
 func (s *Store) ListActivities(ctx context.Context, f serversync.ActivityFilter) iter.Seq2[*serversync.EmailActivity, error] {
 	query, args := activitiesQuery(f)
 	return rowsSeq(ctx, s, query, args, func(rows *sql.Rows) (*serversync.EmailActivity, error) {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			return nil, fmt.Errorf("sqlite: %w", err)
-		}
-		return decodeActivity(data)
+		return scanActivity(rows)
 	})
 }
 
@@ -276,7 +283,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 	err := s.write(ctx, func(tx *txn) error {
 		claimed = nil
 		now := micros(req.Now)
-		rows, err := tx.QueryContext(ctx, `SELECT data FROM activities
+		rows, err := tx.QueryContext(ctx, `SELECT `+activityColumns+` FROM activities
 			WHERE (status = 'PendingSend' AND next_attempt_at <= ?) OR (status = 'Sending' AND claim_expires_at <= ?)
 			ORDER BY CASE status WHEN 'PendingSend' THEN next_attempt_at ELSE claim_expires_at END, seq
 			LIMIT ?`, now, now, limit(req.Limit))
@@ -284,12 +291,7 @@ func (s *Store) ClaimOutgoing(ctx context.Context, req serversync.ClaimRequest) 
 			return err
 		}
 		for rows.Next() {
-			var data []byte
-			if err := rows.Scan(&data); err != nil {
-				rows.Close()
-				return err
-			}
-			a, err := decodeActivity(data)
+			a, err := scanActivity(rows)
 			if err != nil {
 				rows.Close()
 				return err

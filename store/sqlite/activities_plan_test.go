@@ -87,3 +87,32 @@ func TestCacheSizeApplied(t *testing.T) {
 		require.NoError(t, s.Close())
 	}
 }
+
+// The Syncer's scan for mailboxes not scheduled yet (Syncer.ScheduleReady) reads a
+// partial index of them instead of the whole table.
+func TestScheduledFilterUsesAnIndex(t *testing.T) {
+	key, err := auth.NewKey(make([]byte, auth.KeySize))
+	require.NoError(t, err)
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), &Options{Keys: auth.NewStaticKeys(key)})
+	require.NoError(t, err)
+	defer s.Close()
+	yes, no := true, false
+	for name, f := range map[string]serversync.MailboxFilter{
+		"test pending": {TestAndEnablePending: &yes, Scheduled: &no},
+		"enabled":      {Enabled: &yes, Scheduled: &no},
+	} {
+		query, args := mailboxesQuery(f)
+		rows, err := s.reader.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
+		require.NoError(t, err)
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+			plan = append(plan, detail)
+		}
+		require.NoError(t, rows.Err())
+		joined := strings.Join(plan, "; ")
+		assert.Contains(t, joined, "USING INDEX mailboxes_unscheduled", "%s: %v", name, plan)
+	}
+}

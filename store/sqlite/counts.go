@@ -40,20 +40,16 @@ func (s *Store) CountActivities(ctx context.Context, f serversync.ActivityCountF
 
 // RecentActivities implements serversync.RecentActivityStore.
 func (s *Store) RecentActivities(ctx context.Context, mailboxID string, limit int) ([]*serversync.EmailActivity, error) {
-	rows, err := s.query(ctx, "SELECT data FROM activities WHERE mailbox_id = ? ORDER BY seq DESC LIMIT ?", mailboxID, max(limit, 1))
+	rows, err := s.query(ctx, "SELECT "+activityColumns+" FROM activities WHERE mailbox_id = ? ORDER BY seq DESC LIMIT ?", mailboxID, max(limit, 1))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: recent activities: %w", err)
 	}
 	defer rows.Close()
 	var out []*serversync.EmailActivity
 	for rows.Next() {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			return nil, fmt.Errorf("sqlite: recent activities: %w", err)
-		}
-		a, err := decodeActivity(data)
+		a, err := scanActivity(rows)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("sqlite: recent activities: %w", err)
 		}
 		out = append(out, a)
 	}

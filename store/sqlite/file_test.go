@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -208,4 +210,83 @@ func TestAppTokenSealedAtRest(t *testing.T) {
 	got, err := s.AppToken(ctx, "p1/r")
 	require.NoError(t, err)
 	assert.Equal(t, accessToken, got.AccessToken.Reveal())
+}
+
+// A database from before activities had a body column (migration 0005) is
+// migrated on Open, and the activities it holds, their bodies in their JSON, read
+// back whole; updated, they are stored the new way and still read whole.
+func TestActivitiesFromBeforeTheBodyColumnRead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	require.NoError(t, open(t, path, keys(t, 1)).Close())
+
+	old := storetest.FullActivity("mb1", "old-key")
+	old.TextBody, old.HTMLBody = "old <text> body", "<p>old html</p>"
+	old.Raw = []byte("From: a@example.test\r\n\r\nold raw")
+	old.Attachments = []serversync.Attachment{{Filename: "a.txt", ContentType: "text/plain", Size: 7, Content: []byte("content")}}
+	data, err := json.Marshal(old)
+	require.NoError(t, err)
+	db, err := sql.Open("sqlite", path)
+	require.NoError(t, err)
+	for _, stmt := range []string{ // undo migrations 0005 and after
+		"ALTER TABLE activities DROP COLUMN body",
+		"DROP INDEX mailboxes_unscheduled",
+		fmt.Sprintf("PRAGMA user_version = %d", sqlite.VersionBefore("0005_")),
+	} {
+		_, err = db.Exec(stmt)
+		require.NoError(t, err, stmt)
+	}
+	_, err = db.Exec(`INSERT INTO activities (id, mailbox_id, message_key, direction, status, message_id,
+		tracking_token, conversation_hash, next_attempt_at, claim_expires_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`,
+		old.ID, old.MailboxID, old.MessageKey, string(old.Direction), string(old.Status), old.MessageID,
+		old.TrackingToken, old.ConversationHash, data)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	s := open(t, path, keys(t, 1))
+	defer s.Close()
+	version, err := s.SchemaVersion(ctx)
+	require.NoError(t, err)
+	assert.Greater(t, version, sqlite.VersionBefore("0005_"), "migrated")
+	got, err := s.GetActivity(ctx, old.ID)
+	require.NoError(t, err)
+	assertSameActivity(t, old, got)
+	var listed []*serversync.EmailActivity
+	for a, err := range s.ListActivities(ctx, serversync.ActivityFilter{MailboxID: old.MailboxID}) {
+		require.NoError(t, err)
+		listed = append(listed, a)
+	}
+	require.Len(t, listed, 1)
+	assertSameActivity(t, old, listed[0])
+
+	updated, err := s.UpdateActivity(ctx, old.ID, func(a *serversync.EmailActivity) error {
+		a.Subject = "changed"
+		return nil
+	})
+	require.NoError(t, err)
+	got, err = s.GetActivity(ctx, old.ID)
+	require.NoError(t, err)
+	assertSameActivity(t, updated, got)
+	assert.Equal(t, "old <text> body", got.TextBody)
+	assert.Equal(t, []byte("content"), got.Attachments[0].Content)
+
+	// The rewrite moved the bodies out of the JSON.
+	db, err = sql.Open("sqlite", path)
+	require.NoError(t, err)
+	defer db.Close()
+	var stored []byte
+	require.NoError(t, db.QueryRow("SELECT data FROM activities WHERE id = ?", old.ID).Scan(&stored))
+	assert.NotContains(t, string(stored), "old raw")
+	assert.NotContains(t, string(stored), "old html")
+}
+
+// assertSameActivity compares as JSON does (times by instant, not by *Location).
+func assertSameActivity(t *testing.T, want, got *serversync.EmailActivity) {
+	t.Helper()
+	w, err := json.Marshal(want)
+	require.NoError(t, err)
+	g, err := json.Marshal(got)
+	require.NoError(t, err)
+	assert.JSONEq(t, string(w), string(g))
 }

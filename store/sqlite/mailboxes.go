@@ -155,6 +155,14 @@ func (s *Store) DeleteMailbox(ctx context.Context, id string) error {
 
 // ListMailboxes implements serversync.MailboxStore.
 func (s *Store) ListMailboxes(ctx context.Context, f serversync.MailboxFilter) iter.Seq2[*serversync.Mailbox, error] {
+	query, args := mailboxesQuery(f)
+	return rowsSeq(ctx, s, query, args, func(rows *sql.Rows) (*serversync.Mailbox, error) {
+		return s.scanMailbox(ctx, rows)
+	})
+}
+
+// mailboxesQuery is the query of ListMailboxes and its arguments.
+func mailboxesQuery(f serversync.MailboxFilter) (string, []any) {
 	var w where
 	if f.ProfileID != "" {
 		w.add("profile_id = ?", f.ProfileID)
@@ -177,11 +185,17 @@ func (s *Store) ListMailboxes(ctx context.Context, f serversync.MailboxFilter) i
 	if f.TestAndEnablePending != nil {
 		w.add("test_pending = ?", boolInt(*f.TestAndEnablePending))
 	}
-	if f.Scheduled != nil {
-		w.add("(coalesce(next_sync_at, 0) <> 0) = ?", boolInt(*f.Scheduled)) // micros stores the zero time as 0
+	// micros stores the zero time as 0. Spelled as the partial indexes' conditions,
+	// so SQLite uses them: the Syncer's scan for unscheduled mailboxes (every
+	// ScanInterval) reads the few it finds, not the whole table (829 ms of CPU at
+	// 100,000 mailboxes, README "Measured").
+	switch {
+	case f.Scheduled == nil:
+	case *f.Scheduled:
+		w.add("next_sync_at <> 0")
+	default:
+		w.add("next_sync_at = 0")
 	}
 	query := "SELECT " + mailboxColumns + " FROM mailboxes" + w.String() + " ORDER BY email_key, id LIMIT ?"
-	return rowsSeq(ctx, s, query, append(w.args, limit(f.Limit)), func(rows *sql.Rows) (*serversync.Mailbox, error) {
-		return s.scanMailbox(ctx, rows)
-	})
+	return query, append(w.args, limit(f.Limit))
 }

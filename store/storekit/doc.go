@@ -17,7 +17,9 @@
 //  4. If you persist records, store them with [EncodeRecord] and read them with
 //     [DecodeRecord] through an [auth.Sealer]: every auth.Secret field is sealed, so
 //     no credential reaches your storage in the clear. [ResealRecord] is
-//     RotateSecrets for one record.
+//     RotateSecrets for one record. Activities, which hold no secret, are best
+//     kept as [EncodeActivity] splits them: their JSON without the bodies, and the
+//     bodies compressed beside it; [DecodeActivity] reads both back.
 //  5. Return [serversync.ErrClosed] (wrapped or not) from every call after Close.
 //  6. Run store/storetest from your tests: storetest.Run (or storetest.RunHarness, to
 //     cover secret rotation) and storetest.Benchmark.

@@ -1,0 +1,113 @@
+package storekit_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/store/storekit"
+	"github.com/serversync/serversync/store/storetest"
+)
+
+// An activity split into its JSON and its body comes back whole, nil and empty
+// raw bytes and attachment contents told apart, small bodies stored plain and
+// large ones compressed.
+func TestActivityBodyRoundTrips(t *testing.T) {
+	t.Parallel()
+	random := make([]byte, 50_000) // as compressed formats are: kept as they are
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(random)
+	large := storetest.FullActivity("mb", "key")
+	large.TextBody = strings.Repeat("the quarterly report shows growth ", 400)
+	large.HTMLBody = "<p>" + large.TextBody + "</p>"
+	large.Raw = []byte("From: a@example.test\r\n\r\n" + large.TextBody)
+	large.Attachments = []serversync.Attachment{
+		{Filename: "a.bin", Content: bytes.Repeat([]byte{1, 2, 3}, 10_000), Size: 30_000},
+		{Filename: "empty.txt", Content: []byte{}},
+		{Filename: "omitted.pdf", Omitted: true, Size: 1 << 20},
+		{Filename: "random.pdf", Content: random, Size: int64(len(random))},
+		{Filename: "nil.txt"},
+	}
+	small := storetest.FullActivity("mb", "small")
+	small.TextBody, small.HTMLBody, small.Raw, small.Attachments = "hi", "", nil, nil
+	emptyRaw := storetest.FullActivity("mb", "empty-raw")
+	emptyRaw.Raw = []byte{}
+
+	for name, a := range map[string]*serversync.EmailActivity{"large": large, "small": small, "empty raw": emptyRaw} {
+		t.Run(name, func(t *testing.T) {
+			data, body, err := storekit.EncodeActivity(a)
+			require.NoError(t, err)
+			assert.NotContains(t, string(data), "quarterly", "the bodies are not in the JSON")
+			if name == "large" {
+				assert.Less(t, len(body), len(a.TextBody)/4+len(random)+100,
+					"the text is compressed, the random attachment kept as it is")
+				assert.True(t, bytes.Contains(body, random), "the random attachment is stored as it is")
+			}
+			got, err := storekit.DecodeActivity(data, body)
+			require.NoError(t, err)
+			assertSameActivity(t, a, got)
+		})
+	}
+}
+
+// A row written before bodies were split out holds the whole activity as JSON and
+// no body: it still reads whole.
+func TestActivityWithoutBodyReadsAsWholeJSON(t *testing.T) {
+	t.Parallel()
+	a := storetest.FullActivity("mb", "old")
+	a.Raw = []byte("raw bytes")
+	a.Attachments = []serversync.Attachment{{Filename: "x", Content: []byte("content")}}
+	old, err := json.Marshal(a)
+	require.NoError(t, err)
+	got, err := storekit.DecodeActivity(old, nil)
+	require.NoError(t, err)
+	assertSameActivity(t, a, got)
+}
+
+// A corrupt body is an error, never a panic or an activity with wrong bodies.
+func TestCorruptActivityBodyIsRefused(t *testing.T) {
+	t.Parallel()
+	a := storetest.FullActivity("mb", "k")
+	a.TextBody = strings.Repeat("text ", 500)
+	a.Attachments = []serversync.Attachment{{Filename: "x", Content: []byte("content")}}
+	data, body, err := storekit.EncodeActivity(a)
+	require.NoError(t, err)
+	_, plain, err := storekit.EncodeActivity(&serversync.EmailActivity{ID: "s", Attachments: a.Attachments})
+	require.NoError(t, err)
+	for name, bad := range map[string][]byte{
+		"empty":        {},
+		"unknown kind": append([]byte{'?'}, body[1:]...),
+		"cut short":    body[:len(body)/2],
+		"plain cut":    plain[:len(plain)-2],
+		"trailing":     append(append([]byte{}, plain...), 0),
+	} {
+		_, err := storekit.DecodeActivity(data, bad)
+		assert.ErrorIs(t, err, storekit.ErrBadActivityBody, name)
+	}
+	// A body whose attachment count disagrees with the JSON's.
+	noAtt, _, err := storekit.EncodeActivity(&serversync.EmailActivity{ID: "s"})
+	require.NoError(t, err)
+	_, err = storekit.DecodeActivity(noAtt, plain)
+	assert.ErrorIs(t, err, storekit.ErrBadActivityBody)
+}
+
+// assertSameActivity compares as JSON does (times by instant, not by *Location),
+// then what JSON cannot show: nil against empty raw bytes and contents.
+func assertSameActivity(t *testing.T, want, got *serversync.EmailActivity) {
+	t.Helper()
+	w, err := json.Marshal(want)
+	require.NoError(t, err)
+	g, err := json.Marshal(got)
+	require.NoError(t, err)
+	assert.JSONEq(t, string(w), string(g))
+	assert.Equal(t, want.Raw == nil, got.Raw == nil, "Raw nil")
+	require.Len(t, got.Attachments, len(want.Attachments))
+	for i := range want.Attachments {
+		assert.Equal(t, want.Attachments[i].Content == nil, got.Attachments[i].Content == nil, "attachment %d nil", i)
+	}
+}
