@@ -652,19 +652,11 @@ func (s *Syncer) actFailed(ctx context.Context, w *work, started time.Time, caus
 	var next time.Time
 	m, err := s.store.UpdateMailbox(ctx, w.m.ID, func(m *Mailbox) error {
 		s.noteError(m, ACT, code, cause, now)
-		disabled, next = false, time.Time{}
-		if kind == ErrorTransient {
-			if !class.Internal() {
-				m.Stats.TransientFailureCount++
-			}
-			if m.Stats.TransientFailureCount < s.cfg.MaxTransientFailures {
-				next = now.Add(s.cfg.RetryInterval)
-				m.Stats.ACTPostponedUntil = next
-				return nil
-			}
+		if next, disabled = s.countFailure(m, class, now); disabled {
+			m.ACTEnabled, m.ACTStatus, m.Status = false, TestFailure, TestFailure
+		} else {
+			m.Stats.ACTPostponedUntil = next
 		}
-		m.ACTEnabled, m.ACTStatus, m.Status = false, TestFailure, TestFailure
-		disabled = true
 		return nil
 	})
 	if err != nil {

@@ -73,6 +73,22 @@ func (s *Syncer) noteTestOutcome(m *Mailbox, incoming, outgoing, act workloadRes
 	}
 }
 
+// countFailure applies the failure rule every workload shares to m: a transient
+// failure is retried RetryInterval from now, up to Config.MaxTransientFailures in
+// a row (internal failures, such as the store's, are not counted); any other, or
+// one too many, disables the workload, which the caller does.
+func (s *Syncer) countFailure(m *Mailbox, class ErrorClass, now time.Time) (next time.Time, disabled bool) {
+	if class.Kind == ErrorTransient {
+		if !class.Internal() {
+			m.Stats.TransientFailureCount++
+		}
+		if m.Stats.TransientFailureCount < s.cfg.MaxTransientFailures {
+			return now.Add(s.cfg.RetryInterval), false
+		}
+	}
+	return time.Time{}, true
+}
+
 // incomingFailed records a failed incoming sync: a permanent error disables the
 // incoming workload at once; a transient one is retried RetryInterval later, up to
 // Config.MaxTransientFailures times in a row, then disables it too (internal failures,
@@ -93,19 +109,11 @@ func (s *Syncer) incomingFailed(ctx context.Context, w *work, started time.Time,
 		m.Stats.LastSyncStartedAt = started
 		m.Stats.LastSyncDuration = now.Sub(started)
 		s.noteError(m, Incoming, code, cause, now)
-		disabled, next = false, time.Time{}
-		if kind == ErrorTransient {
-			if !class.Internal() {
-				m.Stats.TransientFailureCount++
-			}
-			if m.Stats.TransientFailureCount < s.cfg.MaxTransientFailures {
-				next = now.Add(s.cfg.RetryInterval)
-				m.Stats.IncomingPostponedUntil = next
-				return nil
-			}
+		if next, disabled = s.countFailure(m, class, now); disabled {
+			m.IncomingEnabled, m.IncomingStatus, m.Status = false, TestFailure, TestFailure
+		} else {
+			m.Stats.IncomingPostponedUntil = next
 		}
-		m.IncomingEnabled, m.IncomingStatus, m.Status = false, TestFailure, TestFailure
-		disabled = true
 		return nil
 	})
 	if err != nil {
