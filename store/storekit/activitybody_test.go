@@ -2,11 +2,14 @@ package storekit_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -53,6 +56,36 @@ func TestActivityBodyRoundTrips(t *testing.T) {
 			assertSameActivity(t, a, got)
 		})
 	}
+}
+
+// Bodies were compressed with zstd before S2 replaced it: those rows still read.
+func TestZstdBodiesStillRead(t *testing.T) {
+	t.Parallel()
+	a := storetest.FullActivity("mb", "zstd")
+	a.TextBody = strings.Repeat("written before S2 ", 300)
+	random := make([]byte, 8_000)
+	_, _ = rand.NewChaCha8([32]byte{2}).Read(random)
+	a.Attachments = []serversync.Attachment{{Filename: "r.bin", Content: random}, {Filename: "t.txt", Content: []byte(a.TextBody)}}
+	data, body, err := storekit.EncodeActivity(a)
+	require.NoError(t, err)
+	require.Equal(t, byte('s'), body[0], "compressed with S2")
+
+	// The same body as zstd wrote it: its kind, the uncompressed tail, a zstd frame.
+	tailLen, k := binary.Uvarint(body[1:])
+	head := 1 + k + int(tailLen)
+	payload, err := s2.Decode(nil, body[head:])
+	require.NoError(t, err)
+	enc, err := zstd.NewWriter(nil)
+	require.NoError(t, err)
+	old := append([]byte{'z'}, body[1:head]...)
+	old = enc.EncodeAll(payload, old)
+	require.NoError(t, enc.Close())
+
+	got, err := storekit.DecodeActivity(data, old)
+	require.NoError(t, err)
+	assertSameActivity(t, a, got)
+	_, err = storekit.DecodeActivity(data, old[:len(old)-3])
+	assert.ErrorIs(t, err, storekit.ErrBadActivityBody, "a zstd frame cut short")
 }
 
 // A row written before bodies were split out holds the whole activity as JSON and
