@@ -368,7 +368,17 @@ var dateLayouts = []string{
 	"Mon, 2 Jan 2006 15:04:05 MST",
 }
 
+// usualDate is RFC 5322's date-time as nearly every mailer writes it. net/mail
+// tries it only after a dozen other layouts (no day of week first), allocating an
+// error for each miss: 2.5 KB per message, 4% of what the incoming pipeline
+// allocated (bench/syncerpipeline -memprofile). Where it parses, net/mail would
+// give the same time: its first layout that accepts a day of week is this one.
+const usualDate = "Mon, 2 Jan 2006 15:04:05 -0700"
+
 func parseDate(v string) (time.Time, error) {
+	if t, err := time.Parse(usualDate, v); err == nil {
+		return t, nil
+	}
 	t, err := mail.ParseDate(v)
 	if err == nil {
 		return t, nil

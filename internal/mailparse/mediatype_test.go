@@ -1,6 +1,7 @@
 package mailparse
 
 import (
+	"net/mail"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -92,4 +93,34 @@ func TestParseDateFallbacks(t *testing.T) {
 	}
 	_, err := parseDate("yesterday")
 	assert.Error(t, err)
+}
+
+// parseDate's shortcut for the usual form gives what net/mail gives, and so do
+// its misses.
+func TestParseDateAgreesWithNetMail(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{
+		"Mon, 02 Nov 2026 10:00:00 +0000",
+		"Tue, 2 Nov 2026 10:00:00 +0130",
+		"Wed, 31 Dec 1969 23:59:59 -1200",
+		"Mon, 2 Jan 2006 15:04 -0700",
+		"Mon, 2 Jan 06 15:04:05 -0700",
+		"Mon, 2 Jan 2006 15:04:05 GMT",
+		"Mon, 2 Jan 2006 15:04:05 -0700 (MST)",
+		"Mon, 32 Jan 2006 15:04:05 -0700",
+		"2 Jan 2006 15:04:05 -0700",
+	} {
+		want, wantErr := mail.ParseDate(in)
+		got, err := parseDate(in)
+		if wantErr != nil {
+			continue // parseDate's own fallbacks may read more than net/mail
+		}
+		if !assert.NoError(t, err, in) {
+			continue
+		}
+		assert.True(t, want.Equal(got), "%q: %v, net/mail %v", in, got, want)
+		_, wantOffset := want.Zone()
+		_, offset := got.Zone()
+		assert.Equal(t, wantOffset, offset, in)
+	}
 }

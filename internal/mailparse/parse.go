@@ -518,13 +518,13 @@ func (p *parser) multipart(body io.Reader, path []int, mediaType string, params 
 func (p *parser) attachment(r io.Reader, att Attachment) {
 	switch {
 	case p.maxAtt == 0:
-		att.Content, _ = io.ReadAll(r)
+		att.Content = readExact(r, -1)
 		att.Size = int64(len(att.Content))
 	case p.maxAtt < 0:
 		att.Size, _ = io.Copy(io.Discard, r)
 		att.Omitted = att.Size > 0
 	default:
-		content, _ := io.ReadAll(io.LimitReader(r, p.maxAtt+1))
+		content := readExact(r, p.maxAtt+1)
 		att.Size = int64(len(content))
 		if att.Size > p.maxAtt {
 			// Drop the content before counting the rest: only Size is kept.
@@ -536,6 +536,25 @@ func (p *parser) attachment(r io.Reader, att Attachment) {
 		att.Content = content
 	}
 	p.m.Attachments = append(p.m.Attachments, att)
+}
+
+// readExact reads r to its end, at most limit bytes when limit >= 0, into a
+// reused buffer, and returns a copy of exactly what was read: io.ReadAll, growing
+// its buffer as it goes, allocated about twice an attachment's size, 16% of what
+// the incoming pipeline allocated (bench/syncerpipeline -memprofile). A buffer
+// grown past maxPooledBuffer is not kept and is returned as it is, as io.ReadAll
+// would. An empty part reads as empty, not nil, as with io.ReadAll.
+func readExact(r io.Reader, limit int64) []byte {
+	if limit >= 0 {
+		r = io.LimitReader(r, limit)
+	}
+	buf := getBuffer()
+	_, _ = buf.ReadFrom(r)
+	if buf.Cap() > maxPooledBuffer {
+		return buf.Bytes()
+	}
+	defer putBuffer(buf)
+	return append(make([]byte, 0, buf.Len()), buf.Bytes()...)
 }
 
 // readText reads a body part to UTF-8, keeping at most maxBody bytes.
