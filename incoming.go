@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"log/slog"
 	"slices"
@@ -155,8 +154,10 @@ type incomingRun struct {
 
 	batch      []*EmailActivity // processed, not handed to the store yet
 	sinceFlush int
-	saving     *pendingSave // the batch being stored while the next is processed
-	stats      syncStats
+	// bytesSinceFlush is the size of those messages (SaveBatchBytes).
+	bytesSinceFlush int64
+	saving          *pendingSave // the batch being stored while the next is processed
+	stats           syncStats
 	// Server-side follow-ups, run after the fetch (a session does one thing at a time).
 	moves, deletes []string // refs
 	// held is the cursor before the first message with a follow-up still to do
@@ -268,16 +269,17 @@ const readAhead = 4
 type fetchedMessage struct {
 	msg       RemoteMessage // Body is spent
 	raw       []byte
+	buffer    *[]byte // the pooled buffer raw is in, if it is (see readSized)
 	truncated bool
 }
 
 // read takes a message's bytes off the wire, up to MaxMessageSize.
 func (r *incomingRun) read(msg *RemoteMessage) (fetchedMessage, error) {
-	raw, err := readSized(msg.Body, msg.Size, r.s.cfg.MaxMessageSize+1)
+	raw, buffer, err := readSized(msg.Body, msg.Size, r.s.cfg.MaxMessageSize+1)
 	if err != nil {
 		return fetchedMessage{}, err
 	}
-	f := fetchedMessage{msg: *msg, raw: raw}
+	f := fetchedMessage{msg: *msg, raw: raw, buffer: buffer}
 	f.msg.Body = nil
 	if int64(len(raw)) > r.s.cfg.MaxMessageSize {
 		f.raw, f.truncated = raw[:r.s.cfg.MaxMessageSize], true
@@ -285,36 +287,10 @@ func (r *incomingRun) read(msg *RemoteMessage) (fetchedMessage, error) {
 	return f, nil
 }
 
-// sizeHintMax bounds what readSized allocates on a server's word alone: a server
-// claiming huge sizes for small messages costs no more than this per message.
-const sizeHintMax = 4 << 20
-
-// readSized reads r to its end, at most limit bytes, into a buffer sized from
-// the size the server announced (IMAP's RFC822.SIZE, POP3's LIST): one allocation
-// of the message's size where io.ReadAll, growing as it goes, allocates about
-// twice it, which was half of all the pipeline allocated (bench/syncerpipeline).
-func readSized(r io.Reader, sizeHint, limit int64) ([]byte, error) {
-	// One byte more than announced, so the end is read without growing.
-	buf := make([]byte, 0, min(max(sizeHint, 0), limit, sizeHintMax)+1)
-	r = io.LimitReader(r, limit)
-	for {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, max(len(buf), 512))
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		} else if err != nil {
-			return buf, err
-		}
-	}
-}
-
 // work parses the messages the fetch reads, in server order, and tracks them a
 // chunk at a time: one KnownMessageKeys call per chunk and mailbox tells which are
-// tracked already, instead of a query per message. A chunk ends at the next
-// SaveBatch boundary or when the fetch ends. Nothing is lost by waiting for it:
+// tracked already, instead of a query per message. A chunk ends at the next batch
+// boundary (SaveBatch messages or SaveBatchBytes) or when the fetch ends. Nothing is lost by waiting for it:
 // messages are stored at those same points. And since no save starts inside a
 // chunk, a message stored by a save that started before the chunk's lookup is
 // still in unsaved() (inBatch) while the chunk is tracked: exactly-once holds
@@ -323,17 +299,25 @@ func readSized(r io.Reader, sizeHint, limit int64) ([]byte, error) {
 // after the last message processed.
 func (r *incomingRun) work(ctx, workerCtx context.Context, queue <-chan fetchedMessage, position *[]byte) error {
 	var chunk []incomingMessage
+	var chunkBytes int64
 	for f := range queue {
 		m, err := r.prepare(workerCtx, f)
 		if err != nil {
 			// What was parsed before it is tracked; the message is offered again.
 			return errors.Join(r.trackChunk(ctx, workerCtx, chunk, position), err)
 		}
-		if chunk = append(chunk, m); len(chunk) >= r.s.cfg.SaveBatch-r.sinceFlush {
+		if f.buffer != nil && m.a != nil && m.a.Raw == nil && !r.w.m.IsForwardMailbox {
+			// Parsing copied what the activity keeps and the keys are digested: nothing
+			// refers to the message's bytes any more. (Raw, when kept, is those bytes;
+			// a forward mailbox's attribution is not followed that far.)
+			putRawBuffer(f.buffer)
+		}
+		chunkBytes += m.size
+		if chunk = append(chunk, m); len(chunk) >= r.s.cfg.SaveBatch-r.sinceFlush || chunkBytes >= r.s.cfg.SaveBatchBytes-r.bytesSinceFlush {
 			if err := r.trackChunk(ctx, workerCtx, chunk, position); err != nil {
 				return err
 			}
-			chunk = chunk[:0]
+			chunk, chunkBytes = chunk[:0], 0
 		}
 	}
 	return r.trackChunk(ctx, workerCtx, chunk, position)
@@ -345,10 +329,11 @@ type incomingMessage struct {
 	a      *EmailActivity // nil: skipped (a forwarded message with no owner)
 	keys   messageKeys
 	cursor []byte // after the message
+	size   int64  // bytes read, for SaveBatchBytes
 }
 
 // trackChunk looks the chunk's keys up in one call per mailbox, then tracks or
-// skips each message in order, and saves at each SaveBatch boundary.
+// skips each message in order, and saves at each batch boundary.
 func (r *incomingRun) trackChunk(ctx, workerCtx context.Context, chunk []incomingMessage, position *[]byte) error {
 	if len(chunk) == 0 {
 		return nil
@@ -364,7 +349,9 @@ func (r *incomingRun) trackChunk(ctx, workerCtx context.Context, chunk []incomin
 			}
 		}
 		*position = m.cursor
-		if r.sinceFlush++; r.sinceFlush >= r.s.cfg.SaveBatch {
+		r.sinceFlush++
+		r.bytesSinceFlush += m.size
+		if r.sinceFlush >= r.s.cfg.SaveBatch || r.bytesSinceFlush >= r.s.cfg.SaveBatchBytes {
 			if err := r.flush(ctx, *position); err != nil {
 				return err
 			}
@@ -426,7 +413,7 @@ func (r *incomingRun) prepare(ctx context.Context, f fetchedMessage) (incomingMe
 	}
 	keys := keysOf(a, raw)
 	a.MessageKey = keys.key
-	m := incomingMessage{a: a, keys: keys, cursor: msg.Cursor}
+	m := incomingMessage{a: a, keys: keys, cursor: msg.Cursor, size: int64(len(raw))}
 	if r.w.m.IsForwardMailbox {
 		var ok bool
 		var err error
@@ -590,7 +577,7 @@ func (r *incomingRun) flush(ctx context.Context, position []byte) error {
 		cursor = &Cursor{MailboxID: r.w.m.ID, Folder: InboxFolder, Data: position, UpdatedAt: r.s.cfg.Now()}
 	}
 	p := &pendingSave{batch: r.batch, done: make(chan saveOutcome, 1)}
-	r.batch, r.sinceFlush, r.saving = nil, 0, p
+	r.batch, r.sinceFlush, r.bytesSinceFlush, r.saving = nil, 0, 0, p
 	go func() {
 		res, err := r.s.store.SaveTracked(ctx, cursor, p.batch)
 		p.done <- saveOutcome{res, err}
