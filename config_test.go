@@ -30,6 +30,7 @@ func TestNewSyncerRefusesInvalidConfig(t *testing.T) {
 		{"negative MaxTransientFailures", serversync.Config{MaxTransientFailures: -1}, "MaxTransientFailures"},
 		{"negative MaxSendAttempts", serversync.Config{MaxSendAttempts: -3}, "MaxSendAttempts"},
 		{"negative SaveBatch", serversync.Config{SaveBatch: -1}, "SaveBatch"},
+		{"negative SaveBatchBytes", serversync.Config{SaveBatchBytes: -1}, "SaveBatchBytes"},
 		{"negative MaxMessageSize", serversync.Config{MaxMessageSize: -1}, "MaxMessageSize"},
 		{"negative LeaseTTL", serversync.Config{LeaseTTL: -time.Second}, "LeaseTTL"},
 		{"negative ShutdownLeaseGrace", serversync.Config{ShutdownLeaseGrace: -time.Second}, "ShutdownLeaseGrace"},

@@ -421,6 +421,35 @@ func (k *keyLookups) ListActivities(ctx context.Context, f serversync.ActivityFi
 	return k.Store.ListActivities(ctx, f)
 }
 
+// A batch also ends at SaveBatchBytes of mail, whatever SaveBatch allows: a
+// sync's memory is bounded by bytes when messages are large. Lookups (and the saves
+// they end with) come every three messages here.
+func TestBatchesEndAtSaveBatchBytes(t *testing.T) {
+	e := newSyncEnv(t, func(p *serversync.Profile) { p.MoveFailedToUndeliverable = false })
+	alice := e.mailbox(t, "alice", nil)
+	const messages = 10
+	body := strings.Repeat("x", 1000)
+	size := 0
+	for i := range messages {
+		raw := message("x@p.test", alice.EmailAddress, fmt.Sprintf("m%d", i), fmt.Sprintf("Message-ID: <bytes-%02d@p.test>\r\n", i), body)
+		size = max(size, len(raw))
+		require.NoError(t, e.demo.Deliver(alice.EmailAddress, raw))
+	}
+	store := &keyLookups{Store: e.store}
+	e.store = store
+	// Three messages reach it, two do not (the messages differ by a few bytes at most).
+	s := e.syncer(t, &serversync.Config{SaveBatch: 100, SaveBatchBytes: int64(3*size - 5)})
+	testAndEnable(t, s, alice)
+	run(t, s)
+	eventually(t, "every message tracked", func() bool {
+		return len(e.activities(t, serversync.ActivityFilter{MailboxID: alice.ID})) == messages
+	})
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	assert.Equal(t, 3, store.largestBatch, "a chunk ends at SaveBatchBytes")
+	assert.Equal(t, (messages+2)/3, store.batches)
+}
+
 // A sync asks whether its messages are tracked a chunk at a time, never once per
 // message: one lookup per SaveBatch; offered again, every message is found
 // tracked by those batched lookups alone, and none is tracked twice.
