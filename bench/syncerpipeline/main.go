@@ -30,13 +30,10 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/serversync/serversync"
 	"github.com/serversync/serversync/auth"
 	"github.com/serversync/serversync/connector/imapconn"
-	"github.com/serversync/serversync/connector/standard"
-	"github.com/serversync/serversync/store/postgres"
 	"github.com/serversync/serversync/store/sqlite"
 )
 
@@ -47,7 +44,8 @@ func main() {
 	caFile := flag.String("ca", "", "PEM file of an extra CA to trust")
 	db := flag.String("db", "", "SQLite file to create (default: in a temporary directory, removed after)")
 	parallel := flag.Int("parallel", 1, "connections for the initial fetch (imapconn.Options.MaxParallelFetch)")
-	saveBatch := flag.Int("save-batch", 0, "messages stored per transaction (0: serversync.SaveBatchDefault)")
+	saveBatch := flag.Int("save-batch", 0, "messages stored per transaction at most (0: serversync.SaveBatchDefault)")
+	saveBatchKB := flag.Int64("save-batch-kb", 0, "KiB of mail stored per transaction at most (0: serversync.SaveBatchBytesDefault)")
 	stall := flag.Duration("stall", time.Minute, "give up when no message is tracked for this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the sync (from Run on) to this file")
 	cacheMB := flag.Int64("sqlite-cache", 0, "SQLite page cache per connection, MB (0: sqlite.CacheSizeDefault)")
@@ -55,13 +53,13 @@ func main() {
 	blockProfile := flag.String("blockprofile", "", "write a profile of where goroutines waited (channels, locks) during the sync to this file")
 	pgURL := flag.String("postgres", "", "store in this PostgreSQL database instead, in a fresh schema dropped after")
 	flag.Parse()
-	if err := run(*addr, *user, *password, *caFile, *db, *pgURL, *cpuProfile, *memProfile, *blockProfile, *parallel, *saveBatch, *stall, *cacheMB<<20); err != nil {
+	if err := run(*addr, *user, *password, *caFile, *db, *pgURL, *cpuProfile, *memProfile, *blockProfile, *parallel, *saveBatch, *saveBatchKB<<10, *stall, *cacheMB<<20); err != nil {
 		fmt.Fprintln(os.Stderr, "syncerpipeline:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile, blockProfile string, parallel, saveBatch int, stall time.Duration, cacheSize int64) error {
+func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile, blockProfile string, parallel, saveBatch int, saveBatchBytes int64, stall time.Duration, cacheSize int64) error {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -100,13 +98,14 @@ func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile, blockP
 	}
 	var store serversync.Store
 	if pgURL != "" {
-		schema := fmt.Sprintf("syncerpipeline_%d", os.Getpid())
-		pg, err := postgres.Open(ctx, pgURL, &postgres.Options{Keys: keys, Schema: schema})
+		if openPostgres == nil {
+			return errors.New("-postgres: this binary was built with the tag imapsqlite")
+		}
+		pg, closePostgres, err := openPostgres(ctx, pgURL, keys)
 		if err != nil {
 			return err
 		}
-		defer dropSchema(pgURL, schema)
-		defer pg.Close()
+		defer closePostgres()
 		store = pg
 	} else {
 		lite, err := sqlite.Open(ctx, db, &sqlite.Options{Keys: keys, CacheSize: cacheSize})
@@ -144,11 +143,10 @@ func run(addr, user, password, caFile, db, pgURL, cpuProfile, memProfile, blockP
 
 	var tracked, failed atomic.Int64
 	progress := make(chan struct{}, 1)
-	syncer, err := serversync.NewSyncer(store, standard.Connectors(&standard.Options{
-		IMAP: &imapconn.Options{MaxParallelFetch: parallel}, Logger: quiet,
-	}), &serversync.Config{
+	syncer, err := serversync.NewSyncer(store, connectors(&imapconn.Options{MaxParallelFetch: parallel}, quiet), &serversync.Config{
 		IdleConnections: -1, // the job is the initial sync; IDLE is measured in bench/syncerbench
 		SaveBatch:       saveBatch,
+		SaveBatchBytes:  saveBatchBytes,
 		Tick:            50 * time.Millisecond,
 		Logger:          logger,
 		OnEvent: func(e serversync.Event) {
@@ -309,20 +307,18 @@ func writeProfile(name, path string) error {
 	return errors.Join(err, f.Close())
 }
 
-// dropSchema removes the schema a PostgreSQL run stored into.
-func dropSchema(pgURL, schema string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, pgURL)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "syncerpipeline: drop the schema:", err)
-		return
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-		fmt.Fprintln(os.Stderr, "syncerpipeline: drop the schema:", err)
-	}
-}
+// The binary bench/imap-vs-mbsync times on SQLite is built with the tag
+// imapsqlite: what a host syncing IMAP mailboxes into SQLite would build, without
+// a PostgreSQL driver and the Exchange and DAV connectors it never uses (their code
+// is mapped into the resident set with the rest: 2.5 MB of peak RSS). Built
+// without it, the program also stores into PostgreSQL (full.go).
+var (
+	// openPostgres opens a fresh schema of a PostgreSQL database and returns a
+	// function that closes it and drops the schema; nil with the tag imapsqlite.
+	openPostgres func(ctx context.Context, url string, keys auth.KeyProvider) (serversync.Store, func(), error)
+	// connectors returns the Syncer's connectors.
+	connectors func(imap *imapconn.Options, logger *slog.Logger) serversync.Connectors
+)
 
 // statusKB reads a size field of /proc/self/status (VmHWM: the peak resident set
 // size; RssAnon, RssFile: what it is now made of) in bytes.
