@@ -88,6 +88,19 @@ func TestCacheSizeApplied(t *testing.T) {
 	}
 }
 
+// The writer, the one connection that commits, checkpoints at walAutoCheckpoint
+// pages.
+func TestWriterCheckpointsAtItsOwnThreshold(t *testing.T) {
+	key, err := auth.NewKey(make([]byte, auth.KeySize))
+	require.NoError(t, err)
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "wal.db"), &Options{Keys: auth.NewStaticKeys(key)})
+	require.NoError(t, err)
+	defer s.Close()
+	var got int
+	require.NoError(t, s.writer.QueryRowContext(context.Background(), "PRAGMA wal_autocheckpoint").Scan(&got))
+	assert.Equal(t, walAutoCheckpoint, got)
+}
+
 // The Syncer's scan for mailboxes not scheduled yet (Syncer.ScheduleReady) reads a
 // partial index of them instead of the whole table.
 func TestScheduledFilterUsesAnIndex(t *testing.T) {
