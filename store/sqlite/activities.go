@@ -20,12 +20,20 @@ const insertActivitySQL = `INSERT INTO activities (id, mailbox_id, message_key, 
 // its bodies go to the body column, as bytes and compressed, the rest to data as
 // JSON (see storekit.EncodeActivity).
 func activityArgs(a *serversync.EmailActivity) ([]any, error) {
-	data, body, err := storekit.EncodeActivity(a)
+	args, _, err := activityArgsTo(nil, a)
+	return args, err
+}
+
+// activityArgsTo is activityArgs with the body written over buf's storage (see
+// storekit.EncodeActivityTo); it returns the body too, whose storage the next
+// call may reuse once the row is written.
+func activityArgsTo(buf []byte, a *serversync.EmailActivity) ([]any, []byte, error) {
+	data, body, err := storekit.EncodeActivityTo(buf, a)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
+		return nil, nil, fmt.Errorf("sqlite: %w", err)
 	}
 	return []any{a.ID, a.MailboxID, a.MessageKey, string(a.Direction), string(a.Status), a.MessageID,
-		a.TrackingToken, a.ConversationHash, micros(a.NextAttemptAt), micros(a.ClaimExpiresAt), data, body}, nil
+		a.TrackingToken, a.ConversationHash, micros(a.NextAttemptAt), micros(a.ClaimExpiresAt), data, body}, body, nil
 }
 
 // activityColumns are what an activity is read back from, for scanActivity.
@@ -69,16 +77,10 @@ func checkActivityKeys(a *serversync.EmailActivity) error {
 // SaveTracked implements serversync.ActivityStore: one transaction for the batch and
 // the cursor, duplicates skipped by the (mailbox_id, message_key) unique key.
 func (s *Store) SaveTracked(ctx context.Context, cursor *serversync.Cursor, activities []*serversync.EmailActivity) (serversync.SaveResult, error) {
-	rows := make([][]any, len(activities))
-	for i, a := range activities { // encode before taking the write lock
+	for _, a := range activities {
 		if err := checkActivityKeys(a); err != nil {
 			return serversync.SaveResult{}, err
 		}
-		args, err := activityArgs(a)
-		if err != nil {
-			return serversync.SaveResult{}, err
-		}
-		rows[i] = args
 	}
 	var res serversync.SaveResult
 	err := s.write(ctx, func(tx *txn) error {
@@ -87,7 +89,16 @@ func (s *Store) SaveTracked(ctx context.Context, cursor *serversync.Cursor, acti
 		if err != nil {
 			return err
 		}
-		for i, args := range rows {
+		// Each row is encoded as it is inserted, into one buffer: the driver copies
+		// what it binds, and S2 takes ~10 µs a message, so the write lock is held
+		// little longer than encoding all rows before taking it, which allocated a
+		// body per row (README, "Measured").
+		var body []byte
+		for i, a := range activities {
+			var args []any
+			if args, body, err = activityArgsTo(body, a); err != nil {
+				return err
+			}
 			r, err := insert.ExecContext(ctx, args...)
 			if isUnique(err, "activities.id") {
 				return serversync.DuplicateError("EmailActivity", "ID")

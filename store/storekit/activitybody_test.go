@@ -58,6 +58,34 @@ func TestActivityBodyRoundTrips(t *testing.T) {
 	}
 }
 
+// EncodeActivityTo writes each body over the last one's storage when it fits, and
+// every body still reads back whole: plain and compressed, with and without a tail.
+func TestEncodeActivityToReusesTheBuffer(t *testing.T) {
+	t.Parallel()
+	random := make([]byte, 20_000)
+	_, _ = rand.NewChaCha8([32]byte{3}).Read(random)
+	big := storetest.FullActivity("mb", "big")
+	big.TextBody = strings.Repeat("a long text that compresses ", 1000)
+	big.Attachments = []serversync.Attachment{{Filename: "r.bin", Content: random}}
+	small := storetest.FullActivity("mb", "small")
+	small.TextBody, small.HTMLBody, small.Raw, small.Attachments = "hi", "", nil, nil
+	medium := storetest.FullActivity("mb", "medium")
+	medium.TextBody = strings.Repeat("medium ", 200)
+
+	var buf []byte
+	for _, a := range []*serversync.EmailActivity{big, small, medium, big} {
+		data, body, err := storekit.EncodeActivityTo(buf, a)
+		require.NoError(t, err)
+		if cap(buf) >= len(body) {
+			assert.Same(t, &buf[:1][0], &body[0], "%s: written over the buffer", a.MessageKey)
+		}
+		got, err := storekit.DecodeActivity(data, body)
+		require.NoError(t, err)
+		assertSameActivity(t, a, got)
+		buf = body
+	}
+}
+
 // Bodies were compressed with zstd before S2 replaced it: those rows still read.
 func TestZstdBodiesStillRead(t *testing.T) {
 	t.Parallel()
