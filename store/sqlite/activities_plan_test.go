@@ -19,11 +19,7 @@ import (
 // an index, not scan the table (a Message-ID that matched nothing scanned all 10,000
 // activities in 21 ms; through the index it takes 60 µs).
 func TestActivityLookupsUseIndexes(t *testing.T) {
-	key, err := auth.NewKey(make([]byte, auth.KeySize))
-	require.NoError(t, err)
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), &Options{Keys: auth.NewStaticKeys(key)})
-	require.NoError(t, err)
-	defer s.Close()
+	s := openStore(t, nil)
 	for name, f := range map[string]serversync.ActivityFilter{
 		"MessageID":        {MessageID: "m@x", Limit: 1},
 		"MessageIDInbound": {MessageID: "m@x", Direction: serversync.Incoming, Limit: 1},
@@ -32,16 +28,7 @@ func TestActivityLookupsUseIndexes(t *testing.T) {
 		"MessageKey":       {MailboxID: "mb", MessageKey: "mid:m@x#0", Limit: 1},
 	} {
 		query, args := activitiesQuery(f)
-		rows, err := s.reader.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
-		require.NoError(t, err)
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
-			plan = append(plan, detail)
-		}
-		require.NoError(t, rows.Err())
+		plan := queryPlan(t, s, query, args...)
 		assert.Contains(t, strings.Join(plan, "; "), "SEARCH activities USING", "%s: %v", name, plan)
 	}
 }
@@ -49,21 +36,8 @@ func TestActivityLookupsUseIndexes(t *testing.T) {
 // KnownMessageKeys answers a batch in one statement: each key must be a search of
 // the (mailbox_id, message_key) index, never a scan of the mailbox's activities.
 func TestKnownMessageKeysUsesTheIndex(t *testing.T) {
-	key, err := auth.NewKey(make([]byte, auth.KeySize))
-	require.NoError(t, err)
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), &Options{Keys: auth.NewStaticKeys(key)})
-	require.NoError(t, err)
-	defer s.Close()
-	rows, err := s.reader.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+knownKeysSQL, "mb", `["a","b"]`)
-	require.NoError(t, err)
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
-		plan = append(plan, detail)
-	}
-	require.NoError(t, rows.Err())
+	s := openStore(t, nil)
+	plan := queryPlan(t, s, knownKeysSQL, "mb", `["a","b"]`)
 	joined := strings.Join(plan, "; ")
 	assert.Contains(t, joined, "SEARCH activities USING COVERING INDEX", plan)
 	assert.Contains(t, joined, "message_key=?", plan)
@@ -72,11 +46,8 @@ func TestKnownMessageKeysUsesTheIndex(t *testing.T) {
 // Every connection, the writer's and the readers', gets the page cache asked for,
 // CacheSizeDefault when none is.
 func TestCacheSizeApplied(t *testing.T) {
-	key, err := auth.NewKey(make([]byte, auth.KeySize))
-	require.NoError(t, err)
 	for size, want := range map[int64]int{0: -(CacheSizeDefault >> 10), 3 << 20: -3072, 100: -1} {
-		s, err := Open(context.Background(), filepath.Join(t.TempDir(), "cache.db"), &Options{Keys: auth.NewStaticKeys(key), CacheSize: size})
-		require.NoError(t, err)
+		s := openStore(t, &Options{CacheSize: size})
 		for name, db := range map[string]interface {
 			QueryRowContext(context.Context, string, ...any) *sql.Row
 		}{"writer": s.writer, "reader": s.reader} {
@@ -84,18 +55,13 @@ func TestCacheSizeApplied(t *testing.T) {
 			require.NoError(t, db.QueryRowContext(context.Background(), "PRAGMA cache_size").Scan(&got))
 			assert.Equal(t, want, got, "%s, CacheSize %d", name, size)
 		}
-		require.NoError(t, s.Close())
 	}
 }
 
 // The writer, the one connection that commits, checkpoints at walAutoCheckpoint
 // pages.
 func TestWriterCheckpointsAtItsOwnThreshold(t *testing.T) {
-	key, err := auth.NewKey(make([]byte, auth.KeySize))
-	require.NoError(t, err)
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "wal.db"), &Options{Keys: auth.NewStaticKeys(key)})
-	require.NoError(t, err)
-	defer s.Close()
+	s := openStore(t, nil)
 	var got int
 	require.NoError(t, s.writer.QueryRowContext(context.Background(), "PRAGMA wal_autocheckpoint").Scan(&got))
 	assert.Equal(t, walAutoCheckpoint, got)
@@ -104,28 +70,49 @@ func TestWriterCheckpointsAtItsOwnThreshold(t *testing.T) {
 // The Syncer's scan for mailboxes not scheduled yet (Syncer.ScheduleReady) reads a
 // partial index of them instead of the whole table.
 func TestScheduledFilterUsesAnIndex(t *testing.T) {
-	key, err := auth.NewKey(make([]byte, auth.KeySize))
-	require.NoError(t, err)
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), &Options{Keys: auth.NewStaticKeys(key)})
-	require.NoError(t, err)
-	defer s.Close()
+	s := openStore(t, nil)
 	yes, no := true, false
 	for name, f := range map[string]serversync.MailboxFilter{
 		"test pending": {TestAndEnablePending: &yes, Scheduled: &no},
 		"enabled":      {Enabled: &yes, Scheduled: &no},
 	} {
 		query, args := mailboxesQuery(f)
-		rows, err := s.reader.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
-		require.NoError(t, err)
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
-			plan = append(plan, detail)
-		}
-		require.NoError(t, rows.Err())
+		plan := queryPlan(t, s, query, args...)
 		joined := strings.Join(plan, "; ")
 		assert.Contains(t, joined, "USING INDEX mailboxes_unscheduled", "%s: %v", name, plan)
 	}
+}
+
+// openStore opens a store in a fresh file with a throwaway key, closed when the
+// test ends.
+func openStore(t *testing.T, opts *Options) *Store {
+	t.Helper()
+	key, err := auth.NewKey(make([]byte, auth.KeySize))
+	require.NoError(t, err)
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.Keys = auth.NewStaticKeys(key)
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), &o)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// queryPlan returns the details of SQLite's plan for query, one per step.
+func queryPlan(t *testing.T, s *Store, query string, args ...any) []string {
+	t.Helper()
+	rows, err := s.reader.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
+	require.NoError(t, err)
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+		plan = append(plan, detail)
+	}
+	require.NoError(t, rows.Err())
+	return plan
 }
