@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"iter"
 	"slices"
@@ -550,13 +549,8 @@ func TestActivitiesFromBeforeTheBodyColumnRead(t *testing.T) {
 		_, err := conn.Exec(ctx, stmt)
 		require.NoError(t, err, stmt)
 	}
-	old := storetest.FullActivity("mb1", "old-key")
-	old.TextBody, old.HTMLBody = "old <text> body", "<p>old html</p>"
-	old.Raw = []byte("From: a@example.test\r\n\r\nold raw")
-	old.Attachments = []serversync.Attachment{{Filename: "a.txt", ContentType: "text/plain", Size: 7, Content: []byte("content")}}
-	data, err := json.Marshal(old)
-	require.NoError(t, err)
-	_, err = conn.Exec(ctx, `INSERT INTO `+table(schema, "activities")+` (id, mailbox_id, message_key, direction, status,
+	old, data := storetest.PreBodyColumnActivity(t)
+	_, err := conn.Exec(ctx, `INSERT INTO `+table(schema, "activities")+` (id, mailbox_id, message_key, direction, status,
 		message_id, tracking_token, conversation_hash, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		old.ID, old.MailboxID, old.MessageKey, string(old.Direction), string(old.Status), old.MessageID,
 		old.TrackingToken, old.ConversationHash, data)
@@ -567,39 +561,9 @@ func TestActivitiesFromBeforeTheBodyColumnRead(t *testing.T) {
 	v, err := s.SchemaVersion(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, postgres.KnownVersion(), v)
-	got, err := s.GetActivity(ctx, old.ID)
-	require.NoError(t, err)
-	assertSameActivity(t, old, got)
-	var listed []*serversync.EmailActivity
-	for a, err := range s.ListActivities(ctx, serversync.ActivityFilter{MailboxID: old.MailboxID}) {
-		require.NoError(t, err)
-		listed = append(listed, a)
-	}
-	require.Len(t, listed, 1)
-	assertSameActivity(t, old, listed[0])
-
-	updated, err := s.UpdateActivity(ctx, old.ID, func(a *serversync.EmailActivity) error {
-		a.Subject = "changed"
-		return nil
+	storetest.CheckPreBodyColumnActivity(t, s, old, func() []byte {
+		var stored []byte
+		require.NoError(t, conn.QueryRow(ctx, "SELECT data FROM "+table(schema, "activities")+" WHERE id = $1", old.ID).Scan(&stored))
+		return stored
 	})
-	require.NoError(t, err)
-	got, err = s.GetActivity(ctx, old.ID)
-	require.NoError(t, err)
-	assertSameActivity(t, updated, got)
-	assert.Equal(t, "old <text> body", got.TextBody)
-	assert.Equal(t, []byte("content"), got.Attachments[0].Content)
-	var stored []byte
-	require.NoError(t, conn.QueryRow(ctx, "SELECT data FROM "+table(schema, "activities")+" WHERE id = $1", old.ID).Scan(&stored))
-	assert.NotContains(t, string(stored), "old raw", "the rewrite moved the bodies out of the JSON")
-	assert.NotContains(t, string(stored), "old html")
-}
-
-// assertSameActivity compares as JSON does (times by instant, not by *Location).
-func assertSameActivity(t *testing.T, want, got *serversync.EmailActivity) {
-	t.Helper()
-	w, err := json.Marshal(want)
-	require.NoError(t, err)
-	g, err := json.Marshal(got)
-	require.NoError(t, err)
-	assert.JSONEq(t, string(w), string(g))
 }

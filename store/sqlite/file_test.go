@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -221,12 +220,7 @@ func TestActivitiesFromBeforeTheBodyColumnRead(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
 	require.NoError(t, open(t, path, keys(t, 1)).Close())
 
-	old := storetest.FullActivity("mb1", "old-key")
-	old.TextBody, old.HTMLBody = "old <text> body", "<p>old html</p>"
-	old.Raw = []byte("From: a@example.test\r\n\r\nold raw")
-	old.Attachments = []serversync.Attachment{{Filename: "a.txt", ContentType: "text/plain", Size: 7, Content: []byte("content")}}
-	data, err := json.Marshal(old)
-	require.NoError(t, err)
+	old, data := storetest.PreBodyColumnActivity(t)
 	db, err := sql.Open("sqlite", path)
 	require.NoError(t, err)
 	for _, stmt := range []string{ // undo migrations 0005 and after
@@ -249,44 +243,12 @@ func TestActivitiesFromBeforeTheBodyColumnRead(t *testing.T) {
 	version, err := s.SchemaVersion(ctx)
 	require.NoError(t, err)
 	assert.Greater(t, version, sqlite.VersionBefore("0005_"), "migrated")
-	got, err := s.GetActivity(ctx, old.ID)
-	require.NoError(t, err)
-	assertSameActivity(t, old, got)
-	var listed []*serversync.EmailActivity
-	for a, err := range s.ListActivities(ctx, serversync.ActivityFilter{MailboxID: old.MailboxID}) {
+	storetest.CheckPreBodyColumnActivity(t, s, old, func() []byte {
+		db, err := sql.Open("sqlite", path)
 		require.NoError(t, err)
-		listed = append(listed, a)
-	}
-	require.Len(t, listed, 1)
-	assertSameActivity(t, old, listed[0])
-
-	updated, err := s.UpdateActivity(ctx, old.ID, func(a *serversync.EmailActivity) error {
-		a.Subject = "changed"
-		return nil
+		defer db.Close()
+		var stored []byte
+		require.NoError(t, db.QueryRow("SELECT data FROM activities WHERE id = ?", old.ID).Scan(&stored))
+		return stored
 	})
-	require.NoError(t, err)
-	got, err = s.GetActivity(ctx, old.ID)
-	require.NoError(t, err)
-	assertSameActivity(t, updated, got)
-	assert.Equal(t, "old <text> body", got.TextBody)
-	assert.Equal(t, []byte("content"), got.Attachments[0].Content)
-
-	// The rewrite moved the bodies out of the JSON.
-	db, err = sql.Open("sqlite", path)
-	require.NoError(t, err)
-	defer db.Close()
-	var stored []byte
-	require.NoError(t, db.QueryRow("SELECT data FROM activities WHERE id = ?", old.ID).Scan(&stored))
-	assert.NotContains(t, string(stored), "old raw")
-	assert.NotContains(t, string(stored), "old html")
-}
-
-// assertSameActivity compares as JSON does (times by instant, not by *Location).
-func assertSameActivity(t *testing.T, want, got *serversync.EmailActivity) {
-	t.Helper()
-	w, err := json.Marshal(want)
-	require.NoError(t, err)
-	g, err := json.Marshal(got)
-	require.NoError(t, err)
-	assert.JSONEq(t, string(w), string(g))
 }
