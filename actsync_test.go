@@ -24,18 +24,87 @@ import (
 // actEnv is a store, a profile whose ACTServerURL is a CalDAV/CardDAV server
 // (the in-process davdemo, or a real one) and an ACT-only mailbox on it.
 type actEnv struct {
-	store   serversync.Store
+	actHarness
 	admin   *serversync.Admin
 	profile *serversync.Profile
-	mailbox *serversync.Mailbox
 	demo    *davdemo.Server // nil on a real server
 	url     string
 	user    string
 	pass    string
+}
+
+// actHarness is what the ACT sync tests share whatever the server: the store and
+// the mailbox, the Syncers they run (newSyncer), and what those reported.
+type actHarness struct {
+	store     serversync.Store
+	mailbox   *serversync.Mailbox
+	newSyncer func(t *testing.T, cfg *serversync.Config) *serversync.Syncer
 
 	mu      sync.Mutex
 	events  []serversync.Event
 	changes []serversync.ACTRecordChange
+}
+
+// syncer returns a new Syncer whose events and ACT changes h records.
+func (h *actHarness) syncer(t *testing.T) *serversync.Syncer {
+	t.Helper()
+	return h.newSyncer(t, &serversync.Config{
+		Logger: testLogger(), Tick: 10 * time.Millisecond, ScanInterval: 20 * time.Millisecond, IdleConnections: -1,
+		OnEvent: func(ev serversync.Event) {
+			h.mu.Lock()
+			h.events = append(h.events, ev)
+			h.mu.Unlock()
+		},
+		OnACTChange: func(_ context.Context, c serversync.ACTRecordChange) {
+			h.mu.Lock()
+			h.changes = append(h.changes, c)
+			h.mu.Unlock()
+		},
+	})
+}
+
+// enable runs Test & Enable and requires ACT to pass.
+func (h *actHarness) enable(t *testing.T) {
+	t.Helper()
+	m, err := h.syncer(t).TestAndEnable(context.Background(), h.mailbox.ID)
+	require.NoError(t, err)
+	require.Equal(t, serversync.TestSuccess, m.ACTStatus, "ACT test: %+v", m.Stats.LastError)
+	require.True(t, m.ACTEnabled)
+}
+
+// syncOnce runs a new Syncer until it finished one ACT sync of the mailbox, and
+// returns that sync's error.
+func (h *actHarness) syncOnce(t *testing.T) error {
+	t.Helper()
+	ctx := context.Background()
+	_, err := h.store.UpdateMailbox(ctx, h.mailbox.ID, func(m *serversync.Mailbox) error {
+		m.NextSyncAt = time.Now().Add(-time.Second)
+		return nil
+	})
+	require.NoError(t, err)
+	h.mu.Lock()
+	seen := len(h.events)
+	h.mu.Unlock()
+	s := h.syncer(t)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var synced serversync.Event
+	eventually(t, "an ACT sync", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, ev := range h.events[seen:] {
+			if ev.Kind == serversync.EventACTSynced && ev.MailboxID == h.mailbox.ID {
+				synced = ev
+				return true
+			}
+		}
+		return false
+	})
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, s.Stop(stopCtx))
+	require.ErrorIs(t, <-done, serversync.ErrSyncerStopped)
+	return synced.Err
 }
 
 // newACTEnv serves davdemo in process.
@@ -53,7 +122,17 @@ func newACTEnv(t *testing.T) *actEnv {
 func newACTEnvAt(t *testing.T, store serversync.Store, url, user, pass string) *actEnv {
 	t.Helper()
 	ctx := context.Background()
-	e := &actEnv{store: store, url: url, user: user, pass: pass}
+	e := &actEnv{url: url, user: user, pass: pass}
+	e.store = store
+	e.newSyncer = func(t *testing.T, cfg *serversync.Config) *serversync.Syncer {
+		t.Helper()
+		cfg.ActivePoll = 20 * time.Millisecond
+		s, err := serversync.NewSyncer(e.store, serversync.Connectors{
+			ACT: map[serversync.ServerType]serversync.ACTConnector{serversync.ServerTypeIMAPSMTP: &dav.Connector{}},
+		}, cfg)
+		require.NoError(t, err)
+		return s
+	}
 	e.admin = serversync.NewAdmin(e.store, &serversync.AdminConfig{
 		CanApprove: func(context.Context, string, *serversync.Mailbox) error { return nil },
 		Logger:     slog.New(slog.DiscardHandler),
@@ -74,72 +153,6 @@ func newACTEnvAt(t *testing.T, store serversync.Store, url, user, pass string) *
 		m.Username, m.Password = user, auth.NewSecret(pass)
 	})
 	return e
-}
-
-func (e *actEnv) syncer(t *testing.T) *serversync.Syncer {
-	t.Helper()
-	s, err := serversync.NewSyncer(e.store, serversync.Connectors{
-		ACT: map[serversync.ServerType]serversync.ACTConnector{serversync.ServerTypeIMAPSMTP: &dav.Connector{}},
-	}, &serversync.Config{
-		Logger: testLogger(), Tick: 10 * time.Millisecond, ScanInterval: 20 * time.Millisecond, IdleConnections: -1,
-		ActivePoll: 20 * time.Millisecond,
-		OnEvent: func(ev serversync.Event) {
-			e.mu.Lock()
-			e.events = append(e.events, ev)
-			e.mu.Unlock()
-		},
-		OnACTChange: func(_ context.Context, c serversync.ACTRecordChange) {
-			e.mu.Lock()
-			e.changes = append(e.changes, c)
-			e.mu.Unlock()
-		},
-	})
-	require.NoError(t, err)
-	return s
-}
-
-// enable runs Test & Enable and requires ACT to pass.
-func (e *actEnv) enable(t *testing.T) {
-	t.Helper()
-	m, err := e.syncer(t).TestAndEnable(context.Background(), e.mailbox.ID)
-	require.NoError(t, err)
-	require.Equal(t, serversync.TestSuccess, m.ACTStatus, "ACT test: %+v", m.Stats.LastError)
-	require.True(t, m.ACTEnabled)
-}
-
-// syncOnce runs a Syncer until it finished one ACT sync of the mailbox, and
-// returns that sync's error.
-func (e *actEnv) syncOnce(t *testing.T) error {
-	t.Helper()
-	ctx := context.Background()
-	_, err := e.store.UpdateMailbox(ctx, e.mailbox.ID, func(m *serversync.Mailbox) error {
-		m.NextSyncAt = time.Now().Add(-time.Second)
-		return nil
-	})
-	require.NoError(t, err)
-	e.mu.Lock()
-	seen := len(e.events)
-	e.mu.Unlock()
-	s := e.syncer(t)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	var synced *serversync.Event
-	eventually(t, "an ACT sync", func() bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		for _, ev := range e.events[seen:] {
-			if ev.Kind == serversync.EventACTSynced && ev.MailboxID == e.mailbox.ID {
-				synced = &ev
-				return true
-			}
-		}
-		return false
-	})
-	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	require.NoError(t, s.Stop(stopCtx))
-	require.ErrorIs(t, <-done, serversync.ErrSyncerStopped)
-	return synced.Err
 }
 
 // session opens a DAV session as another client of the account would.

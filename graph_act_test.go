@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,16 +42,11 @@ const (
 // graphACTEnv is an ACT-only mailbox on an Exchange Online profile, synced
 // with the fake Graph through the standard connectors.
 type graphACTEnv struct {
-	store   serversync.Store
+	actHarness
 	admin   *serversync.Admin
 	srv     *graphtest.Server
 	entra   *aadtest.Server // server-to-server only
 	profile *serversync.Profile
-	mailbox *serversync.Mailbox
-
-	mu      sync.Mutex
-	events  []serversync.Event
-	changes []serversync.ACTRecordChange
 }
 
 func newGraphACTBase(t *testing.T, opts *graphtest.Options) *graphACTEnv {
@@ -66,7 +60,15 @@ func newGraphACTBase(t *testing.T, opts *graphtest.Options) *graphACTEnv {
 	}
 	srv.AddMailbox(graphACTAddress, tenant)
 	srv.AddToken(otherClientToken, graphtest.Principal{AppOnly: true, TenantID: tenant, AppID: "other-app", Permissions: graphACTRoles})
-	e := &graphACTEnv{store: memory.New(), srv: srv}
+	e := &graphACTEnv{srv: srv}
+	e.store = memory.New()
+	e.newSyncer = func(t *testing.T, cfg *serversync.Config) *serversync.Syncer {
+		t.Helper()
+		cfg.ActivePoll = time.Hour // one sync per syncOnce
+		s, err := serversync.NewSyncer(e.store, standard.Connectors(&standard.Options{Logger: slog.New(slog.DiscardHandler)}), cfg)
+		require.NoError(t, err)
+		return s
+	}
 	e.admin = serversync.NewAdmin(e.store, &serversync.AdminConfig{
 		CanApprove: func(context.Context, string, *serversync.Mailbox) error { return nil },
 		Logger:     slog.New(slog.DiscardHandler),
@@ -138,69 +140,6 @@ func (e *graphACTEnv) actMailbox(t *testing.T, configure func(*serversync.Mailbo
 		m.IncomingMethod, m.OutgoingMethod, m.ACTMethod = serversync.IncomingNone, serversync.OutgoingNone, serversync.OutgoingServerSideSync
 		configure(m)
 	})
-}
-
-func (e *graphACTEnv) syncer(t *testing.T) *serversync.Syncer {
-	t.Helper()
-	s, err := serversync.NewSyncer(e.store, standard.Connectors(&standard.Options{Logger: slog.New(slog.DiscardHandler)}), &serversync.Config{
-		Logger: testLogger(), Tick: 10 * time.Millisecond, ScanInterval: 20 * time.Millisecond, IdleConnections: -1,
-		ActivePoll: time.Hour, // one sync per syncOnce
-		OnEvent: func(ev serversync.Event) {
-			e.mu.Lock()
-			e.events = append(e.events, ev)
-			e.mu.Unlock()
-		},
-		OnACTChange: func(_ context.Context, c serversync.ACTRecordChange) {
-			e.mu.Lock()
-			e.changes = append(e.changes, c)
-			e.mu.Unlock()
-		},
-	})
-	require.NoError(t, err)
-	return s
-}
-
-func (e *graphACTEnv) enable(t *testing.T) {
-	t.Helper()
-	m, err := e.syncer(t).TestAndEnable(context.Background(), e.mailbox.ID)
-	require.NoError(t, err)
-	require.Equal(t, serversync.TestSuccess, m.ACTStatus, "ACT test: %+v", m.Stats.LastError)
-	require.True(t, m.ACTEnabled)
-}
-
-// syncOnce runs a new Syncer until it finished one ACT sync of the mailbox,
-// and returns that sync's error.
-func (e *graphACTEnv) syncOnce(t *testing.T) error {
-	t.Helper()
-	ctx := context.Background()
-	_, err := e.store.UpdateMailbox(ctx, e.mailbox.ID, func(m *serversync.Mailbox) error {
-		m.NextSyncAt = time.Now().Add(-time.Second)
-		return nil
-	})
-	require.NoError(t, err)
-	e.mu.Lock()
-	seen := len(e.events)
-	e.mu.Unlock()
-	s := e.syncer(t)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	var synced serversync.Event
-	eventually(t, "an ACT sync", func() bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		for _, ev := range e.events[seen:] {
-			if ev.Kind == serversync.EventACTSynced && ev.MailboxID == e.mailbox.ID {
-				synced = ev
-				return true
-			}
-		}
-		return false
-	})
-	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	require.NoError(t, s.Stop(stopCtx))
-	require.ErrorIs(t, <-done, serversync.ErrSyncerStopped)
-	return synced.Err
 }
 
 // other opens an ACT session on alice's mailbox as another client would.
