@@ -576,11 +576,7 @@ func (c *call) findItem(op *operation, raw []byte) (string, *failure) {
 func (s *Server) Items(address, folderName string) map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.mailboxes[strings.ToLower(address)]
-	if m == nil {
-		return nil
-	}
-	f := m.byName(folderName)
+	m, f := s.folderLocked(address, folderName)
 	if f == nil {
 		return nil
 	}

@@ -102,6 +102,16 @@ func (m *mailbox) distinguished(name string) string {
 	return ""
 }
 
+// folderLocked returns the mailbox of address and its folder called name (see
+// byName); either is nil when it does not exist. s.mu is held.
+func (s *Server) folderLocked(address, name string) (*mailbox, *folder) {
+	m := s.mailboxes[strings.ToLower(address)]
+	if m == nil {
+		return nil, nil
+	}
+	return m, m.byName(name)
+}
+
 // byName finds a folder by distinguished id or display name.
 func (m *mailbox) byName(name string) *folder {
 	if id := m.distinguished(name); id != "" {
@@ -153,11 +163,10 @@ func (m *mailbox) newState(p syncPosition) string {
 func (s *Server) Deliver(address, folderName string, mime []byte, received time.Time) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.mailboxes[strings.ToLower(address)]
+	m, f := s.folderLocked(address, folderName)
 	if m == nil {
 		return "", fmt.Errorf("ewstest: no mailbox %s", address)
 	}
-	f := m.byName(folderName)
 	if f == nil {
 		return "", fmt.Errorf("ewstest: %s has no folder %q", address, folderName)
 	}
@@ -181,11 +190,7 @@ func (s *Server) Remove(address, id string) bool {
 func (s *Server) Messages(address, folderName string) []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.mailboxes[strings.ToLower(address)]
-	if m == nil {
-		return nil
-	}
-	f := m.byName(folderName)
+	m, f := s.folderLocked(address, folderName)
 	if f == nil {
 		return nil
 	}
