@@ -81,6 +81,10 @@ var (
 
 type encodeScratch struct{ payload, block []byte }
 
+// maxPooledScratch is the most scratchPool keeps for one encoding: a few large
+// messages' worth.
+const maxPooledScratch = 4 << 20
+
 // ErrBadActivityBody is returned by DecodeActivity for a body it cannot read.
 var ErrBadActivityBody = errors.New("storekit: stored activity body is corrupt")
 
@@ -111,7 +115,13 @@ func EncodeActivityTo(dst []byte, a *serversync.EmailActivity) (data, body []byt
 	}
 
 	scratch := scratchPool.Get().(*encodeScratch)
-	defer scratchPool.Put(scratch)
+	defer func() {
+		// A very large body's buffers are not kept: they would hold its size in
+		// memory for every body after it.
+		if cap(scratch.payload)+cap(scratch.block) <= maxPooledScratch {
+			scratchPool.Put(scratch)
+		}
+	}()
 	p := scratch.payload[:0]
 	p = appendText(p, a.TextBody)
 	p = appendText(p, a.HTMLBody)
