@@ -121,7 +121,8 @@ func TestMultiProcess(t *testing.T) {
 	})
 	arrived := make(chan error, 1)
 	queuedLater := map[string]*serversync.EmailActivity{} // the goroutine's until it sends on arrived
-	go func() { arrived <- e.keepMailComing(ctx, queuedLater) }()
+	victimStalled := make(chan struct{})
+	go func() { arrived <- e.keepMailComing(ctx, queuedLater, victimStalled) }()
 	running := time.Now()
 	time.Sleep(1500 * time.Millisecond)
 	killed, survivors := children[0], children[1:]
@@ -131,6 +132,7 @@ func TestMultiProcess(t *testing.T) {
 		requireRunning(t, children...)
 		return len(e.readSessions(t, ctx, "kind = 'stalled-sync'")) > 0, "no stalled sync yet"
 	})
+	close(victimStalled)
 	// Give it a chance to stall half way through sending an email too; whether it
 	// does is up to the hosts' race for the queue.
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
@@ -337,10 +339,11 @@ func (e *env) queue(n int) (*serversync.EmailActivity, error) {
 	}, time.Now())
 }
 
-// keepMailComing appends the arriving messages, one every 40ms, and queues the
-// second half of the emails among them, adding those to queued. It uses the IMAP
-// clients until it returns.
-func (e *env) keepMailComing(ctx context.Context, queued map[string]*serversync.EmailActivity) error {
+// keepMailComing appends the arriving messages, one every 40ms (the last
+// lastArrivals every 500ms while victimStalled is open), and queues the second half
+// of the emails among them, adding those to queued. It uses the IMAP clients until
+// it returns.
+func (e *env) keepMailComing(ctx context.Context, queued map[string]*serversync.EmailActivity, victimStalled <-chan struct{}) error {
 	every := arriving / (emails - emails/2)
 	for i := range arriving {
 		n := seeded + i
@@ -355,14 +358,29 @@ func (e *env) keepMailComing(ctx context.Context, queued map[string]*serversync.
 			}
 			queued[a.MessageID] = a
 		}
+		pause := 40 * time.Millisecond
+		select {
+		case <-victimStalled:
+		default:
+			if i >= arriving-lastArrivals {
+				// The victim has not stalled yet (on a loaded machine its next sync
+				// can be seconds away): the last messages come slowly, so it still
+				// finds new mail to stall on.
+				pause = 500 * time.Millisecond
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(40 * time.Millisecond):
+		case <-time.After(pause):
 		}
 	}
 	return nil
 }
+
+// lastArrivals is how many of the arriving messages keepMailComing slows down for
+// while the victim has not stalled: they stretch arrival by up to 10 s.
+const lastArrivals = 20
 
 // ---- The checks -------------------------------------------------------------
 
