@@ -2,6 +2,8 @@ package auth
 
 import (
 	"bufio"
+	"encoding/base64"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -43,24 +45,30 @@ func TestNTLMAgainstGSSNTLMSSP(t *testing.T) {
 	t.Parallel()
 	realKDC(t) // scripts/kdc installs gss-ntlmssp and python3-gssapi with the KDC
 	url := ntlmServer(t, "EXAMPLE:krb-ntlm:ntlm-secret\n")
+	// A transport of the test's own: NTLM authenticates the connection, and every
+	// httptest.Server that closes, in any parallel test, closes the idle connections
+	// of http.DefaultTransport, a handshake's between two of its legs included (the
+	// authenticate message then went over a new connection and was refused).
+	base := &http.Transport{}
+	t.Cleanup(base.CloseIdleConnections)
 
 	t.Run("right password", func(t *testing.T) {
 		creds := Credentials{Kind: KindPassword, Username: `EXAMPLE\krb-ntlm`, Password: NewSecret("ntlm-secret"), Protocol: ProtocolNTLM}
-		resp, body, err := get(t, HTTPTransport(creds, nil), url, "<soap/>")
+		resp, body, err := get(t, HTTPTransport(creds, base), url, "<soap/>")
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusOK, resp.StatusCode, body)
 		assert.Equal(t, `EXAMPLE\krb-ntlm <soap/>`, body)
 	})
 	t.Run("wrong password", func(t *testing.T) {
 		creds := Credentials{Kind: KindPassword, Username: `EXAMPLE\krb-ntlm`, Password: NewSecret("not-it"), Protocol: ProtocolNTLM}
-		resp, body, err := get(t, HTTPTransport(creds, nil), url, "")
+		resp, body, err := get(t, HTTPTransport(creds, base), url, "")
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 		assert.Contains(t, body, "refused", "gss-ntlmssp checked the response and refused it")
 	})
 	t.Run("Auto picks NTLM when the server offers only it", func(t *testing.T) {
 		creds := Credentials{Kind: KindPassword, Username: `EXAMPLE\krb-ntlm`, Password: NewSecret("ntlm-secret")}
-		resp, body, err := get(t, HTTPTransport(creds, nil), url, "auto")
+		resp, body, err := get(t, HTTPTransport(creds, base), url, "auto")
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusOK, resp.StatusCode, body)
 		assert.Equal(t, `EXAMPLE\krb-ntlm auto`, body)
@@ -96,5 +104,54 @@ func TestNTLMNeverSendsThePassword(t *testing.T) {
 	defer mu.Unlock()
 	for _, h := range seen {
 		assert.Empty(t, h, "no credentials of any kind went to a Basic-only server")
+	}
+}
+
+// NTLM authenticates a connection, not a request: the authenticate message must
+// go over the connection that carried the challenge, or the server has no
+// handshake to finish. A server that refuses any other connection sees every one of
+// many handshakes finish, over one transport as the connectors share them.
+func TestNTLMHandshakeKeepsItsConnection(t *testing.T) {
+	t.Parallel()
+	challenge := make([]byte, 52) // MS-NLMP 2.2.1.2, target info holding only MsvAvEOL
+	copy(challenge, "NTLMSSP\x00")
+	challenge[8] = 2                    // MessageType
+	challenge[20] = 0x01                // NegotiateFlags: UNICODE
+	challenge[21] = 0x02                // NegotiateFlags: NTLM
+	challenge[40], challenge[42] = 4, 4 // TargetInfo: Len, MaxLen
+	challenge[44] = 48                  // TargetInfo: Offset
+	var mu sync.Mutex
+	challenged := map[string]bool{} // remote addresses a challenge went to
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		raw, _ := base64.StdEncoding.DecodeString(token)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case len(raw) > 8 && raw[8] == 1: // negotiate
+			challenged[r.RemoteAddr] = true
+			w.Header().Set("WWW-Authenticate", "NTLM "+base64.StdEncoding.EncodeToString(challenge))
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, "a challenge body the client must read before it goes on")
+		case len(raw) > 8 && raw[8] == 3 && challenged[r.RemoteAddr]: // authenticate, same connection
+			delete(challenged, r.RemoteAddr)
+			_, _ = io.WriteString(w, "ok")
+		case len(raw) > 8 && raw[8] == 3:
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, "authenticate message on another connection")
+		default:
+			w.Header().Set("WWW-Authenticate", "NTLM")
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	defer srv.Close()
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	creds := Credentials{Kind: KindPassword, Username: `EXAMPLE\someone`, Password: NewSecret("pw-secret"), Protocol: ProtocolNTLM}
+	rt := HTTPTransport(creds, base)
+	for i := range 300 {
+		resp, body, err := get(t, rt, srv.URL, "")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "handshake %d: %s", i, body)
 	}
 }
