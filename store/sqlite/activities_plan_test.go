@@ -58,15 +58,6 @@ func TestCacheSizeApplied(t *testing.T) {
 	}
 }
 
-// The writer, the one connection that commits, checkpoints at walAutoCheckpoint
-// pages.
-func TestWriterCheckpointsAtItsOwnThreshold(t *testing.T) {
-	s := openStore(t, nil)
-	var got int
-	require.NoError(t, s.writer.QueryRowContext(context.Background(), "PRAGMA wal_autocheckpoint").Scan(&got))
-	assert.Equal(t, walAutoCheckpoint, got)
-}
-
 // The Syncer's scan for mailboxes not scheduled yet (Syncer.ScheduleReady) reads a
 // partial index of them instead of the whole table.
 func TestScheduledFilterUsesAnIndex(t *testing.T) {

@@ -45,14 +45,6 @@ const (
 	CacheSizeDefault = 2 << 20
 )
 
-// walAutoCheckpoint is how many pages the writer lets the write-ahead log grow to
-// before it copies them into the database (SQLite's wal_autocheckpoint; its own
-// default is 1,000, 4 MB). A sync rewrites the same index pages in every batch,
-// and each checkpoint copies the latest version of a page once: at 2,000 (8 MB)
-// bench/syncerpipeline spent ~8% less CPU storing 20,000 messages (interleaved
-// runs; README, "Measured"), and 4,000 little more.
-const walAutoCheckpoint = 2000
-
 // Options configures a Store. A nil *Options is equivalent to a zero one.
 type Options struct {
 	// Keys seal credentials at rest. nil reads them from the environment
@@ -81,6 +73,8 @@ type Store struct {
 	closed atomic.Bool
 	writes statements // prepared on writer
 	reads  statements // prepared on reader
+	// checkpoints copies the log into the database in the background (checkpoint.go).
+	checkpoints *checkpointer
 }
 
 var (
@@ -117,20 +111,27 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 		}
 		return "file:" + path + "?" + q.Encode()
 	}
-	writer, err := sql.Open("sqlite", dsn("_txlock", "immediate", "_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walAutoCheckpoint)))
+	writer, err := sql.Open("sqlite", dsn("_txlock", "immediate", "_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walCheckpointBackstop)))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	writer.SetMaxOpenConns(1)
 	writer.SetConnMaxIdleTime(0)
-	s := &Store{writer: writer, sealer: auth.NewSealer(keys)}
+	checkpoints, err := sql.Open("sqlite", dsn())
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s := &Store{writer: writer, sealer: auth.NewSealer(keys), checkpoints: startCheckpointer(checkpoints)}
 	s.writes.db = writer
 	if err := s.migrate(ctx); err != nil {
+		s.checkpoints.close()
 		writer.Close()
 		return nil, err
 	}
 	reader, err := sql.Open("sqlite", dsn("_pragma", "query_only(1)"))
 	if err != nil {
+		s.checkpoints.close()
 		writer.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -147,7 +148,7 @@ func (s *Store) Close() error {
 	}
 	s.reads.close()
 	s.writes.close()
-	return errors.Join(s.reader.Close(), s.writer.Close())
+	return errors.Join(s.checkpoints.close(), s.reader.Close(), s.writer.Close())
 }
 
 func (s *Store) migrations() ([]string, error) {
@@ -210,12 +211,23 @@ func (s *Store) write(ctx context.Context, fn func(tx *txn) error) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	tx, err := s.writer.BeginTx(ctx, nil)
+	conn, err := s.writer.Conn(ctx) // the writer's one connection, whose counters tell what it wrote
 	if err != nil {
 		return err
 	}
-	defer s.writes.prepareWanted(ctx) // once the writer's connection is free again
-	if err := fn(&txn{tx: tx, stmts: &s.writes}); err != nil {
+	err = writeOn(ctx, conn, &s.writes, fn)
+	s.checkpoints.wrote(conn)
+	conn.Close()
+	s.writes.prepareWanted(ctx) // once the writer's connection is free again
+	return err
+}
+
+func writeOn(ctx context.Context, conn *sql.Conn, stmts *statements, fn func(tx *txn) error) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(&txn{tx: tx, stmts: stmts}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}

@@ -1,0 +1,72 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/serversync/serversync"
+	"github.com/serversync/serversync/auth"
+)
+
+// The writer checkpoints only at its backstop; below it, the log reaches the
+// database through the background checkpointer, without the writer waiting.
+func TestLogIsCopiedInTheBackground(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "checkpoint.db")
+	key, err := auth.NewKey(make([]byte, auth.KeySize))
+	require.NoError(t, err)
+	s, err := Open(ctx, path, &Options{Keys: auth.NewStaticKeys(key)})
+	require.NoError(t, err)
+	defer s.Close()
+
+	var backstop int
+	require.NoError(t, s.writer.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&backstop))
+	assert.Equal(t, walCheckpointBackstop, backstop)
+
+	before := fileSize(t, path)
+	var firstID string
+	// ~3,000 pages of bodies S2 cannot shrink: past walCheckpointPages, short of
+	// the backstop, so only the background checkpointer copies them.
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for batch := range 6 {
+		var activities []*serversync.EmailActivity
+		for i := range 20 {
+			content := make([]byte, 100_000)
+			for j := range content {
+				content[j] = byte(rnd.Uint32())
+			}
+			activities = append(activities, &serversync.EmailActivity{
+				ID: serversync.NewID(), MailboxID: "mb", MessageKey: fmt.Sprintf("key-%d-%d", batch, i),
+				Direction:   serversync.Incoming,
+				Attachments: []serversync.Attachment{{Filename: "data.bin", Size: int64(len(content)), Content: content}},
+			})
+		}
+		if batch == 0 {
+			firstID = activities[0].ID
+		}
+		res, err := s.SaveTracked(ctx, nil, activities)
+		require.NoError(t, err)
+		require.Equal(t, 20, res.Inserted)
+	}
+	require.Eventually(t, func() bool { return s.checkpoints.checkpoints.Load() > 0 }, 10*time.Second, 5*time.Millisecond)
+	assert.Greater(t, fileSize(t, path)-before, int64(walCheckpointPages*4096/2), "the database file holds what was checkpointed")
+
+	got, err := s.GetActivity(ctx, firstID)
+	require.NoError(t, err)
+	assert.Len(t, got.Attachments[0].Content, 100_000)
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	return fi.Size()
+}
