@@ -74,6 +74,10 @@ func checkActivityKeys(a *serversync.EmailActivity) error {
 	return nil
 }
 
+// maxKeptBodyBuffer is the largest buffer SaveTracked keeps between batches for
+// encoding bodies: a message of a few MB should not pin its size for good.
+const maxKeptBodyBuffer = 1 << 20
+
 // SaveTracked implements serversync.ActivityStore: one transaction for the batch and
 // the cursor, duplicates skipped by the (mailbox_id, message_key) unique key.
 func (s *Store) SaveTracked(ctx context.Context, cursor *serversync.Cursor, activities []*serversync.EmailActivity) (serversync.SaveResult, error) {
@@ -92,8 +96,16 @@ func (s *Store) SaveTracked(ctx context.Context, cursor *serversync.Cursor, acti
 		// Each row is encoded as it is inserted, into one buffer: the driver copies
 		// what it binds, and S2 takes ~10 µs a message, so the write lock is held
 		// little longer than encoding all rows before taking it, which allocated a
-		// body per row (README, "Measured").
+		// body per row (README, "Measured"). The buffer is kept for the next batch.
 		var body []byte
+		if kept := s.bodyBuffer.Swap(nil); kept != nil {
+			body = *kept
+		}
+		defer func() {
+			if cap(body) <= maxKeptBodyBuffer {
+				s.bodyBuffer.Store(&body)
+			}
+		}()
 		for i, a := range activities {
 			var args []any
 			if args, body, err = activityArgsTo(body, a); err != nil {

@@ -70,3 +70,35 @@ func fileSize(t *testing.T, path string) int64 {
 	require.NoError(t, err)
 	return fi.Size()
 }
+
+// SaveTracked keeps its body buffer for the next batch, unless a large message
+// grew it, and what one batch stored is intact after the next reused the buffer.
+func TestSaveTrackedKeepsItsBodyBuffer(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, nil)
+	rnd := rand.New(rand.NewPCG(3, 4))
+	save := func(size int) *serversync.EmailActivity {
+		content := make([]byte, size)
+		for j := range content {
+			content[j] = byte(rnd.Uint32())
+		}
+		a := &serversync.EmailActivity{
+			ID: serversync.NewID(), MailboxID: "mb", MessageKey: serversync.NewID(), Direction: serversync.Incoming,
+			Attachments: []serversync.Attachment{{Filename: "data.bin", Size: int64(size), Content: content}},
+		}
+		_, err := s.SaveTracked(ctx, nil, []*serversync.EmailActivity{a})
+		require.NoError(t, err)
+		return a
+	}
+	first := save(10_000)
+	kept := s.bodyBuffer.Load()
+	require.NotNil(t, kept, "a small batch's buffer is kept")
+	second := save(20_000)
+	for _, want := range []*serversync.EmailActivity{first, second} {
+		got, err := s.GetActivity(ctx, want.ID)
+		require.NoError(t, err)
+		assert.Equal(t, want.Attachments[0].Content, got.Attachments[0].Content)
+	}
+	save(maxKeptBodyBuffer + 1)
+	assert.Nil(t, s.bodyBuffer.Load(), "a buffer grown past maxKeptBodyBuffer is let go")
+}
