@@ -78,6 +78,12 @@ func TestScheduledFilterUsesAnIndex(t *testing.T) {
 // test ends.
 func openStore(t *testing.T, opts *Options) *Store {
 	t.Helper()
+	return openStoreAt(t, filepath.Join(t.TempDir(), "plan.db"), opts)
+}
+
+// openStoreAt is openStore on the file at path.
+func openStoreAt(t *testing.T, path string, opts *Options) *Store {
+	t.Helper()
 	key, err := auth.NewKey(make([]byte, auth.KeySize))
 	require.NoError(t, err)
 	o := Options{}
@@ -85,7 +91,7 @@ func openStore(t *testing.T, opts *Options) *Store {
 		o = *opts
 	}
 	o.Keys = auth.NewStaticKeys(key)
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "plan.db"), &o)
+	s, err := Open(context.Background(), path, &o)
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	return s

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/serversync/serversync"
-	"github.com/serversync/serversync/auth"
 )
 
 // The writer checkpoints only at its backstop; below it, the log reaches the
@@ -21,11 +20,7 @@ import (
 func TestLogIsCopiedInTheBackground(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "checkpoint.db")
-	key, err := auth.NewKey(make([]byte, auth.KeySize))
-	require.NoError(t, err)
-	s, err := Open(ctx, path, &Options{Keys: auth.NewStaticKeys(key)})
-	require.NoError(t, err)
-	defer s.Close()
+	s := openStoreAt(t, path, nil)
 
 	var backstop int
 	require.NoError(t, s.writer.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&backstop))
@@ -39,10 +34,7 @@ func TestLogIsCopiedInTheBackground(t *testing.T) {
 	for batch := range 6 {
 		var activities []*serversync.EmailActivity
 		for i := range 20 {
-			content := make([]byte, 100_000)
-			for j := range content {
-				content[j] = byte(rnd.Uint32())
-			}
+			content := randomBytes(rnd, 100_000)
 			activities = append(activities, &serversync.EmailActivity{
 				ID: serversync.NewID(), MailboxID: "mb", MessageKey: fmt.Sprintf("key-%d-%d", batch, i),
 				Direction:   serversync.Incoming,
@@ -78,10 +70,7 @@ func TestSaveTrackedKeepsItsBodyBuffer(t *testing.T) {
 	s := openStore(t, nil)
 	rnd := rand.New(rand.NewPCG(3, 4))
 	save := func(size int) *serversync.EmailActivity {
-		content := make([]byte, size)
-		for j := range content {
-			content[j] = byte(rnd.Uint32())
-		}
+		content := randomBytes(rnd, size)
 		a := &serversync.EmailActivity{
 			ID: serversync.NewID(), MailboxID: "mb", MessageKey: serversync.NewID(), Direction: serversync.Incoming,
 			Attachments: []serversync.Attachment{{Filename: "data.bin", Size: int64(size), Content: content}},
@@ -101,4 +90,13 @@ func TestSaveTrackedKeepsItsBodyBuffer(t *testing.T) {
 	}
 	save(maxKeptBodyBuffer + 1)
 	assert.Nil(t, s.bodyBuffer.Load(), "a buffer grown past maxKeptBodyBuffer is let go")
+}
+
+// randomBytes returns n bytes S2 cannot shrink.
+func randomBytes(rnd *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rnd.Uint32())
+	}
+	return b
 }
