@@ -29,9 +29,10 @@ import (
 // walCheckpointPages is how many pages the writer writes to the log between two
 // background checkpoints (SQLite's own automatic threshold is 1,000). A sync
 // rewrites the same index pages in every batch and each checkpoint copies a page's
-// latest version once, so fewer, larger checkpoints copy less: at 2,000 (8 MB)
-// bench/syncerpipeline spent ~8% less CPU storing 20,000 messages than at 1,000,
-// and 4,000 little less than 2,000 (interleaved runs; README, "Measured").
+// latest version once, so fewer, larger checkpoints copy less: when the writer
+// checkpointed itself, bench/syncerpipeline spent ~8% less CPU storing 20,000
+// messages at 2,000 (8 MB) than at 1,000, and 4,000 little less than 2,000; in the
+// background, 1,000 and 2,000 took the same time (README, "Measured").
 const walCheckpointPages = 2000
 
 // walCheckpointBackstop is the writer's own wal_autocheckpoint: the log size, in
