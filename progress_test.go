@@ -85,12 +85,23 @@ func TestFirstSyncFilteredEverythingThenReread(t *testing.T) {
 	})
 
 	// Reading from the start once more tracks nothing twice: all duplicates.
-	require.NoError(t, e.admin.ResyncIncoming(ctx, m.ID))
-	_, err = e.store.UpdateMailbox(ctx, m.ID, func(m *serversync.Mailbox) error { m.NextSyncAt = e.clock.Now(); return nil })
+	before, err := e.store.GetMailbox(ctx, m.ID)
 	require.NoError(t, err)
+	require.NoError(t, e.admin.ResyncIncoming(ctx, m.ID))
 	eventually(t, "the second resync finished", func() bool {
 		got, err := e.store.GetMailbox(ctx, m.ID)
-		return err == nil && got.IncomingResyncRequestedAt.IsZero() && got.Stats.DuplicatesSkippedLastSync == n
+		if err != nil {
+			return false
+		}
+		if !got.IncomingResyncRequestedAt.IsZero() {
+			// Due now, and again after a sync that was under way when the resync was
+			// asked for: its release schedules the next poll, which this test's clock
+			// never reaches.
+			_, err = e.store.UpdateMailbox(ctx, m.ID, func(m *serversync.Mailbox) error { m.NextSyncAt = e.clock.Now(); return nil })
+			require.NoError(t, err)
+			return false
+		}
+		return got.Stats.DuplicatesSkipped-before.Stats.DuplicatesSkipped == n
 	})
 	assert.Len(t, e.activities(t, serversync.ActivityFilter{MailboxID: m.ID}), n)
 
